@@ -1,0 +1,32 @@
+# `make test` and `make demo` install into .venv on first use.
+# torch comes first, pinned to the CPU build this machine carries; a GPU user installs the
+# CUDA build instead with e.g. `make TORCH="torch --index-url https://download.pytorch.org/whl/cu124"`.
+PYTHON ?= python3
+TORCH ?= torch==2.13.0
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: test demo install bench clean
+
+$(BIN)/scalelab: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+install: $(BIN)/scalelab
+
+test: install
+	WANDB_MODE=disabled $(BIN)/python -m pytest -q
+
+demo: install
+	WANDB_MODE=offline $(BIN)/scalelab train model=gpt_xs train.tokens=4e5 train.eval_every=50 \
+		hydra.run.dir=runs/demo
+	@echo "run record: runs/demo/run.json"
+
+bench: install
+	for f in benchmarks/*.py; do $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) runs outputs multirun wandb

@@ -1,0 +1,111 @@
+"""Training data: bytes of local text files, or pre-tokenized uint16 .bin files. Never a download.
+
+Batches are a pure function of (seed, step), so a resumed run sees exactly the batches an
+uninterrupted one would, without any data-loader state in the checkpoint.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import sysconfig
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset
+
+from scalelab.platform.errors import ConfigError
+
+
+@dataclass
+class Corpus:
+    train: np.ndarray  # 1-D token ids (uint8 or uint16, possibly memory-mapped)
+    val: np.ndarray
+    vocab_size: int
+    description: str
+
+
+def stdlib_sources() -> list[str]:
+    """The running interpreter's standard library sources: text every Python installation has."""
+    return [os.path.join(sysconfig.get_paths()["stdlib"], "*.py")]
+
+
+def load_corpus(data) -> Corpus:
+    if data.kind == "bytes":
+        return _load_bytes(list(data.paths) if data.paths else stdlib_sources(), data.val_fraction)
+    if data.kind == "tokens":
+        return _load_tokens(data.train_path, data.val_path, data.vocab_size)
+    raise ConfigError(f"data.kind={data.kind!r} is not one of: bytes, tokens")
+
+
+def _load_bytes(patterns: list[str], val_fraction: float) -> Corpus:
+    files: list[str] = []
+    for pattern in patterns:
+        matches = sorted(p for p in glob.glob(os.path.expanduser(pattern), recursive=True) if os.path.isfile(p))
+        if not matches:
+            raise ConfigError(f"data.paths: no file matches {pattern!r}")
+        files += matches
+    files = sorted(set(files))
+    if len(files) < 2:
+        raise ConfigError(f"data.paths: the split into train and validation is by file and needs at least 2 files, found {len(files)}")
+    if not 0 < val_fraction < 1:
+        raise ConfigError(f"data.val_fraction={val_fraction} must lie strictly between 0 and 1")
+    # Deterministic split by file: order by a hash of the name, the first files go to validation.
+    by_hash = sorted(files, key=lambda p: (zlib.crc32(os.path.basename(p).encode()), p))
+    n_val = max(1, round(val_fraction * len(files)))
+    val_files, train_files = by_hash[:n_val], by_hash[n_val:]
+
+    def read(paths: list[str]) -> np.ndarray:
+        chunks = [np.fromfile(p, dtype=np.uint8) for p in sorted(paths)]
+        return np.concatenate(chunks) if chunks else np.zeros(0, np.uint8)
+
+    train, val = read(train_files), read(val_files)
+    if len(train) == 0 or len(val) == 0:
+        raise ConfigError(f"data.paths: the corpus is empty ({len(train)} training and {len(val)} validation bytes in {len(files)} files)")
+    return Corpus(train, val, 256, f"{len(files)} files ({len(train_files)} train, {len(val_files)} validation)")
+
+
+def _load_tokens(train_path: str, val_path: str, vocab_size: int) -> Corpus:
+    arrays = []
+    for key, path in (("data.train_path", train_path), ("data.val_path", val_path)):
+        if not os.path.isfile(path):
+            raise ConfigError(f"{key}: no such file {path!r}")
+        if os.path.getsize(path) % 2:
+            raise ConfigError(f"{key}: {path!r} is not a uint16 token file (odd size)")
+        if os.path.getsize(path) == 0:
+            raise ConfigError(f"{key}: {path!r} is empty")
+        arrays.append(np.memmap(path, dtype=np.uint16, mode="r"))
+    return Corpus(arrays[0], arrays[1], vocab_size, f"{train_path} + {val_path}")
+
+
+def windows(tokens: np.ndarray, starts: np.ndarray, context: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and next-token targets for windows of length context starting at `starts`."""
+    idx = starts[:, None] + np.arange(context + 1)[None, :]
+    block = torch.from_numpy(tokens[idx].astype(np.int64))
+    return block[:, :-1], block[:, 1:]
+
+
+class TrainBatches(IterableDataset):
+    """Yields the batches of steps [start_step, stop_step): random windows drawn from a
+    generator seeded with (seed, step)."""
+
+    def __init__(self, tokens: np.ndarray, batch_size: int, context: int, seed: int):
+        self.tokens, self.batch_size, self.context, self.seed = tokens, batch_size, context, seed
+        self.start_step, self.stop_step = 0, 0
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, step])
+        starts = rng.integers(0, len(self.tokens) - self.context - 1, size=self.batch_size)
+        return windows(self.tokens, starts, self.context)
+
+    def __iter__(self):
+        for step in range(self.start_step, self.stop_step):
+            yield self.batch(step)
+
+
+def validation_set(tokens: np.ndarray, eval_tokens: int, context: int, batch_size: int) -> list:
+    """A fixed held-out set: windows evenly spaced through the validation split."""
+    n_windows = max(1, min(eval_tokens // context, (len(tokens) - 1) // context))
+    starts = np.linspace(0, len(tokens) - context - 1, n_windows).astype(np.int64)
+    return [windows(tokens, starts[i:i + batch_size], context) for i in range(0, n_windows, batch_size)]

@@ -1,0 +1,5 @@
+"""Errors a user can fix: the message names the setting and what is allowed."""
+
+
+class ConfigError(ValueError):
+    pass

@@ -1,0 +1,311 @@
+"""One training run: `scalelab train [overrides]` or `python -m scalelab.platform.train [overrides]`.
+
+Hydra composes the config, `train(cfg)` builds the data, model and Lightning trainer from it,
+trains (resuming from the run folder's last checkpoint if there is one) and writes `run.json`
+whatever the ending.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+import traceback
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import hydra
+import lightning as L
+import numpy as np
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from scalelab.conf.schema import register_schema
+from scalelab.platform import record as rec
+from scalelab.platform.data import Corpus, TrainBatches, load_corpus, validation_set
+from scalelab.platform.errors import ConfigError
+from scalelab.platform.model import GPT, GPTShape, count_parameters, flops_per_token
+from scalelab.platform.module import LanguageModelTask
+from scalelab.platform.progress import RunProgressBar, wants_progress_bar
+from scalelab.platform.sweeper import register_with_hydra
+
+register_schema()
+register_with_hydra()
+# Lightning's start-up banners (accelerators, tips) say nothing about the run.
+logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
+
+PRECISIONS = ("32-true", "32", "64-true", "16-mixed", "bf16-mixed", "bf16-true", "16-true")
+LOGGERS = ("wandb", "csv", "none")
+
+
+@dataclass
+class Plan:
+    """Everything decided before training starts; building it validates the config."""
+
+    corpus: Corpus
+    shape: GPTShape
+    model: GPT
+    n_params: int
+    n_total: int
+    total_steps: int
+    tokens_per_step: int
+    flops_per_token: float
+
+    def scale(self, model_name: str) -> dict:
+        tokens = self.total_steps * self.tokens_per_step
+        return {"N": self.n_params, "N_total": self.n_total, "D": tokens,
+                "C": self.flops_per_token * tokens, "flops_per_token": self.flops_per_token,
+                "model": model_name}
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def plan_run(cfg: DictConfig) -> Plan:
+    m, t = cfg.model, cfg.train
+    for key in ("width", "depth", "heads", "context"):
+        _require(m[key] >= 1, f"model.{key}={m[key]} must be a positive integer")
+    _require(m.width % m.heads == 0, f"model.width={m.width} must be divisible by model.heads={m.heads}")
+    _require(t.batch_size >= 1, f"train.batch_size={t.batch_size} must be a positive integer")
+    _require(t.eval_every >= 1, f"train.eval_every={t.eval_every} must be a positive number of steps")
+    _require(t.eval_tokens >= 1, f"train.eval_tokens={t.eval_tokens} must be positive")
+    _require(cfg.optim.lr > 0, f"optim.lr={cfg.optim.lr} must be positive")
+    _require(len(cfg.optim.betas) == 2 and all(0 <= b < 1 for b in cfg.optim.betas),
+             f"optim.betas={list(cfg.optim.betas)} must be two numbers in [0, 1)")
+    _require(t.precision in PRECISIONS, f"train.precision={t.precision!r} is not one of: {', '.join(PRECISIONS)}")
+    _require(cfg.logger.kind in LOGGERS, f"logger.kind={cfg.logger.kind!r} is not one of: {', '.join(LOGGERS)}")
+
+    corpus = load_corpus(cfg.data)
+    for split, tokens in (("training", corpus.train), ("validation", corpus.val)):
+        _require(len(tokens) > m.context + 1,
+                 f"model.context={m.context} needs more than {m.context + 1} tokens per split; "
+                 f"the {split} split holds {len(tokens)}")
+    tokens_per_step = t.batch_size * m.context
+    _require(tokens_per_step <= len(corpus.train),
+             f"train.batch_size={t.batch_size} x model.context={m.context} = {tokens_per_step} tokens per step "
+             f"is larger than the training split ({len(corpus.train)} tokens)")
+    top = int(max(corpus.val.max(), corpus.train[: 1 << 20].max()))
+    _require(top < corpus.vocab_size, f"data.vocab_size={corpus.vocab_size} is too small: the data holds token id {top}")
+
+    shape = GPTShape(m.width, m.depth, m.heads, m.context, corpus.vocab_size)
+    L.seed_everything(t.seed, verbose=False)
+    model = GPT(shape)
+    n_params, n_total = count_parameters(model)
+    if t.tokens_per_param is not None:
+        _require(t.tokens_per_param > 0, f"train.tokens_per_param={t.tokens_per_param} must be positive")
+        tokens = t.tokens_per_param * n_params
+        setting = f"train.tokens_per_param={t.tokens_per_param} (D={tokens:.4g})"
+    else:
+        tokens = t.tokens
+        setting = f"train.tokens={tokens:g}"
+    total_steps = int(tokens // tokens_per_step)
+    _require(total_steps >= 1, f"{setting} is smaller than one step: train.batch_size x model.context = "
+                               f"{tokens_per_step} tokens")
+    return Plan(corpus, shape, model, n_params, n_total, total_steps, tokens_per_step,
+                flops_per_token(n_params, shape))
+
+
+def flatten(config: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def build_logger(cfg: DictConfig, run_dir: Path, run_id: str, config: dict, scale: dict):
+    """W&B (offline unless asked), CSV, or nothing. WANDB_MODE in the environment wins over
+    logger.mode, so CI can turn W&B off without editing configs."""
+    if cfg.logger.kind == "none":
+        return None
+    if cfg.logger.kind == "csv":
+        from lightning.pytorch.loggers import CSVLogger
+
+        return CSVLogger(save_dir=str(run_dir), name="csv", version="")
+    from lightning.pytorch.loggers import WandbLogger
+
+    study, trial = cfg.trial.study_name, cfg.trial.number
+    wandb_config = flatten(config) | {"N": scale["N"], "N_total": scale["N_total"], "D": scale["D"],
+                                      "C": scale["C"], "study": study, "trial": trial}
+    return WandbLogger(
+        project=cfg.logger.project, entity=cfg.logger.entity, save_dir=str(run_dir), id=run_id,
+        name=run_dir.name if trial is None else f"{study}#{trial}", group=study or run_dir.name,
+        tags=[f"N={scale['N']:.3g}", f"D={scale['D']:.3g}", scale["model"]], job_type="train",
+        config=wandb_config, mode=os.environ.get("WANDB_MODE", cfg.logger.mode), resume="allow",
+    )
+
+
+def run_id_for(run_dir: Path) -> str:
+    """A run folder keeps its id across restarts, so a resumed run is the same run everywhere."""
+    path = run_dir / ".run_id"
+    if path.exists():
+        return path.read_text().strip()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run_id = rec.new_run_id()
+    path.write_text(run_id)
+    return run_id
+
+
+def summarize(module: LanguageModelTask | None, plan: Plan | None, start_step: int, fit_seconds: float) -> dict:
+    metrics = dict.fromkeys(("final_val_loss", "best_val_loss", "initial_loss", "steps", "tokens_seen",
+                             "tokens_per_second"))
+    if module is None or plan is None:
+        return metrics
+    steps = module.trainer.global_step if module._trainer is not None else 0
+    losses = [p["val_loss"] for p in module.curve if p["val_loss"] is not None and math.isfinite(p["val_loss"])]
+    train_seconds = fit_seconds - module.eval_seconds
+    metrics.update(
+        final_val_loss=module.curve[-1]["val_loss"] if len(module.curve) > 1 else None,
+        best_val_loss=min(losses) if losses else None,
+        initial_loss=module.initial_loss,
+        steps=steps,
+        tokens_seen=steps * plan.tokens_per_step,
+        tokens_per_second=(steps - start_step) * plan.tokens_per_step / train_seconds if train_seconds > 0 else None,
+    )
+    return {k: rec.finite_or_none(v) for k, v in metrics.items()}
+
+
+def train(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
+    """Train one run and write its record; returns the final validation loss.
+
+    `run_dir` defaults to Hydra's output folder. A ConfigError (bad input) or any exception is
+    recorded as status `failed` and raised again; a pruned trial is recorded and returns."""
+    started_wall, started_at = time.perf_counter(), rec.now()
+    hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
+    run_dir = Path(run_dir or hydra_cfg.runtime.output_dir)
+    run_id = run_id_for(run_dir)
+    config = rec.redacted(OmegaConf.to_container(cfg, resolve=True))
+    pruned = _trial_pruned_exception(cfg)
+    status, error = "failed", None
+    plan = module = logger = None
+    start_step, fit_seconds = 0, 0.0
+    try:
+        plan = plan_run(cfg)
+        module = LanguageModelTask(plan.model, TrainBatches(plan.corpus.train, cfg.train.batch_size,
+                                                            cfg.model.context, cfg.train.seed),
+                                   validation_set(plan.corpus.val, cfg.train.eval_tokens, cfg.model.context,
+                                                  cfg.train.batch_size),
+                                   cfg, plan.total_steps)
+        logger = build_logger(cfg, run_dir, run_id, config, plan.scale(cfg.model.name))
+        callbacks = [ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0,
+                                     save_on_train_epoch_end=True)]
+        if wants_progress_bar():
+            callbacks.append(RunProgressBar(plan.total_steps))
+        if cfg.trial.number is not None:
+            from scalelab.platform.pruning import TrialCallback
+
+            callbacks.append(TrialCallback(cfg.trial.study_name, cfg.trial.storage, cfg.trial.number))
+        trainer = L.Trainer(
+            accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, strategy=cfg.trainer.strategy,
+            precision=cfg.train.precision, max_steps=plan.total_steps, max_epochs=-1,
+            logger=logger or False, callbacks=callbacks, enable_progress_bar=False,
+            enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=str(run_dir),
+            gradient_clip_val=cfg.optim.grad_clip or None, log_every_n_steps=10,
+        )
+        checkpoint = run_dir / "checkpoints" / "last.ckpt"
+        if checkpoint.exists():
+            start_step = torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"]
+            logging.getLogger(__name__).info("resuming %s from step %d", run_dir, start_step)
+        fit_started = time.perf_counter()
+        try:
+            trainer.fit(module, ckpt_path=checkpoint if checkpoint.exists() else None)
+        finally:
+            fit_seconds = time.perf_counter() - fit_started
+        status = "diverged" if module.diverged_at is not None else "completed"
+        if not cfg.train.keep_checkpoint:  # it exists to resume a preempted run; this one has ended
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    except pruned:
+        status = "pruned"
+    except ConfigError as e:
+        error = str(e)
+        raise
+    except BaseException as e:
+        error = traceback.format_exc() if isinstance(e, Exception) else f"interrupted ({type(e).__name__})"
+        raise
+    finally:
+        metrics = summarize(module, plan, start_step, fit_seconds)
+        metrics["wall_seconds"] = time.perf_counter() - started_wall
+        record = {
+            "schema_version": rec.SCHEMA_VERSION, "run_id": run_id,
+            "study": cfg.trial.study_name, "trial": cfg.trial.number,
+            "status": status, "error": error, "config": config,
+            "overrides": list(hydra_cfg.overrides.task) if hydra_cfg else [],
+            "scale": plan.scale(cfg.model.name) if plan else None,
+            "hparams": hparams(cfg),
+            "metrics": metrics,
+            "curve": module.curve if module else [],
+            "environment": rec.environment(cfg.train.seed, _device(module)),
+            "started_at": started_at, "ended_at": rec.now(),
+        }
+        rec.write_record(run_dir, record)
+        _finish(logger, status, metrics)
+    return metrics["final_val_loss"]
+
+
+def hparams(cfg: DictConfig) -> dict:
+    """The hyperparameters the analysis reads, plus every searched value under its config path."""
+    values = {"lr": cfg.optim.lr, "batch_size": cfg.train.batch_size, "weight_decay": cfg.optim.weight_decay,
+              "warmup": cfg.schedule.warmup, "schedule": cfg.schedule.name}
+    if HydraConfig.initialized():
+        params = OmegaConf.select(HydraConfig.get(), "sweeper.params") or {}
+        for path in params:
+            values[path] = OmegaConf.select(cfg, path)
+    return values
+
+
+def _trial_pruned_exception(cfg: DictConfig):
+    if cfg.trial.number is None:
+        return ()  # an empty tuple catches nothing: a plain run cannot be pruned
+    import optuna
+
+    return optuna.TrialPruned
+
+
+def _device(module) -> str:
+    if module is not None and module._trainer is not None:
+        device = module.device
+        if device.type == "cuda":
+            return f"cuda ({torch.cuda.get_device_name(device)})"
+        return str(device)
+    return "cpu"
+
+
+def _finish(logger, status: str, metrics: dict) -> None:
+    """Finish the W&B run in every case, with the final metrics in its summary."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    if isinstance(logger, WandbLogger):
+        run = logger.experiment
+        run.summary.update({k: v for k, v in metrics.items() if v is not None} | {"status": status})
+        run.finish(exit_code=0 if status in ("completed", "diverged", "pruned") else 1)
+
+
+@hydra.main(version_base="1.3", config_path="pkg://scalelab.conf", config_name="config")
+def _hydra_app(cfg: DictConfig) -> float | None:
+    try:
+        return train(cfg)
+    except ConfigError as e:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # the sweeper records the failed trial and goes on
+        print(f"scalelab: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def main() -> int:
+    _hydra_app()
+    return 0
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,10 @@
+"""Laws fitted to run tables; each is registered by name for the fit JSON round trip."""
+from .base import LAWS, Law, load_fit
+from .chinchilla import ChinchillaLaw
+from .hparams import HparamsLaw
+from .isoflop import IsoflopLaw
+from .power import PowerLaw
+from .selection import AutoLaw
+
+__all__ = ["LAWS", "Law", "load_fit", "ChinchillaLaw", "HparamsLaw", "IsoflopLaw", "PowerLaw",
+           "AutoLaw"]

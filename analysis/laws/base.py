@@ -1,0 +1,149 @@
+"""What every law shares: the fit-JSON round trip, a registry by name, bootstrap helpers."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from ..errors import AnalysisError
+
+LAWS: dict[str, type["Law"]] = {}
+
+
+def register(cls):
+    LAWS[cls.name] = cls
+    return cls
+
+
+class Law:
+    """A fitted law in the scikit-learn habit: `fit(table)`, `predict(...)`, attributes, JSON."""
+
+    name: ClassVar[str] = ""
+    min_points: ClassVar[int] = 1
+
+    def __init__(self) -> None:
+        self.params_: dict[str, float] = {}
+        self.ci_: dict[str, list[float]] = {}
+        self.n_points_: int = 0
+        self.metrics_: dict[str, Any] = {}
+        self.inputs_: dict[str, Any] = {}
+        self.samples_: dict[str, list[float]] = {}  # bootstrap parameter draws, for intervals
+
+    # -- to be provided by each law
+    @property
+    def form(self) -> str:
+        raise NotImplementedError
+
+    def fit(self, table: pd.DataFrame, bootstrap: int = 0, seed: int = 0) -> "Law":
+        raise NotImplementedError
+
+    def _set_options(self, params: dict[str, Any]) -> None:
+        """Restore constructor options from the `inputs` of a fit file."""
+
+    # -- shared
+    def check_fitted(self) -> None:
+        if not self.params_:
+            raise AnalysisError(f"the {self.name} law is not fitted")
+
+    def to_dict(self) -> dict[str, Any]:
+        self.check_fitted()
+        metrics = dict(self.metrics_)
+        if self.samples_:
+            metrics["bootstrap_samples"] = {k: list(map(float, v)) for k, v in self.samples_.items()}
+        return {"law": self.name, "form": self.form, "params": dict(self.params_),
+                "ci": {k: [float(a), float(b)] for k, (a, b) in self.ci_.items()},
+                "n_points": int(self.n_points_), "metrics": _jsonable(metrics),
+                "inputs": _jsonable(self.inputs_)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Law":
+        if d.get("law") != cls.name:
+            raise AnalysisError(f"the fit is of law {d.get('law')!r}, not {cls.name!r}")
+        law = cls.__new__(cls)
+        Law.__init__(law)
+        law._set_options(d.get("inputs", {}))
+        law.params_ = {k: float(v) for k, v in d["params"].items()}
+        law.ci_ = {k: list(v) for k, v in d.get("ci", {}).items()}
+        law.n_points_ = int(d.get("n_points", 0))
+        law.metrics_ = dict(d.get("metrics", {}))
+        law.samples_ = {k: list(v) for k, v in law.metrics_.pop("bootstrap_samples", {}).items()}
+        law.inputs_ = dict(d.get("inputs", {}))
+        return law
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2))
+
+    def _set_ci(self, draws: dict[str, np.ndarray], level: float = 0.95) -> None:
+        """Percentile intervals from bootstrap draws of each parameter."""
+        lo, hi = 50 * (1 - level), 50 * (1 + level)
+        self.samples_ = {k: np.asarray(v, float).tolist() for k, v in draws.items()}
+        self.ci_ = {k: [float(np.nanpercentile(v, lo)), float(np.nanpercentile(v, hi))]
+                    for k, v in draws.items()}
+        self.metrics_["bootstrap"] = int(len(next(iter(draws.values()))))
+        self.metrics_["ci_level"] = level
+
+
+def interval(point_draws: np.ndarray, log_resid_sd: float, level: float = 0.95,
+             seed: int = 0) -> list[float]:
+    """Prediction interval: parameter draws (bootstrap) times log-normal residual scatter."""
+    rng = np.random.default_rng(seed)
+    draws = np.asarray(point_draws, float)
+    draws = draws[np.isfinite(draws) & (draws > 0)]
+    if draws.size == 0:
+        return [float("nan"), float("nan")]
+    noise = rng.normal(0.0, log_resid_sd, size=max(4000, draws.size))
+    sample = np.log(rng.choice(draws, size=noise.size)) + noise
+    lo, hi = np.percentile(sample, [50 * (1 - level), 50 * (1 + level)])
+    return [float(np.exp(lo)), float(np.exp(hi))]
+
+
+def load_fit(path_or_dict) -> Law:
+    """A fit file (or its dict) -> the fitted law of the right class."""
+    from . import chinchilla, hparams, isoflop, power, selection  # noqa: F401 - registration
+
+    if isinstance(path_or_dict, dict):
+        d = path_or_dict
+    else:
+        p = Path(path_or_dict)
+        if not p.is_file():
+            raise AnalysisError(f"fit file {p} does not exist")
+        try:
+            d = json.loads(p.read_text())
+        except json.JSONDecodeError as e:
+            raise AnalysisError(f"fit file {p} is not JSON: {e}") from e
+    if not isinstance(d, dict) or "law" not in d or "params" not in d:
+        raise AnalysisError(f"{path_or_dict} is not a scalelab fit file (no 'law'/'params')")
+    if d["law"] not in LAWS:
+        raise AnalysisError(f"unknown law {d['law']!r} in fit file; known: {', '.join(sorted(LAWS))}")
+    return LAWS[d["law"]].from_dict(d)
+
+
+def require_scales(table: pd.DataFrame, law: str, n_params: int, by: str = "N") -> None:
+    """Clear messages for: empty table, one scale only, fewer points than parameters."""
+    if table is None or len(table) == 0:
+        raise AnalysisError(f"the {law} law got an empty table")
+    if by in table.columns and table[by].nunique() < 2:
+        raise AnalysisError(f"the {law} law needs at least two scales; the table has one "
+                            f"({by}={table[by].iloc[0]:g})")
+    if len(table) <= n_params:
+        raise AnalysisError(f"the {law} law has {n_params} parameters but the table has only "
+                            f"{len(table)} points")
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.floating, float)):
+        return float(x)
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    return x

@@ -1,0 +1,249 @@
+"""The best learning rate and batch size as laws of scale (Step Law / DeepSeek forms).
+
+Two steps. First, per (N, D) cell, an estimate of where the optimum lies:
+- `near-best` (Step Law's recipe): every run within 0.25% of the cell's best loss;
+- `surface`: a quadratic surface of loss in (log lr, log batch size), fitted by weighted least
+  squares to the cell's runs within 0.5% of its best, and its minimum (clipped to the grid
+  searched); the law is then fitted with each cell weighted by the surface's curvature.
+Second, ordinary least squares in log space:
+- `steplaw`:  lr* = a N^alpha D^beta,  bs* = b D^gamma
+- `deepseek`: lr* = a C^alpha,         bs* = b C^beta
+Batch size is in tokens when the table has `batch_tokens`, else in sequences (see `inputs`).
+The built-in check (`leave_one_n_out`) refits without one model size and scores the regret of
+the nearest grid run to each prediction for that size.
+"""
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+
+from ..errors import AnalysisError
+from .base import Law, interval, register, require_scales
+
+NEAR_BEST = 0.0025
+FORMS = {
+    "steplaw": {"lr": ("N", "D"), "bs": ("D",), "text": "lr* = a N^alpha D^beta; bs* = b D^gamma",
+                "names": (("a", "alpha", "beta"), ("b", "gamma"))},
+    "deepseek": {"lr": ("C",), "bs": ("C",), "text": "lr* = a C^alpha; bs* = b C^beta",
+                 "names": (("a", "alpha"), ("b", "beta"))},
+}
+
+
+def _cells(table: pd.DataFrame):
+    return table.groupby(["N", "D"], sort=True)
+
+
+def near_best_points(table: pd.DataFrame, bs_col: str, tol: float = NEAR_BEST) -> pd.DataFrame:
+    """Every run within `tol` of its cell's best loss (Step Law keeps them all, not a mean)."""
+    best = _cells(table)["loss"].transform("min")
+    kept = table[table["loss"] <= best * (1 + tol)]
+    return pd.DataFrame({"N": kept["N"], "D": kept["D"], "C": kept["C"], "lr": kept["lr"],
+                         "bs": kept[bs_col]}).reset_index(drop=True)
+
+
+def _surface_optimum(cell: pd.DataFrame, bs_col: str, tol: float):
+    """Minimum of a weighted quadratic in (log lr, log bs) fitted to the runs near the best."""
+    u = np.log(cell["lr"].to_numpy(float))
+    v = np.log(cell[bs_col].to_numpy(float))
+    y = cell["loss"].to_numpy(float)
+    best = y.min()
+    rel = y / best - 1
+    sel = rel <= tol
+    if sel.sum() < 8 or np.unique(u[sel]).size < 3 or np.unique(v[sel]).size < 3:
+        sel = np.argsort(rel)[: min(len(y), 12)]
+        sel = np.isin(np.arange(len(y)), sel)
+    u, v, y, rel = u[sel], v[sel], y[sel], rel[sel]
+    uc, vc = u - u.mean(), v - v.mean()
+    X = np.column_stack([np.ones_like(uc), uc, vc, uc * uc, uc * vc, vc * vc])
+    w = 1.0 / (1.0 + (rel / max(tol, 1e-12)) ** 2)  # the best runs count most
+    sw = np.sqrt(w)
+    coef, *_ = np.linalg.lstsq(X * sw[:, None], y * sw, rcond=None)
+    H = np.array([[2 * coef[3], coef[4]], [coef[4], 2 * coef[5]]])
+    ok = bool(np.all(np.linalg.eigvalsh(H) > 0))
+    ib = int(np.argmin(y))
+    if ok:
+        m = np.linalg.solve(H, -coef[1:3])
+        mu = float(np.clip(m[0] + u.mean(), u.min(), u.max()))
+        mv = float(np.clip(m[1] + v.mean(), v.min(), v.max()))
+    else:  # not a bowl: fall back to the near-best centre along the flat direction
+        near = rel <= NEAR_BEST
+        mu, mv = float(np.mean(u[near])), float(np.mean(v[near]))
+        H = np.diag(np.maximum(np.diag(H), 0.0)) + 1e-9 * np.eye(2)
+    return float(np.exp(mu)), float(np.exp(mv)), ok, H / best
+
+
+def surface_points(table: pd.DataFrame, bs_col: str, tol: float = 0.005) -> pd.DataFrame:
+    rows = []
+    for (N, D), cell in _cells(table):
+        lr, bs, ok, H = _surface_optimum(cell, bs_col, tol)
+        rows.append({"N": N, "D": D, "C": float(cell["C"].iloc[0]), "lr": lr, "bs": bs,
+                     "bowl": ok, "h_uu": H[0, 0], "h_uv": H[0, 1], "h_vv": H[1, 1]})
+    return pd.DataFrame(rows)
+
+
+@register
+class HparamsLaw(Law):
+    """lr*(scale) and bs*(scale) from per-cell optima; see the module docstring."""
+
+    name: ClassVar[str] = "hparams"
+
+    def __init__(self, form: str = "steplaw", optimum: str = "near-best",
+                 surface_tol: float = 0.005) -> None:
+        super().__init__()
+        if form not in FORMS:
+            raise AnalysisError(f"unknown hparams form {form!r}; known: {', '.join(FORMS)}")
+        if optimum not in ("near-best", "surface"):
+            raise AnalysisError(f"unknown optimum {optimum!r}; known: near-best, surface")
+        self.law_form, self.optimum, self.surface_tol = form, optimum, surface_tol
+
+    def _set_options(self, inputs) -> None:
+        self.law_form = inputs.get("form", "steplaw")
+        self.optimum = inputs.get("optimum", "near-best")
+        self.surface_tol = inputs.get("surface_tol", 0.005)
+
+    @property
+    def form(self) -> str:
+        return FORMS[self.law_form]["text"]
+
+    @staticmethod
+    def _bs_col(table: pd.DataFrame) -> str:
+        if "batch_tokens" in table.columns and table["batch_tokens"].notna().all():
+            return "batch_tokens"
+        if "batch_size" in table.columns:
+            return "batch_size"
+        raise AnalysisError("the hparams law needs a batch_size column (--map batch_size=COLUMN)")
+
+    def optima(self, table: pd.DataFrame) -> pd.DataFrame:
+        """The per-cell optimum estimates the law is fitted to."""
+        bs_col = self._bs_col(table)
+        if self.optimum == "near-best":
+            return near_best_points(table, bs_col)
+        return surface_points(table, bs_col, self.surface_tol)
+
+    def _check(self, table: pd.DataFrame) -> None:
+        for col in ("N", "D", "C", "loss", "lr"):
+            if col not in table.columns:
+                raise AnalysisError(f"the hparams law needs a {col} column")
+        require_scales(table, self.name, 5, by="N")
+
+    def _fit_points(self, pts: pd.DataFrame) -> tuple[dict, dict]:
+        """Log-space least squares; with `surface`, weighted by each cell's curvature.
+
+        The curvature weighting (generalised least squares with the fitted surface's Hessian per
+        cell) minimises the excess loss the surfaces predict at the law's choice, so a cell whose
+        loss is flat along some direction does not pull the law along that direction.
+        """
+        spec = FORMS[self.law_form]
+        lr_names, bs_names = spec["names"]
+        u, v = np.log(pts["lr"].to_numpy(float)), np.log(pts["bs"].to_numpy(float))
+        Xu = np.column_stack([np.ones(len(pts))] + [np.log(pts[c].to_numpy(float)) for c in spec["lr"]])
+        Xv = np.column_stack([np.ones(len(pts))] + [np.log(pts[c].to_numpy(float)) for c in spec["bs"]])
+        if self.optimum == "surface" and "h_uu" in pts.columns:
+            ku, kv = Xu.shape[1], Xv.shape[1]
+            A, b = np.zeros((ku + kv,) * 2), np.zeros(ku + kv)
+            for i in range(len(pts)):
+                X = np.zeros((2, ku + kv))
+                X[0, :ku], X[1, ku:] = Xu[i], Xv[i]
+                Hc = np.array([[pts["h_uu"].iat[i], pts["h_uv"].iat[i]],
+                               [pts["h_uv"].iat[i], pts["h_vv"].iat[i]]])
+                A += X.T @ Hc @ X
+                b += X.T @ Hc @ np.array([u[i], v[i]])
+            theta = np.linalg.lstsq(A, b, rcond=None)[0]
+            lc, bc = theta[:ku], theta[ku:]
+        else:
+            lc = np.linalg.lstsq(Xu, u, rcond=None)[0]
+            bc = np.linalg.lstsq(Xv, v, rcond=None)[0]
+        sd = lambda r, k: float(np.sqrt(r @ r / max(len(r) - k, 1)))  # noqa: E731
+        sds = {"lr_resid_sd_log": sd(u - Xu @ lc, Xu.shape[1]),
+               "bs_resid_sd_log": sd(v - Xv @ bc, Xv.shape[1])}
+        params = {lr_names[0]: float(np.exp(lc[0]))}
+        params.update({n: float(c) for n, c in zip(lr_names[1:], lc[1:])})
+        params[bs_names[0]] = float(np.exp(bc[0]))
+        params.update({n: float(c) for n, c in zip(bs_names[1:], bc[1:])})
+        return params, sds
+
+    def fit(self, table: pd.DataFrame, bootstrap: int = 0, seed: int = 0, level: float = 0.95,
+            evaluate: bool = True) -> "HparamsLaw":
+        self._check(table)
+        bs_col = self._bs_col(table)
+        pts = self.optima(table)
+        self.params_, sds = self._fit_points(pts)
+        self.n_points_ = len(pts)
+        self.metrics_ = dict(sds)
+        self.inputs_ = {"form": self.law_form, "optimum": self.optimum,
+                        "surface_tol": self.surface_tol,
+                        "batch_unit": "tokens" if bs_col == "batch_tokens" else "sequences",
+                        "n_runs": int(len(table)), "n_cells": int(_cells(table).ngroups),
+                        "N_range": [float(table.N.min()), float(table.N.max())],
+                        "D_range": [float(table.D.min()), float(table.D.max())],
+                        "notes": list(table.attrs.get("notes", []))}
+        if "context" in table.columns and table["context"].nunique() == 1:
+            self.inputs_["context"] = float(table["context"].iloc[0])
+        if evaluate and table["N"].nunique() >= 3:
+            lono = self.leave_one_n_out(table)
+            self.metrics_["leave_one_n_out"] = lono.to_dict(orient="records")
+        if bootstrap:
+            rng = np.random.default_rng(seed)
+            draws = {k: [] for k in self.params_}
+            for _ in range(bootstrap):
+                sample = table.iloc[rng.integers(0, len(table), len(table))]
+                p, _ = self._fit_points(self.optima(sample))
+                for k in draws:
+                    draws[k].append(p[k])
+            self._set_ci({k: np.array(v) for k, v in draws.items()}, level)
+        return self
+
+    def predict(self, N=None, D=None, C=None, params: dict | None = None):
+        """(lr*, bs*) at the given scale; C = 6ND when not given (and D = C/(6N) likewise)."""
+        P = params or self.params_
+        if C is None and N is not None and D is not None:
+            C = 6.0 * np.asarray(N, float) * np.asarray(D, float)
+        if D is None and C is not None and N is not None:
+            D = np.asarray(C, float) / (6.0 * np.asarray(N, float))
+        if self.law_form == "steplaw":
+            if N is None or D is None:
+                raise AnalysisError("the steplaw form needs N and D (or N and C)")
+            N, D = np.asarray(N, float), np.asarray(D, float)
+            return P["a"] * N ** P["alpha"] * D ** P["beta"], P["b"] * D ** P["gamma"]
+        if C is None:
+            raise AnalysisError("the deepseek form needs C (or N and D)")
+        C = np.asarray(C, float)
+        return P["a"] * C ** P["alpha"], P["b"] * C ** P["beta"]
+
+    def predict_interval(self, N=None, D=None, C=None, level: float = 0.95):
+        if self.samples_:
+            S = self.samples_
+            n = len(next(iter(S.values())))
+            d = np.array([self.predict(N, D, C, {k: S[k][i] for k in S}) for i in range(n)],
+                         dtype=float).reshape(n, 2)
+        else:
+            d = np.array([self.predict(N, D, C)], dtype=float).reshape(1, 2)
+        return (interval(d[:, 0], self.metrics_.get("lr_resid_sd_log", 0.0), level),
+                interval(d[:, 1], self.metrics_.get("bs_resid_sd_log", 0.0), level))
+
+    def leave_one_n_out(self, table: pd.DataFrame) -> pd.DataFrame:
+        """Per held-out model size: mean and max regret of the grid run nearest the prediction."""
+        bs_col = self._bs_col(table)
+        rows = []
+        for n_out in sorted(table["N"].unique()):
+            train = table[table["N"] != n_out]
+            law = HparamsLaw(self.law_form, self.optimum, self.surface_tol)
+            law.params_, _ = law._fit_points(law.optima(train))
+            regrets = []
+            for D, cell in table[table["N"] == n_out].groupby("D"):
+                lr, bs = law.predict(N=n_out, D=D, C=float(cell["C"].iloc[0]))
+                regrets.append(regret(cell, float(lr), float(bs), bs_col))
+            rows.append({"N": float(n_out), "cells": len(regrets),
+                         "mean_regret": float(np.mean(regrets)),
+                         "max_regret": float(np.max(regrets))})
+        return pd.DataFrame(rows)
+
+
+def regret(cell: pd.DataFrame, lr: float, bs: float, bs_col: str) -> float:
+    """Relative loss gap to the cell's best of the grid run nearest (lr, bs) in log space."""
+    d = (np.log(cell["lr"].to_numpy(float)) - np.log(lr)) ** 2 + \
+        (np.log(cell[bs_col].to_numpy(float)) - np.log(bs)) ** 2
+    y = cell["loss"].to_numpy(float)
+    return float(y[int(np.argmin(d))] / y.min() - 1)

@@ -1,7 +1,15 @@
 """The `scalelab` console script: `train` goes to the Hydra app, the rest to the analysis."""
 from __future__ import annotations
 
+import argparse
+import json
 import sys
+
+USAGE = """usage: scalelab train [HYDRA OVERRIDES...]
+       scalelab fit SOURCE --law {power,chinchilla,isoflop,auto,hparams} [options]
+       scalelab predict --fit FILE [--fit FILE ...] [--N N] [--D D] [--C C] [--json]
+       scalelab sensitivity SOURCE [--json FILE]
+       scalelab report SOURCE --out DIR [--wandb]"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -12,8 +20,260 @@ def main(argv: list[str] | None = None) -> int:
 
         sys.argv = ["scalelab train", *argv[1:]]
         return train_main() or 0
-    print("usage: scalelab train [HYDRA OVERRIDES...]", file=sys.stderr)
-    return 2
+    if not argv or argv[0] not in ("fit", "predict", "sensitivity", "report"):
+        print(USAGE, file=sys.stderr)
+        return 2
+    from .errors import AnalysisError
+
+    try:
+        return analysis_main(argv)
+    except AnalysisError as e:
+        print(f"scalelab: error: {e}", file=sys.stderr)
+        return 2
+
+
+# ------------------------------------------------------------------------------- analysis
+def _source_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", help="run folder, .csv/.parquet, Optuna storage URL or "
+                                  "wandb:ENTITY/PROJECT")
+    p.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN",
+                   help="name a column of a foreign table (N, D, C, loss, lr, batch_size, "
+                        "initial_loss, or any hyperparameter)")
+    p.add_argument("--context", type=float, default=None,
+                   help="tokens per sequence, for batch size in tokens when the table lacks it")
+    p.add_argument("--status", default="completed",
+                   help="comma-separated run statuses to use (default completed; 'all' for all)")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="scalelab", description="Fit, predict and report scaling laws.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    f = sub.add_parser("fit", help="fit a law to runs")
+    _source_args(f)
+    f.add_argument("--law", required=True, choices=["power", "chinchilla", "isoflop", "auto", "hparams"])
+    f.add_argument("--form", default=None, help="hparams: steplaw|deepseek; chinchilla: "
+                                                "chinchilla|shared|no_floor")
+    f.add_argument("--optimum", default="near-best", choices=["near-best", "surface"])
+    f.add_argument("--x", default="C", help="power: the x column (default C)")
+    f.add_argument("--y", default="loss", help="power: the y column (default loss)")
+    f.add_argument("--fix-E", action="store_true", help="power: fix E at 0")
+    f.add_argument("--per-cell", choices=["auto", "best", "all"], default="auto",
+                   help="loss laws: use the best run of each (N, D) cell (auto: when a cell "
+                        "holds several runs, i.e. a hyperparameter sweep)")
+    f.add_argument("--bootstrap", type=int, default=0, metavar="K")
+    f.add_argument("--level", type=float, default=0.95)
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--json", default=None, metavar="FILE")
+    p = sub.add_parser("predict", help="predict from fit files")
+    p.add_argument("--fit", action="append", required=True, metavar="FILE")
+    p.add_argument("--N", type=float)
+    p.add_argument("--D", type=float)
+    p.add_argument("--C", type=float)
+    p.add_argument("--level", type=float, default=0.95)
+    p.add_argument("--json", action="store_true")
+    s = sub.add_parser("sensitivity", help="importance and learning-rate sensitivity by scale")
+    _source_args(s)
+    s.add_argument("--params", default=None, help="comma-separated hyperparameters to rank")
+    s.add_argument("--json", default=None, metavar="FILE")
+    r = sub.add_parser("report", help="plots, index.html, fits.json (and a W&B analysis run)")
+    _source_args(r)
+    r.add_argument("--out", required=True)
+    r.add_argument("--bootstrap", type=int, default=100)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--wandb", action="store_true", help="log to a W&B run (offline unless "
+                                                       "WANDB_MODE says otherwise)")
+    r.add_argument("--project", default=None, help="W&B project")
+    return ap
+
+
+def _statuses(s: str):
+    return None if s == "all" else tuple(x.strip() for x in s.split(",") if x.strip())
+
+
+def analysis_main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    return {"fit": cmd_fit, "predict": cmd_predict, "sensitivity": cmd_sensitivity,
+            "report": cmd_report}[args.cmd](args)
+
+
+def _load(args, require=(), statuses="__args__"):
+    from .table import load_table
+
+    st = _statuses(args.status) if statuses == "__args__" else statuses
+    return load_table(args.source, args.map, statuses=st, require=require, context=args.context)
+
+
+def cmd_fit(args) -> int:
+    from .errors import AnalysisError
+    from .laws import AutoLaw, ChinchillaLaw, HparamsLaw, IsoflopLaw, PowerLaw
+    from .report import best_per_cell, has_sweep
+    from .table import warn
+
+    need = {"power": (args.x, args.y), "chinchilla": ("N", "D", "loss"), "auto": ("N", "D", "loss"),
+            "isoflop": ("N", "D", "C", "loss"), "hparams": ("N", "D", "loss", "lr", "batch_size")}
+    table = _load(args, require=need[args.law])
+    if args.law in ("chinchilla", "auto", "power") and {"N", "D"} <= set(table.columns):
+        if args.per_cell == "best" or (args.per_cell == "auto" and has_sweep(table)):
+            table = best_per_cell(table)
+            table.attrs["notes"] = table.attrs.get("notes", []) + [
+                "loss law fitted to the best run of each (N, D) cell"]
+            warn("several runs per (N, D) cell: fitting the best run of each cell")
+    if args.law == "power":
+        law = PowerLaw(args.x, args.y, args.fix_E)
+    elif args.law == "chinchilla":
+        law = ChinchillaLaw(args.form or "chinchilla")
+    elif args.law == "auto":
+        law = AutoLaw()
+    elif args.law == "isoflop":
+        law = IsoflopLaw()
+    else:
+        if args.form not in (None, "steplaw", "deepseek"):
+            raise AnalysisError(f"unknown hparams form {args.form!r}; known: steplaw, deepseek")
+        law = HparamsLaw(args.form or "steplaw", args.optimum)
+    law.fit(table, bootstrap=args.bootstrap, seed=args.seed, level=args.level)
+    law.inputs_["source"] = str(args.source)
+    law.inputs_["map"] = list(args.map)
+    if args.json:
+        law.save(args.json)
+    _print_fit(law)
+    return 0
+
+
+def _print_fit(law) -> None:
+    print(f"{law.name}: {law.form}   ({law.n_points_} points)")
+    for k, v in law.params_.items():
+        ci = law.ci_.get(k)
+        print(f"  {k:>8} = {v:.6g}" + (f"   [{ci[0]:.6g}, {ci[1]:.6g}]" if ci else ""))
+    for note in law.inputs_.get("notes", []):
+        print(f"  note: {note}")
+    if "selection" in law.metrics_:
+        print("  form selection (held-out RMSE of log loss):")
+        for s in law.metrics_["selection"]:
+            print(f"    {s['form']:>10}: {s.get('heldout_rmse_log', float('nan')):.5f}"
+                  f"{'   <- winner' if s['form'] == law.metrics_['winner'] else ''}")
+    if "leave_one_n_out" in law.metrics_:
+        print("  leave-one-N-out regret:   N          mean %   max %")
+        for r in law.metrics_["leave_one_n_out"]:
+            print(f"    {r['N']:>14.4g}  {100 * r['mean_regret']:8.3f} {100 * r['max_regret']:7.3f}")
+
+
+def cmd_predict(args) -> int:
+    from .errors import AnalysisError
+    from .laws import load_fit
+
+    N, D, C = args.N, args.D, args.C
+    out: dict = {"inputs": {}, "notes": []}
+    if N is not None and D is None and C is not None:
+        D = C / (6.0 * N)
+        out["notes"].append("D derived as C/(6N)")
+    if N is not None and D is not None and C is None:
+        C = 6.0 * N * D
+    answered = False
+    for path in args.fit:
+        law = load_fit(path)
+        if law.name in ("chinchilla", "auto"):
+            if N is None and C is not None:  # compute-optimal allocation for the budget
+                n, d = law.compute_optimal(C)
+                ni, di = law.compute_optimal_interval(C, args.level)
+                out.update({"N_opt": float(n), "N_opt_interval": ni, "D_opt": float(d),
+                            "D_opt_interval": di})
+                Np, Dp = float(n), float(d)
+                out["notes"].append("loss at the compute-optimal N_opt, D_opt (C = 6ND)")
+            elif N is not None and D is not None:
+                Np, Dp = N, D
+            else:
+                raise AnalysisError(f"{path}: the {law.name} law needs --N and --D (or --C)")
+            out["loss"] = float(law.predict(Np, Dp))
+            out["loss_interval"] = law.predict_interval(Np, Dp, args.level)
+        elif law.name == "hparams":
+            if N is None and law.law_form == "steplaw" and C is not None:
+                raise AnalysisError(f"{path}: the steplaw form needs --N with --D or --C")
+            lr, bs = law.predict(N=N, D=D, C=C)
+            lri, bsi = law.predict_interval(N=N, D=D, C=C, level=args.level)
+            out.update({"lr": float(lr), "lr_interval": lri, "batch_size": float(bs),
+                        "batch_size_interval": bsi,
+                        "batch_size_unit": law.inputs_.get("batch_unit", "sequences")})
+            ctx = law.inputs_.get("context")
+            if ctx and out["batch_size_unit"] == "tokens":
+                out["batch_size_sequences"] = float(bs) / ctx
+        elif law.name == "isoflop":
+            if C is None:
+                raise AnalysisError(f"{path}: the isoflop law needs --C (or --N and --D)")
+            n, d = law.predict(C)
+            ni, di = law.compute_optimal_interval(C, args.level)
+            out.update({"N_opt": float(n), "N_opt_interval": ni, "D_opt": float(d),
+                        "D_opt_interval": di})
+        elif law.name == "power":
+            x = {"C": C, "N": N, "D": D}.get(law.x)
+            if x is None:
+                raise AnalysisError(f"{path}: the power law of {law.y} needs --{law.x}")
+            out[law.y] = float(law.predict(x))
+            out[f"{law.y}_interval"] = law.predict_interval(x, args.level)
+        answered = True
+    if not answered:
+        raise AnalysisError("no fit file given")
+    out["inputs"] = {k: v for k, v in {"N": N, "D": D, "C": C}.items() if v is not None}
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        for k, v in out.items():
+            if k in ("inputs", "notes") or k.endswith("_interval"):
+                continue
+            iv = out.get(f"{k}_interval")
+            print(f"{k:>12} = {v:.6g}" if isinstance(v, float) else f"{k:>12} = {v}",
+                  f"  {int(args.level * 100)}% interval [{iv[0]:.4g}, {iv[1]:.4g}]" if iv else "")
+        for n in out["notes"]:
+            print(f"note: {n}")
+    return 0
+
+
+def cmd_sensitivity(args) -> int:
+    from .sensitivity import importance_by_scale, importance_table, lr_sensitivity
+
+    st = _statuses(args.status)
+    if st is not None and "diverged" not in st and args.status == "completed":
+        st = ("completed", "diverged")  # diverged runs count, at the initial loss
+    table = _load(args, require=("N", "D", "lr"), statuses=st)
+    sens = lr_sensitivity(table)
+    params = args.params.split(",") if args.params else None
+    imp = importance_by_scale(table, params)
+    import pandas as pd
+
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        print("Learning-rate sensitivity by scale")
+        print(sens.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        for ev in imp["evaluator"].unique():
+            print(f"\nImportance by scale ({ev})")
+            print(importance_table(imp, ev).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    if args.json:
+        from pathlib import Path
+
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({
+            "lr_sensitivity": sens.to_dict(orient="records"),
+            "importance": imp.to_dict(orient="records"),
+            "notes": list(table.attrs.get("notes", []))}, indent=2, default=float))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import write_report
+
+    table = _load(args, require=("N", "D", "loss"))
+    all_runs = None
+    if args.status == "completed":
+        from .table import load_table
+
+        try:
+            all_runs = load_table(args.source, args.map, statuses=("completed", "diverged"),
+                                  context=args.context, quiet=True)
+        except Exception:  # noqa: BLE001 - sensitivity then uses the completed runs only
+            all_runs = None
+    files = write_report(table, args.out, bootstrap=args.bootstrap, seed=args.seed,
+                         all_runs=all_runs, use_wandb=args.wandb, wandb_project=args.project)
+    for k, v in files.items():
+        print(f"{k}: {v}")
+    return 0
 
 
 if __name__ == "__main__":

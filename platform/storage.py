@@ -46,18 +46,20 @@ def redact_url(url: Any) -> Any:
     except ValueError:
         # Unparseable: hide everything between '://' and the last '@' to be safe.
         return re.sub(r"://[^/]*@", "://***@", url)
-    netloc = parts.netloc
+    netloc, changed = parts.netloc, False
     if "@" in netloc:
         userinfo, host = netloc.rsplit("@", 1)
         if ":" in userinfo:
             user = userinfo.split(":", 1)[0]
-            netloc = f"{user}:***@{host}"
+            netloc, changed = f"{user}:***@{host}", True
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
         if any(k.lower() in _SECRET_KEYS for k, _ in pairs):
             pairs = [(k, "***" if k.lower() in _SECRET_KEYS else v) for k, v in pairs]
-            query = urlencode(pairs, safe="*")
+            query, changed = urlencode(pairs, safe="*"), True
+    if not changed:
+        return url
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
@@ -113,7 +115,15 @@ def make_storage(
         if heartbeat_interval:
             kwargs["heartbeat_interval"] = int(heartbeat_interval)
             kwargs["grace_period"] = int(grace_period or 2 * heartbeat_interval)
-        storage = RDBStorage(url, **kwargs)
+        for attempt in range(5):
+            try:
+                storage = RDBStorage(url, **kwargs)
+                break
+            except Exception as e:  # noqa: BLE001
+                # Two processes creating the schema at once: the loser sees "already exists".
+                if "already exists" not in str(e) or attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
         if check:
             storage.get_all_studies()
         return storage

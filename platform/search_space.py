@@ -1,0 +1,171 @@
+"""The `params:` search space -> Optuna distributions.
+
+The syntax is Hydra's override grammar, as users know it from hydra-optuna-sweeper:
+
+    optim.lr: tag(log, interval(1e-4, 1e-1))   # float, log scale
+    optim.weight_decay: interval(0.0, 0.2)     # float, uniform
+    model.depth: int(interval(2, 8))           # int (both ends included)
+    train.batch_size: choice(16, 32, 64)       # categorical (also `16,32,64`)
+    model.heads: range(2, 10, 2)               # ints 2, 4, 6, 8: Hydra's end-exclusive range
+    schedule: cosine                           # a fixed value, passed through
+
+`range(a, b[, step])` means what it means on Hydra's command line: a, a+step, ... < b.
+Every problem is a `SearchSpaceError` with a one-line message naming the parameter.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+SWEEP_KEY_PREFIXES = ("+", "++", "~")
+
+
+class SearchSpaceError(ValueError):
+    """A `params:` entry is malformed, empty, or names a key that does not exist."""
+
+
+@dataclass
+class SearchSpace:
+    distributions: dict[str, Any] = field(default_factory=dict)  # name -> optuna distribution
+    keys: dict[str, str] = field(default_factory=dict)  # name -> override key (with `+` if any)
+    fixed: list[str] = field(default_factory=list)  # overrides passed to every trial as they are
+
+    def overrides(self, params: Mapping[str, Any]) -> list[str]:
+        """Command-line overrides for one trial's sampled `params`."""
+        return [f"{self.keys[name]}={format_value(params[name])}" for name in self.distributions]
+
+    def __bool__(self) -> bool:
+        return bool(self.distributions or self.fixed)
+
+
+def format_value(value: Any) -> str:
+    """A Python value as a Hydra override value that parses back to the same value."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    text = str(value).replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{text}'"
+
+
+def flatten(params: Mapping[str, Any] | None, prefix: str = "") -> dict[str, Any]:
+    """`{optim: {lr: ...}}` (from `+hydra.sweeper.params.optim.lr=...`) -> `{"optim.lr": ...}`."""
+    out: dict[str, Any] = {}
+    for key, value in (params or {}).items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, prefix=f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def _as_override_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "ListConfig":
+        return "choice(" + ",".join(format_value(v) for v in value) + ")"
+    return format_value(value)
+
+
+def distribution_for(name: str, override: Any):
+    """The Optuna distribution for one parsed sweep override (interval, choice, range)."""
+    from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    value = override.value()
+    log = "log" in getattr(value, "tags", set())
+    if isinstance(value, IntervalSweep):
+        low, high = value.start, value.end
+        if not low < high:
+            raise SearchSpaceError(
+                f"params.{name}: interval({low}, {high}) is empty or inverted (need low < high)"
+            )
+        if log and low <= 0:
+            raise SearchSpaceError(
+                f"params.{name}: log scale needs a positive range, got interval({low}, {high})"
+            )
+        if isinstance(low, int) and isinstance(high, int):
+            return IntDistribution(low, high, log=log)
+        return FloatDistribution(float(low), float(high), log=log)
+    if isinstance(value, RangeSweep):
+        values = list(override.sweep_iterator())
+        if not values:
+            raise SearchSpaceError(
+                f"params.{name}: range({value.start}, {value.stop}, {value.step}) is empty "
+                "(range is end-exclusive, like Python's and Hydra's)"
+            )
+        if log and min(values) <= 0:
+            raise SearchSpaceError(f"params.{name}: log scale needs a positive range, got {values}")
+        if all(isinstance(v, int) for v in (value.start, value.stop, value.step)) and value.step > 0:
+            if log and value.step != 1:
+                raise SearchSpaceError(f"params.{name}: log scale needs step 1 in range()")
+            return IntDistribution(values[0], values[-1], step=1 if log else value.step, log=log)
+        if log:
+            raise SearchSpaceError(f"params.{name}: log scale is not supported on a float range()")
+        return CategoricalDistribution(values)
+    if isinstance(value, ChoiceSweep):
+        if log:
+            raise SearchSpaceError(f"params.{name}: log scale does not apply to choice()")
+        choices = list(value.list)
+        if not choices:
+            raise SearchSpaceError(f"params.{name}: choice() is empty")
+        bad = [c for c in choices if not (c is None or isinstance(c, (bool, int, float, str)))]
+        if bad:
+            raise SearchSpaceError(f"params.{name}: choice() values must be scalars, got {bad!r}")
+        return CategoricalDistribution(choices)
+    raise SearchSpaceError(f"params.{name}: unsupported sweep {value!r}")
+
+
+def _key_exists(config: Any, key: str) -> bool:
+    from omegaconf import OmegaConf
+
+    if config is None:
+        return True
+    choices = OmegaConf.select(config, "hydra.runtime.choices", default=None)
+    if choices is not None and key in choices:
+        return True
+    if "/" in key:  # a config group such as optim/schedule
+        return choices is not None and key in choices
+    sentinel = object()
+    return OmegaConf.select(config, key, default=sentinel, throw_on_missing=False) is not sentinel
+
+
+def parse_params(params: Mapping[str, Any] | None, config: Any = None) -> SearchSpace:
+    """Parse and check `hydra.sweeper.params` against the composed job config `config`."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    space = SearchSpace()
+    for key, raw in flatten(params).items():
+        text = _as_override_text(raw)
+        try:
+            override = parser.parse_override(f"{key}={text}")
+        except HydraException as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise SearchSpaceError(f"params.{key}: cannot parse {text!r}: {first}") from None
+        name = override.key_or_group
+        is_add = key.startswith(SWEEP_KEY_PREFIXES)
+        if override.package is not None:
+            name = f"{name}@{override.package}"
+        if not is_add and not _key_exists(config, override.key_or_group):
+            raise SearchSpaceError(
+                f"params.{key}: unknown parameter path '{override.key_or_group}' "
+                f"(not in the composed config; prefix it with '+' to add a new key)"
+            )
+        if override.is_sweep_override():
+            space.distributions[name] = distribution_for(name, override)
+            space.keys[name] = key
+        else:
+            space.fixed.append(f"{key}={override.get_value_element_as_str()}")
+    return space

@@ -1,0 +1,58 @@
+"""Helpers for the sweeper tests: run a sweep in a subprocess inside a temporary folder."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+TOY_APP = str(HERE / "toy_app.py")
+
+
+def sweep_env() -> dict:
+    env = dict(os.environ)
+    env["WANDB_MODE"] = "disabled"
+    env["HYDRA_FULL_ERROR"] = "0"
+    env.pop("SCALELAB_OPTUNA_STORAGE", None)
+    return env
+
+
+def toy_cmd(*overrides: str) -> list[str]:
+    return [sys.executable, TOY_APP, "-m", "hydra/sweeper=scalelab",
+            "hydra.sweeper.heartbeat_interval=1", *overrides]
+
+
+def run(cmd: list[str], cwd: Path, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=sweep_env(), capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\nSTDOUT:\n{proc.stdout[-3000:]}\nSTDERR:\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def start(cmd: list[str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(cmd, cwd=cwd, env=sweep_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def load_study(cwd: Path, name: str, storage: str | None = None):
+    import optuna
+
+    from scalelab.platform.storage import make_storage
+
+    url = storage or f"sqlite:///{cwd}/runs/sweeps/studies.db"
+    return optuna.load_study(study_name=name, storage=make_storage(url))
+
+
+def states(study) -> dict:
+    out: dict = {}
+    for t in study.get_trials(deepcopy=False):
+        out[t.state.name] = out.get(t.state.name, 0) + 1
+    return out
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path

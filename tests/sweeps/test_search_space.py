@@ -1,0 +1,65 @@
+"""The `params:` syntax -> Optuna distributions, and its one-line errors."""
+import pytest
+from omegaconf import OmegaConf
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+from scalelab.platform.search_space import SearchSpaceError, format_value, parse_params
+
+CFG = OmegaConf.create({"optim": {"lr": 0.1, "wd": 0.0}, "model": {"depth": 2, "heads": 2}, "name": "x"})
+
+
+def test_syntax_maps_to_optuna_distributions():
+    space = parse_params({
+        "optim": {"lr": "tag(log, interval(1e-4, 1e-1))"},  # nested, as from +hydra.sweeper.params.optim.lr
+        "optim.wd": "interval(0, 0.2)",
+        "model.depth": "int(interval(1, 6))",
+        "model.heads": "range(2, 10, 2)",
+        "name": "choice(a, b)",
+    }, CFG)
+    d = space.distributions
+    assert d["optim.lr"] == FloatDistribution(1e-4, 1e-1, log=True)
+    assert d["optim.wd"] == FloatDistribution(0.0, 0.2)
+    assert d["model.depth"] == IntDistribution(1, 6)
+    assert d["name"] == CategoricalDistribution(["a", "b"])
+    # range is end-exclusive, as on Hydra's command line: 2, 4, 6, 8
+    assert d["model.heads"] == IntDistribution(2, 8, step=2)
+
+
+def test_range_end_point_matches_hydra_everywhere():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    hydra_values = [int(v) for v in OverridesParser.create().parse_override("a=range(1,5)").sweep_string_iterator()]
+    dist = parse_params({"model.depth": "range(1, 5)"}, CFG).distributions["model.depth"]
+    assert list(range(dist.low, dist.high + 1, dist.step)) == hydra_values == [1, 2, 3, 4]
+
+
+def test_fixed_values_and_lists():
+    space = parse_params({"name": "y", "model.depth": [1, 2, 3]}, CFG)
+    assert space.fixed == ["name=y"]
+    assert space.distributions["model.depth"] == CategoricalDistribution([1, 2, 3])
+
+
+@pytest.mark.parametrize("params, words", [
+    ({"optim.lrr": "interval(0, 1)"}, "unknown parameter path 'optim.lrr'"),
+    ({"optim.lr": "interval(1, 0)"}, "empty or inverted"),
+    ({"optim.lr": "interval(0.1, 0.1)"}, "empty or inverted"),
+    ({"optim.lr": "tag(log, interval(0, 1))"}, "log scale needs a positive range"),
+    ({"optim.lr": "tag(log, interval(-1, 1))"}, "log scale needs a positive range"),
+    ({"model.depth": "range(5, 1)"}, "is empty"),
+    ({"optim.lr": "interval(1,"}, "cannot parse"),
+])
+def test_bad_params_one_line(params, words):
+    with pytest.raises(SearchSpaceError) as e:
+        parse_params(params, CFG)
+    assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_new_key_with_plus_is_allowed():
+    assert "extra.k" in parse_params({"+extra.k": "interval(0, 1)"}, CFG).distributions
+
+
+@pytest.mark.parametrize("value", [1, 0.5, 1e-5, "a b", "it's", True, None, "sqlite:///x.db"])
+def test_format_value_round_trips(value):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    assert OverridesParser.create().parse_override(f"k={format_value(value)}").value() == value

@@ -1,0 +1,33 @@
+"""Storage URLs -> Optuna storages, heartbeats, and credential redaction."""
+import pytest
+from optuna.storages import RDBStorage
+from optuna.storages.journal import JournalStorage
+
+from scalelab.platform.storage import StorageError, make_storage, redact_url
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("postgresql://alice:s3cret@db.example:5432/optuna", "postgresql://alice:***@db.example:5432/optuna"),
+    ("postgresql+psycopg2://u:p%40ss@h/db?sslmode=require", "postgresql+psycopg2://u:***@h/db?sslmode=require"),
+    ("mysql://u@h/db?password=zz", "mysql://u@h/db?password=***"),
+    ("sqlite:///runs/sweeps/studies.db", "sqlite:///runs/sweeps/studies.db"),
+    ("journal:runs/x.log", "journal:runs/x.log"),
+    (None, None),
+])
+def test_redact_url(url, shown):
+    assert redact_url(url) == shown
+
+
+def test_storage_ladder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert isinstance(make_storage(None), RDBStorage)
+    assert (tmp_path / "runs/sweeps/studies.db").exists()
+    assert isinstance(make_storage(f"journal:{tmp_path}/j/studies.log"), JournalStorage)
+    assert isinstance(make_storage(str(tmp_path / "plain.log")), JournalStorage)
+
+
+def test_unreachable_storage_is_one_redacted_line():
+    with pytest.raises(StorageError) as e:
+        make_storage("postgresql://bob:hunter2@127.0.0.1:1/nodb", check=True)
+    msg = str(e.value)
+    assert "hunter2" not in msg and "bob:***@127.0.0.1" in msg and "\n" not in msg

@@ -1,0 +1,155 @@
+"""The sweeper end to end on a toy Hydra app (seconds each): budget, results, ladder, bad input."""
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from .conftest import load_study, run, start, states, toy_cmd
+
+LR = "+hydra.sweeper.params.lr=tag(log, interval(1e-4, 1e-1))"
+
+
+def test_study_of_n_trials_ends_with_n_finished(workdir):
+    run(toy_cmd("hydra.sweeper.study_name=s", "hydra.sweeper.n_trials=4", LR, "x=interval(0, 1)"), workdir)
+    study = load_study(workdir, "s")
+    assert states(study) == {"COMPLETE": 4}
+    for t in study.trials:
+        run_dir = Path(t.user_attrs["run_dir"])
+        assert run_dir == (workdir / f"runs/sweeps/s/trial_{t.number}").resolve()
+        record = json.loads(Path(t.user_attrs["record"]).read_text())
+        assert record["trial"] == t.number and record["study"] == "s"
+        assert t.value == pytest.approx(record["metrics"]["final_val_loss"])
+        assert set(t.params) == {"lr", "x"}
+    # the same command again: the budget is counted in the storage, nothing new runs
+    run(toy_cmd("hydra.sweeper.study_name=s", "hydra.sweeper.n_trials=4", LR, "x=interval(0, 1)"), workdir)
+    assert len(load_study(workdir, "s").trials) == 4
+
+
+def test_bad_results_do_not_stop_the_sweep(workdir):
+    # one study per mode (a ladder), one trial each
+    proc = run(toy_cmd("hydra.sweeper.study_name=m", "hydra.sweeper.n_trials=1", LR,
+                       "mode=ok,nanloss,diverge,crash,fail,norecord"), workdir)
+    by_mode = {}
+    for mode in ["ok", "nanloss", "diverge", "crash", "fail", "norecord"]:
+        (t,) = load_study(workdir, f"m/mode={mode}").trials
+        by_mode[mode] = t
+    assert by_mode["ok"].state.name == "COMPLETE"
+    assert by_mode["nanloss"].state.name == "FAIL" and "non-finite" in by_mode["nanloss"].user_attrs["fail_reason"]
+    div = by_mode["diverge"]
+    assert div.state.name == "COMPLETE" and div.value == 5.0 and div.user_attrs["status"] == "diverged"
+    assert by_mode["crash"].state.name == "FAIL"
+    assert "toy crash" in by_mode["crash"].user_attrs["fail_reason"]
+    assert by_mode["fail"].state.name == "FAIL" and "toy failure" in by_mode["fail"].user_attrs["fail_reason"]
+    assert by_mode["norecord"].state.name == "FAIL"
+    assert "missing record" in by_mode["norecord"].user_attrs["fail_reason"]
+    assert proc.returncode == 0
+
+
+def test_ladder_one_study_per_scale(workdir):
+    run(toy_cmd("hydra.sweeper.study_name=lad", "hydra.sweeper.n_trials=2", LR,
+                "width=16,32", "steps=range(2,4)"), workdir)
+    names = sorted(s.study_name for s in optuna.get_all_study_summaries(
+        f"sqlite:///{workdir}/runs/sweeps/studies.db"))
+    assert names == ["lad/width=16,steps=2", "lad/width=16,steps=3",
+                     "lad/width=32,steps=2", "lad/width=32,steps=3"]
+    for name in names:
+        study = load_study(workdir, name)
+        assert states(study) == {"COMPLETE": 2}
+        for t in study.trials:
+            rec = json.loads(Path(t.user_attrs["record"]).read_text())
+            assert rec["scale"]["N"] == int(name.split("width=")[1].split(",")[0])
+    assert (workdir / "runs/sweeps/lad/width=32,steps=3/trial_1/run.json").exists()
+
+
+def test_pruning_marks_trials_pruned(workdir):
+    run(toy_cmd("hydra.sweeper.study_name=p", "hydra.sweeper.n_trials=8", LR, "steps=6",
+                "+hydra.sweeper.pruner._target_=optuna.pruners.MedianPruner",
+                "+hydra.sweeper.pruner.n_startup_trials=2", "+hydra.sweeper.pruner.n_warmup_steps=1"), workdir)
+    study = load_study(workdir, "p")
+    pruned = [t for t in study.trials if t.state.name == "PRUNED"]
+    assert pruned, states(study)
+    assert states(study).get("COMPLETE", 0) + len(pruned) == 8
+    for t in pruned:
+        assert json.loads(Path(t.user_attrs["record"]).read_text())["status"] == "pruned"
+        assert t.intermediate_values and max(t.intermediate_values) < 6
+
+
+def test_multi_objective(workdir):
+    run(toy_cmd("hydra.sweeper.study_name=mo", "hydra.sweeper.n_trials=3", LR, "width=16,32",
+                "hydra.sweeper.directions=[minimize,minimize]",
+                "hydra.sweeper.objectives=[metrics.final_val_loss,scale.C]"), workdir)
+    t = load_study(workdir, "mo/width=32").trials[0]
+    assert len(t.values) == 2 and t.values[1] == 3200.0
+
+
+def test_journal_storage(workdir):
+    url = f"journal:{workdir}/shared/studies.log"
+    run(toy_cmd("hydra.sweeper.study_name=j", "hydra.sweeper.n_trials=3", LR,
+                f"hydra.sweeper.storage='{url}'"), workdir)
+    assert states(load_study(workdir, "j", storage=url)) == {"COMPLETE": 3}
+
+
+def test_two_workers_share_one_sqlite_study(workdir):
+    cmd = toy_cmd("hydra.sweeper.study_name=w", "hydra.sweeper.n_trials=8", LR, "sleep=0.05")
+    procs = [start(cmd, workdir) for _ in range(2)]
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    study = load_study(workdir, "w")
+    finished = [t for t in study.trials if t.state.is_finished()]
+    # the budget is counted in the storage; a race may overshoot by the trials still running
+    assert 8 <= len(finished) <= 8 + 1, states(study)
+    assert all(t.state.name == "COMPLETE" for t in study.trials)
+    dirs = [t.user_attrs["run_dir"] for t in study.trials]
+    assert len(set(dirs)) == len(dirs)
+    # both processes did some of the work
+    assert all("COMPLETE" in o for o in outs), outs
+
+
+def test_kill_and_resume(workdir):
+    cmd = toy_cmd("hydra.sweeper.study_name=r", "hydra.sweeper.n_trials=5", LR, "sleep=0.25", "steps=4",
+                  "hydra.sweeper.grace_period=2")
+    proc = start(cmd, workdir)
+    deadline = time.time() + 60
+    runs = workdir / "runs/sweeps/r"
+    while time.time() < deadline and len(list(runs.glob("trial_*/run.json"))) < 2:
+        time.sleep(0.1)
+    time.sleep(0.5)  # inside the third trial
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = {str(p.relative_to(runs)): p.stat().st_mtime for p in runs.glob("trial_*/run.json")}
+    assert len(before) >= 2
+    time.sleep(2.5)  # longer than the grace period: the killed trial has no heartbeat
+    out = run(cmd, workdir)
+    study = load_study(workdir, "r")
+    s = states(study)
+    assert s.get("RUNNING", 0) == 0 and sum(s.values()) == 5, s
+    stale = [t for t in study.trials if t.state.name == "FAIL"]
+    assert len(stale) == 1 and "heartbeat" in stale[0].user_attrs["fail_reason"], s
+    assert s["COMPLETE"] == 4
+    # earlier records untouched, every trial in its own folder
+    for name, mtime in before.items():
+        assert (runs / name).stat().st_mtime == mtime
+    assert len({t.user_attrs["run_dir"] for t in study.trials}) == 5
+    assert out.returncode == 0
+
+
+@pytest.mark.parametrize("override, words", [
+    ("+hydra.sweeper.params.nope=interval(0, 1)", "unknown parameter path 'nope'"),
+    ("+hydra.sweeper.params.lr=interval(0.1, 0.01)", "empty or inverted"),
+    ("+hydra.sweeper.params.lr=tag(log, interval(0, 0.1))", "log scale needs a positive range"),
+    ("hydra.sweeper.storage='postgresql://u:topsecret@127.0.0.1:1/db'", "cannot open Optuna storage"),
+    ("hydra.sweeper.sampler._target_=optuna.samplers.NoSuchSampler", "cannot create sampler"),
+    ("+hydra.sweeper.pruner._target_=optuna.pruners.NoSuchPruner", "cannot create pruner"),
+])
+def test_bad_input_one_clear_line_before_any_trial(workdir, override, words):
+    proc = run(toy_cmd("hydra.sweeper.study_name=bad", override), workdir, check=False)
+    assert proc.returncode != 0
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("scalelab sweeper: error:")]
+    assert lines and words in lines[0], proc.stderr[-2000:]
+    assert "topsecret" not in proc.stdout + proc.stderr
+    assert not list(workdir.glob("runs/sweeps/bad/trial_*"))

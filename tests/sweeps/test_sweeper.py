@@ -3,18 +3,21 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import time
 from pathlib import Path
 
 import optuna
 import pytest
 
-from .conftest import load_study, run, start, states, toy_cmd
+sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
+from sweep_helpers import load_study, run, start, states, toy_cmd
 
 LR = "+hydra.sweeper.params.lr=tag(log, interval(1e-4, 1e-1))"
 
 
-def test_study_of_n_trials_ends_with_n_finished(workdir):
+def test_study_of_n_trials_ends_with_n_finished(tmp_path):
+    workdir = tmp_path
     run(toy_cmd("hydra.sweeper.study_name=s", "hydra.sweeper.n_trials=4", LR, "x=interval(0, 1)"), workdir)
     study = load_study(workdir, "s")
     assert states(study) == {"COMPLETE": 4}
@@ -30,7 +33,8 @@ def test_study_of_n_trials_ends_with_n_finished(workdir):
     assert len(load_study(workdir, "s").trials) == 4
 
 
-def test_bad_results_do_not_stop_the_sweep(workdir):
+def test_bad_results_do_not_stop_the_sweep(tmp_path):
+    workdir = tmp_path
     # one study per mode (a ladder), one trial each
     proc = run(toy_cmd("hydra.sweeper.study_name=m", "hydra.sweeper.n_trials=1", LR,
                        "mode=ok,nanloss,diverge,crash,fail,norecord"), workdir)
@@ -50,7 +54,8 @@ def test_bad_results_do_not_stop_the_sweep(workdir):
     assert proc.returncode == 0
 
 
-def test_ladder_one_study_per_scale(workdir):
+def test_ladder_one_study_per_scale(tmp_path):
+    workdir = tmp_path
     run(toy_cmd("hydra.sweeper.study_name=lad", "hydra.sweeper.n_trials=2", LR,
                 "width=16,32", "steps=range(2,4)"), workdir)
     names = sorted(s.study_name for s in optuna.get_all_study_summaries(
@@ -66,7 +71,8 @@ def test_ladder_one_study_per_scale(workdir):
     assert (workdir / "runs/sweeps/lad/width=32,steps=3/trial_1/run.json").exists()
 
 
-def test_pruning_marks_trials_pruned(workdir):
+def test_pruning_marks_trials_pruned(tmp_path):
+    workdir = tmp_path
     run(toy_cmd("hydra.sweeper.study_name=p", "hydra.sweeper.n_trials=8", LR, "steps=6",
                 "+hydra.sweeper.pruner._target_=optuna.pruners.MedianPruner",
                 "+hydra.sweeper.pruner.n_startup_trials=2", "+hydra.sweeper.pruner.n_warmup_steps=1"), workdir)
@@ -79,7 +85,8 @@ def test_pruning_marks_trials_pruned(workdir):
         assert t.intermediate_values and max(t.intermediate_values) < 6
 
 
-def test_multi_objective(workdir):
+def test_multi_objective(tmp_path):
+    workdir = tmp_path
     run(toy_cmd("hydra.sweeper.study_name=mo", "hydra.sweeper.n_trials=3", LR, "width=16,32",
                 "hydra.sweeper.directions=[minimize,minimize]",
                 "hydra.sweeper.objectives=[metrics.final_val_loss,scale.C]"), workdir)
@@ -87,14 +94,16 @@ def test_multi_objective(workdir):
     assert len(t.values) == 2 and t.values[1] == 3200.0
 
 
-def test_journal_storage(workdir):
+def test_journal_storage(tmp_path):
+    workdir = tmp_path
     url = f"journal:{workdir}/shared/studies.log"
     run(toy_cmd("hydra.sweeper.study_name=j", "hydra.sweeper.n_trials=3", LR,
                 f"hydra.sweeper.storage='{url}'"), workdir)
     assert states(load_study(workdir, "j", storage=url)) == {"COMPLETE": 3}
 
 
-def test_two_workers_share_one_sqlite_study(workdir):
+def test_two_workers_share_one_sqlite_study(tmp_path):
+    workdir = tmp_path
     cmd = toy_cmd("hydra.sweeper.study_name=w", "hydra.sweeper.n_trials=8", LR, "sleep=0.05")
     procs = [start(cmd, workdir) for _ in range(2)]
     outs = [p.communicate(timeout=120)[0] for p in procs]
@@ -110,7 +119,8 @@ def test_two_workers_share_one_sqlite_study(workdir):
     assert all("COMPLETE" in o for o in outs), outs
 
 
-def test_kill_and_resume(workdir):
+def test_kill_and_resume(tmp_path):
+    workdir = tmp_path
     cmd = toy_cmd("hydra.sweeper.study_name=r", "hydra.sweeper.n_trials=5", LR, "sleep=0.25", "steps=4",
                   "hydra.sweeper.grace_period=2")
     proc = start(cmd, workdir)
@@ -146,7 +156,8 @@ def test_kill_and_resume(workdir):
     ("hydra.sweeper.sampler._target_=optuna.samplers.NoSuchSampler", "cannot create sampler"),
     ("+hydra.sweeper.pruner._target_=optuna.pruners.NoSuchPruner", "cannot create pruner"),
 ])
-def test_bad_input_one_clear_line_before_any_trial(workdir, override, words):
+def test_bad_input_one_clear_line_before_any_trial(tmp_path, override, words):
+    workdir = tmp_path
     proc = run(toy_cmd("hydra.sweeper.study_name=bad", override), workdir, check=False)
     assert proc.returncode != 0
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("scalelab sweeper: error:")]

@@ -1,4 +1,4 @@
-"""Helpers for the sweeper tests: run a sweep in a subprocess inside a temporary folder."""
+"""Helpers for the sweeper tests (a plain module, imported by name: tests/ has no packages): run a sweep in a subprocess inside a temporary folder."""
 from __future__ import annotations
 
 import os
@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 HERE = Path(__file__).parent
 TOY_APP = str(HERE / "toy_app.py")
@@ -52,7 +51,3 @@ def states(study) -> dict:
         out[t.state.name] = out.get(t.state.name, 0) + 1
     return out
 
-
-@pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    return tmp_path

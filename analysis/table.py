@@ -261,12 +261,23 @@ def load_table(source, mapping=None, *, statuses: Iterable[str] | None = ("compl
         df = df[df["status"].isin(keep)].reset_index(drop=True)
         if df.empty:
             raise AnalysisError(f"no runs with status {sorted(keep)} in the input")
-    if "N" in df.columns and "C" in df.columns and "D" not in df.columns:
-        df["D"] = df["C"] / (6.0 * df["N"])
-        notes.append("D derived as C/(6N): the input gives C but no D")
-    if "N" in df.columns and "D" in df.columns and "C" not in df.columns:
-        df["C"] = 6.0 * df["N"] * df["D"]
-        notes.append("C derived as 6ND: the input gives N and D but no C")
+    for col in ("D", "C"):
+        if col not in df.columns:
+            df[col] = np.nan
+    if "N" in df.columns:
+        fill = df["D"].isna() & df["C"].notna()
+        if fill.any():
+            df.loc[fill, "D"] = df.loc[fill, "C"] / (6.0 * df.loc[fill, "N"])
+            notes.append(f"D derived as C/(6N) for {int(fill.sum())} run(s): the input gives C "
+                         "but no D")
+        fill = df["C"].isna() & df["D"].notna()
+        if fill.any():
+            df.loc[fill, "C"] = 6.0 * df.loc[fill, "N"] * df.loc[fill, "D"]
+            notes.append(f"C derived as 6ND for {int(fill.sum())} run(s): the input gives N and "
+                         "D but no C")
+    for col in ("D", "C"):
+        if df[col].isna().all():
+            del df[col]
     missing = [f for f in require if f not in df.columns]
     if missing:
         raise AnalysisError(f"the input has no column for {', '.join(missing)} "

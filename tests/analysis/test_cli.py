@@ -1,0 +1,173 @@
+"""The `scalelab` subcommands end to end: fit, predict, sensitivity, report (+ W&B offline)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scalelab.analysis.cli import main
+
+from .conftest import make_record, sweep_rows, write_records
+
+
+def _run(capsys, *argv):
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.fixture
+def chin_csv(tmp_path, chinchilla_table):
+    p = tmp_path / "published.csv"
+    chinchilla_table.rename(columns={"N": "Model Size", "C": "Training FLOP"}) \
+        .drop(columns=["D"]).to_csv(p, index=False)
+    return p
+
+
+def test_fit_published_table_with_map_then_predict(capsys, tmp_path, chin_csv):
+    fit = tmp_path / "fits" / "lnd.json"
+    rc, out, err = _run(capsys, "fit", str(chin_csv), "--law", "chinchilla", "--map",
+                        "N=Model Size", "--map", "C=Training FLOP", "--map", "loss=loss",
+                        "--bootstrap", "50", "--json", str(fit))
+    assert rc == 0, err
+    assert "D derived as C/(6N)" in err and "D derived as C/(6N)" in out
+    d = json.loads(fit.read_text())
+    assert d["law"] == "chinchilla" and set(d["ci"]) == {"E", "A", "B", "alpha", "beta"}
+    rc, out, _ = _run(capsys, "predict", "--fit", str(fit), "--N", "3e8", "--D", "6e9", "--json")
+    pred = json.loads(out)
+    assert pred["loss_interval"][0] < pred["loss"] < pred["loss_interval"][1]
+    rc, out, _ = _run(capsys, "predict", "--fit", str(fit), "--C", "1e21", "--json")
+    pred = json.loads(out)
+    assert np.isclose(6 * pred["N_opt"] * pred["D_opt"], 1e21)
+    assert pred["N_opt_interval"][0] <= pred["N_opt"] <= pred["N_opt_interval"][1]
+
+
+def test_fit_hparams_from_records_and_predict_both(capsys, tmp_path, sweep_records,
+                                                   chinchilla_table):
+    hp = tmp_path / "hp.json"
+    lnd = tmp_path / "lnd.json"
+    rc, out, err = _run(capsys, "fit", str(sweep_records), "--law", "hparams", "--form",
+                        "steplaw", "--json", str(hp), "--bootstrap", "10")
+    assert rc == 0, err
+    assert "leave-one-N-out" in out
+    rc, _, err = _run(capsys, "fit", str(sweep_records), "--law", "chinchilla", "--json", str(lnd))
+    assert rc == 0 and "fitting the best run of each cell" in err
+    rc, out, _ = _run(capsys, "predict", "--fit", str(lnd), "--fit", str(hp), "--N", "3e8",
+                      "--D", "6e9", "--json")
+    pred = json.loads(out)
+    for k in ("loss", "lr", "batch_size"):
+        lo, hi = pred[f"{k}_interval"]
+        assert lo < pred[k] < hi, k
+    assert pred["batch_size_unit"] == "tokens"
+
+
+@pytest.mark.parametrize("law", ["power", "isoflop", "auto"])
+def test_fit_other_laws(capsys, tmp_path, isoflop_table, law):
+    p = tmp_path / "iso.csv"
+    isoflop_table.to_csv(p, index=False)
+    rc, out, err = _run(capsys, "fit", str(p), "--law", law, "--json", str(tmp_path / "f.json"))
+    assert rc == 0, err
+    assert json.loads((tmp_path / "f.json").read_text())["law"] == law
+    rc, out, err = _run(capsys, "predict", "--fit", str(tmp_path / "f.json"), "--C", "1e22",
+                        "--json")
+    assert rc == 0, err
+
+
+def test_sensitivity_command(capsys, tmp_path):
+    t = sweep_rows(Ns=(1e8, 4e8), Ds=(2e9,))
+    t = t[(t["batch_size"] >= 64) & (t["batch_size"] <= 512)]
+    recs = [make_record(f"r{i}", r.N, r.D, float(r.loss), lr=float(r.lr),
+                        batch_size=int(r.batch_size), initial_loss=11.0)
+            for i, r in enumerate(t.itertuples())]
+    recs.append(make_record("div", 1e8, 2e9, None, lr=0.05, status="diverged",
+                            initial_loss=11.0))
+    write_records(tmp_path / "runs", recs)
+    rc, out, err = _run(capsys, "sensitivity", str(tmp_path / "runs"), "--json",
+                        str(tmp_path / "sens.json"))
+    assert rc == 0, err
+    assert "Importance by scale (fanova)" in out and "Learning-rate sensitivity" in out
+    d = json.loads((tmp_path / "sens.json").read_text())
+    assert len(d["lr_sensitivity"]) == 2
+    # the diverged run enters at the initial loss
+    assert max(r["runs"] for r in d["lr_sensitivity"]) == (len(t) // 2) + 1
+
+
+def test_report_writes_files_and_offline_wandb_run(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))
+    (tmp_path / "wb").mkdir()
+    t = sweep_rows(Ns=(1e8, 2e8, 4e8), Ds=(2e9, 8e9))
+    t = t[(t["batch_size"] >= 32) & (t["batch_size"] <= 512) & (t["lr"] < 0.01)]
+    recs = [make_record(f"r{i}", r.N, r.D, float(r.loss), lr=float(r.lr),
+                        batch_size=int(r.batch_size), study="ladder")
+            for i, r in enumerate(t.itertuples())]
+    write_records(tmp_path / "runs", recs)
+    out_dir = tmp_path / "report"
+    rc, out, err = _run(capsys, "report", str(tmp_path / "runs"), "--out", str(out_dir),
+                        "--bootstrap", "10", "--wandb")
+    assert rc == 0, err
+    html = (out_dir / "index.html").read_text()
+    for name in ("loss_vs_compute", "loss_vs_lr", "hparams_vs_scale", "importance",
+                 "lr_sensitivity", "residuals"):
+        assert (out_dir / f"{name}.png").stat().st_size > 1000, name
+    assert html.count("data:image/png;base64,") >= 6 and "src=\"http" not in html
+    fits = json.loads((out_dir / "fits.json").read_text())
+    assert {"chinchilla", "hparams_near-best", "hparams_surface"} <= set(fits)
+    runs = list((tmp_path / "wb" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+
+
+def _err(capsys, *argv):
+    rc, out, err = _run(capsys, *argv)
+    assert rc == 2
+    assert err.strip().splitlines()[-1].startswith("scalelab: error: ")
+    assert "Traceback" not in err
+    return err
+
+
+def test_bad_inputs_give_clear_messages(capsys, tmp_path, chinchilla_table):
+    (tmp_path / "empty.csv").write_text("N,D,loss\n")
+    assert "empty" in _err(capsys, "fit", str(tmp_path / "empty.csv"), "--law", "chinchilla")
+    one = pd.DataFrame({"N": 1e8, "D": [1e9, 2e9, 4e9, 8e9, 1.6e10, 3.2e10],
+                        "loss": [3.0, 2.9, 2.8, 2.7, 2.6, 2.5]})
+    one.to_csv(tmp_path / "one.csv", index=False)
+    assert "at least two scales" in _err(capsys, "fit", str(tmp_path / "one.csv"), "--law",
+                                         "chinchilla")
+    one.iloc[:3].assign(N=[1e8, 2e8, 4e8]).to_csv(tmp_path / "few.csv", index=False)
+    assert "only 3 points" in _err(capsys, "fit", str(tmp_path / "few.csv"), "--law",
+                                   "chinchilla")
+    assert "column 'Size' named in --map N=Size does not exist" in _err(
+        capsys, "fit", str(tmp_path / "one.csv"), "--law", "chinchilla", "--map", "N=Size")
+    bad = chinchilla_table.copy()
+    bad.loc[0, "loss"] = -1.0
+    bad.loc[1, "N"] = float("inf")
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    rc, out, err = _run(capsys, "fit", str(tmp_path / "bad.csv"), "--law", "chinchilla")
+    assert rc == 0 and "2 bad row(s) left out" in err and "loss=-1.0" in err and "N=inf" in err
+    assert "(238 points)" in out
+    # a fit file of another law
+    fit = tmp_path / "lnd.json"
+    assert _run(capsys, "fit", str(tmp_path / "bad.csv"), "--law", "chinchilla", "--json",
+                str(fit))[0] == 0
+    from scalelab.analysis.laws import HparamsLaw
+    from scalelab.analysis.errors import AnalysisError
+    with pytest.raises(AnalysisError, match="of law 'chinchilla', not 'hparams'"):
+        HparamsLaw.from_dict(json.loads(fit.read_text()))
+    (tmp_path / "x.json").write_text(json.dumps({"hello": 1}))
+    assert "not a scalelab fit file" in _err(capsys, "predict", "--fit", str(tmp_path / "x.json"),
+                                             "--N", "1e9", "--D", "1e10")
+    assert "needs --N and --D" in _err(capsys, "predict", "--fit", str(fit), "--N", "1e9")
+
+
+def test_train_dispatch_is_untouched(monkeypatch):
+    import sys
+    import types
+
+    seen = {}
+    fake = types.ModuleType("scalelab.platform.train")
+    fake.main = lambda: seen.setdefault("argv", list(sys.argv)) and 0
+    monkeypatch.setitem(sys.modules, "scalelab.platform.train", fake)
+    monkeypatch.setattr(sys, "argv", ["scalelab"])
+    assert main(["train", "model=tiny", "-m"]) == 0
+    assert seen["argv"] == ["scalelab train", "model=tiny", "-m"]

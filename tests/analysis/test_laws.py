@@ -1,0 +1,148 @@
+"""Every law on synthetic data with known parameters; JSON round trips."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scalelab.analysis.errors import AnalysisError
+from scalelab.analysis.laws import (AutoLaw, ChinchillaLaw, HparamsLaw, IsoflopLaw, PowerLaw,
+                                    load_fit)
+from scalelab.analysis.laws.chinchilla import start_grid
+
+from .conftest import HP_TRUE, TRUE, chinchilla_loss
+
+
+def test_start_grid_is_the_published_one():
+    g = start_grid("chinchilla")
+    assert g.shape == (4500, 5)
+    assert set(np.round(g[:, 3], 2)) == {0, 0.5, 1, 1.5, 2}
+    assert set(g[:, 0]) == {0, 5, 10, 15, 20, 25}
+
+
+def test_chinchilla_recovers_exponents_and_intervals_cover_truth(chinchilla_table):
+    law = ChinchillaLaw().fit(chinchilla_table, bootstrap=200, seed=0)
+    assert abs(law.params_["alpha"] - TRUE["alpha"]) < 0.02
+    assert abs(law.params_["beta"] - TRUE["beta"]) < 0.02
+    for k in ("E", "A", "B", "alpha", "beta"):
+        lo, hi = law.ci_[k]
+        assert lo <= TRUE[k] <= hi, (k, law.ci_[k])
+    # the optimum is at least as good as the true parameters under the Huber objective
+    pred_true = chinchilla_loss(chinchilla_table.N, chinchilla_table.D)
+    pred_fit = law.predict(chinchilla_table.N, chinchilla_table.D)
+    y = np.log(chinchilla_table.loss)
+    hub = lambda r: np.sum(np.where(abs(r) <= 1e-3, 0.5 * r * r, 1e-3 * (abs(r) - 5e-4)))  # noqa
+    assert hub(np.log(pred_fit) - y) <= hub(np.log(pred_true) - y) + 1e-12
+
+
+def test_chinchilla_compute_optimal_matches_brute_force(chinchilla_table):
+    law = ChinchillaLaw().fit(chinchilla_table)
+    C = 1e22
+    n_opt, d_opt = law.compute_optimal(C)
+    Ns = np.geomspace(1e8, 1e12, 20001)
+    n_brute = Ns[np.argmin(law.predict(Ns, C / (6 * Ns)))]
+    assert abs(np.log(n_opt / n_brute)) < 1e-3
+    assert np.isclose(6 * n_opt * d_opt, C)
+
+
+def test_chinchilla_json_round_trip(chinchilla_table, tmp_path):
+    law = ChinchillaLaw().fit(chinchilla_table, bootstrap=20)
+    law.save(tmp_path / "f.json")
+    back = load_fit(tmp_path / "f.json")
+    assert isinstance(back, ChinchillaLaw)
+    d = back.to_dict()
+    assert set(d) == {"law", "form", "params", "ci", "n_points", "metrics", "inputs"}
+    assert np.isclose(back.predict(1e9, 2e10), law.predict(1e9, 2e10))
+    lo, hi = back.predict_interval(1e9, 2e10)
+    assert lo < law.predict(1e9, 2e10) < hi
+
+
+def test_power_law_recovers_parameters():
+    rng = np.random.default_rng(3)
+    C = np.geomspace(1e17, 1e22, 30)
+    y = (1.8 + 2000 * C ** -0.15) * np.exp(rng.normal(0, 0.002, C.size))
+    law = PowerLaw("C", "loss").fit(pd.DataFrame({"C": C, "loss": y}), bootstrap=100)
+    assert abs(law.params_["alpha"] - 0.15) < 0.02
+    assert abs(law.params_["E"] - 1.8) < 0.1
+    assert law.ci_["alpha"][0] <= 0.15 <= law.ci_["alpha"][1]
+    # E fixed at 0: N_opt(C) = k C^a
+    n = 0.1 * C ** 0.5 * np.exp(rng.normal(0, 0.01, C.size))
+    law0 = PowerLaw("C", "N", fix_E=True).fit(pd.DataFrame({"C": C, "N": n}))
+    assert law0.params_["E"] == 0.0 and abs(-law0.params_["alpha"] - 0.5) < 0.01
+    back = load_fit(law0.to_dict())
+    assert np.isclose(back.predict(1e23), law0.predict(1e23))
+
+
+def test_isoflop_recovers_allocation_exponent(isoflop_table):
+    law = IsoflopLaw().fit(isoflop_table, bootstrap=50)
+    a_true = TRUE["beta"] / (TRUE["alpha"] + TRUE["beta"])
+    assert abs(law.params_["a"] - a_true) < 0.03
+    assert abs(law.params_["b"] - (1 - a_true)) < 0.03
+    assert len(law.metrics_["budgets"]) == 4
+    assert isinstance(load_fit(law.to_dict()), IsoflopLaw)
+
+
+def test_auto_selects_by_extrapolation(isoflop_table):
+    law = AutoLaw().fit(isoflop_table)
+    table = pd.DataFrame(law.metrics_["selection"])
+    assert set(table["form"]) == {"chinchilla", "shared", "no_floor"}
+    assert law.metrics_["winner"] == table.loc[table["heldout_rmse_log"].idxmin(), "form"]
+    # the data have an irreducible term and different exponents: the floorless form must lose
+    assert law.metrics_["winner"] != "no_floor"
+    back = load_fit(law.to_dict())
+    assert isinstance(back, AutoLaw) and back.variant == law.variant
+
+
+def test_auto_prefers_floorless_when_there_is_no_floor():
+    rng = np.random.default_rng(5)
+    N = np.exp(rng.uniform(np.log(1e7), np.log(1e10), 120))
+    D = np.exp(rng.uniform(np.log(1e8), np.log(1e11), 120))
+    loss = (300 / N ** 0.3 + 500 / D ** 0.3) * np.exp(rng.normal(0, 0.003, 120))
+    law = AutoLaw().fit(pd.DataFrame({"N": N, "D": D, "loss": loss}))
+    assert law.metrics_["winner"] in ("no_floor", "shared")
+
+
+@pytest.mark.parametrize("optimum,tol", [("near-best", 0.06), ("surface", 0.02)])
+def test_hparams_steplaw_recovers_known_law(sweep_table, optimum, tol):
+    law = HparamsLaw("steplaw", optimum).fit(sweep_table, bootstrap=30)
+    for k in ("alpha", "beta", "gamma"):
+        assert abs(law.params_[k] - HP_TRUE[k]) < tol, (k, law.params_)
+    assert law.inputs_["batch_unit"] == "tokens"
+    lono = pd.DataFrame(law.metrics_["leave_one_n_out"])
+    assert len(lono) == 4 and (lono["mean_regret"] < 0.01).all()
+    back = load_fit(law.to_dict())
+    lr, bs = back.predict(N=3e8, D=1e10)
+    (lo, hi), (blo, bhi) = back.predict_interval(N=3e8, D=1e10)
+    assert lo < lr < hi and blo < bs < bhi
+
+
+def test_hparams_deepseek_form(sweep_table):
+    law = HparamsLaw("deepseek", "surface").fit(sweep_table)
+    assert set(law.params_) == {"a", "alpha", "b", "beta"}
+    # bs* = b D^gamma; on this grid D and C are correlated, so bs* grows with C
+    assert law.params_["beta"] > 0
+    lr, bs = law.predict(C=1e20)
+    assert np.isfinite(lr) and np.isfinite(bs)
+
+
+def test_fit_file_of_another_law_is_refused(chinchilla_table):
+    d = ChinchillaLaw().fit(chinchilla_table).to_dict()
+    with pytest.raises(AnalysisError, match="law 'chinchilla', not 'hparams'"):
+        HparamsLaw.from_dict(d)
+
+
+@pytest.mark.parametrize("law", [ChinchillaLaw(), HparamsLaw(), PowerLaw(), IsoflopLaw(), AutoLaw()])
+def test_empty_table_is_refused(law):
+    cols = ["N", "D", "C", "loss", "lr", "batch_size", "batch_tokens"]
+    with pytest.raises(AnalysisError, match="empty|needs"):
+        law.fit(pd.DataFrame({c: pd.Series(dtype=float) for c in cols}))
+
+
+def test_one_scale_and_too_few_points_are_refused():
+    one = pd.DataFrame({"N": [1e8] * 5, "D": [1e9, 2e9, 4e9, 8e9, 1.6e10],
+                        "loss": [3.0, 2.9, 2.8, 2.7, 2.6]})
+    with pytest.raises(AnalysisError, match="at least two scales"):
+        ChinchillaLaw().fit(one)
+    few = pd.DataFrame({"N": [1e8, 2e8, 4e8], "D": [1e9, 2e9, 4e9], "loss": [3.0, 2.9, 2.8]})
+    with pytest.raises(AnalysisError, match="5 parameters but the table has only 3 points"):
+        ChinchillaLaw().fit(few)

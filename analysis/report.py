@@ -116,7 +116,7 @@ def plot_loss_vs_lr(table, res, path: Path) -> Path:
         ax.plot(prof.index, prof.values, "o-", ms=3, lw=1, label="best over other settings")
         best = prof.min()
         ax.set_ylim(best * 0.995, best * 1.06)
-        ax.axvline(prof.idxmin(), color="g", lw=1, label="best run")
+        ax.axvline(prof.idxmin(), color="g", lw=1, label="estimated optimum (best run)")
         if law is not None:
             ax.axvline(float(law.predict(N=N, D=D, C=cell["C"].iloc[0])[0]), color="r", ls="--",
                        lw=1, label="law")

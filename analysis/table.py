@@ -149,6 +149,7 @@ def wandb_frame(path: str, api_factory: Callable[[], Any] | None = None) -> pd.D
         row: dict[str, Any] = {}
         # A run logged by scalelab carries its record in the config; otherwise take the names as is.
         row.update(config)
+        row.update({f"config.{k}": v for k, v in config.items()})  # as a record's config
         for k, v in flatten(summary).items():
             row[k] = v
             row[f"metrics.{k}"] = v

@@ -132,6 +132,10 @@ def test_wandb_source_through_injected_api():
     assert api.paths == ["me/proj"]
     assert len(t) == 2 and sorted(t["loss"]) == [2.9, 3.0]
     assert set(t["study"]) == {"study-1"}
+    # a run logged with the record's layout needs no --map at all
+    plain = load_table("wandb:me/proj", api_factory=lambda: api, quiet=True)
+    assert sorted(plain["loss"]) == [2.9, 3.0] and sorted(plain["N"]) == [1e8, 2e8]
+    assert (plain["batch_tokens"] == 32 * 128).all()
 
 
 def test_ten_thousand_records_load(tmp_path):

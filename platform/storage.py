@@ -80,6 +80,17 @@ def _journal_path(url: str) -> str | None:
     return None
 
 
+def _postgres_driver(url: str) -> str:
+    """SQLAlchemy 2.1 reads `postgresql://` as psycopg 3; fall back to psycopg2 if only it is here."""
+    if not url.startswith("postgresql://"):
+        return url
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
+        return "postgresql+psycopg2://" + url[len("postgresql://"):]
+    return url
+
+
 def make_storage(
     url: str | None,
     *,
@@ -112,6 +123,7 @@ def make_storage(
             kwargs["engine_kwargs"] = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
         else:
             kwargs["engine_kwargs"] = {"pool_pre_ping": True}
+            url = _postgres_driver(url)
         if heartbeat_interval:
             kwargs["heartbeat_interval"] = int(heartbeat_interval)
             kwargs["grace_period"] = int(grace_period or 2 * heartbeat_interval)

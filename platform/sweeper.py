@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SWEEP_ROOT = "runs/sweeps"
 STORAGE_ENV = "SCALELAB_OPTUNA_STORAGE"
+# Launchers whose launch() may run in several threads at once (each waits on its own jobs).
+LANE_LAUNCHERS = ("SubmititLauncher", "LocalLauncher", "SlurmLauncher")
 RECORD = "run.json"
 
 
@@ -202,22 +204,47 @@ class OptunaSweeper(Sweeper):
                 # that the same command resumes in the same folder.
                 config.hydra.sweep.dir = f"{DEFAULT_SWEEP_ROOT}/{self.study_name}"
             self._hide_credentials(config)
+            self._quote_params_overrides(config)
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config
         )
 
+    @staticmethod
+    def _quote_params_overrides(config) -> None:
+        """`+hydra.sweeper.params.x=interval(0,1)` -> `...='interval(0,1)'` for the jobs, which
+        compose their config again, maybe in another process without our parser patch."""
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        from scalelab.platform.search_space import format_value
+
+        parser = OverridesParser.create()
+        quoted = []
+        for line in config.hydra.overrides.hydra:
+            key, _, value = line.partition("=")
+            if key.lstrip("+~").startswith("hydra.sweeper.params."):
+                try:
+                    if parser.parse_override(line).is_sweep_override():
+                        line = f"{key}={format_value(value)}"
+                except Exception:  # noqa: BLE001 - already a plain value
+                    pass
+            quoted.append(line)
+        config.hydra.overrides.hydra = quoted
+
     def _hide_credentials(self, config) -> None:
-        """Jobs get the storage URL through an environment variable when it holds a password,
-        so neither `.hydra/*.yaml`, the logs nor the job's config ever contain it."""
-        from scalelab.platform.storage import has_credentials
+        """Keep a storage password out of every file Hydra writes (multirun.yaml, each job's
+        `.hydra/hydra.yaml`, which Hydra resolves): the sweeper holds the URL, the Hydra node
+        shows it redacted, and jobs get it through an environment variable."""
+        from scalelab.platform.search_space import format_value
+        from scalelab.platform.storage import has_credentials, redact_url
 
         if not has_credentials(self.storage_url):
             return
         os.environ[STORAGE_ENV] = self.storage_url
-        hidden = "${oc.env:" + STORAGE_ENV + "}"
-        config.hydra.sweeper.storage = hidden
+        shown = redact_url(self.storage_url)
+        config.hydra.sweeper.storage = shown
         config.hydra.overrides.hydra = [
-            f"{o.split('=', 1)[0]}={hidden}" if o.lstrip("+").startswith("hydra.sweeper.storage=") else o
+            f"{o.split('=', 1)[0]}={format_value(shown)}"
+            if o.lstrip("+").startswith("hydra.sweeper.storage=") else o
             for o in config.hydra.overrides.hydra
         ]
 
@@ -494,8 +521,10 @@ class OptunaSweeper(Sweeper):
                 returns.append(results)
             return True
 
-        if self.n_jobs == 1 or isinstance(self.launcher, BasicLauncher):
-            # In-process jobs: one batch of n_jobs at a time (Hydra's job state is global).
+        lanes = type(self.launcher).__name__ in LANE_LAUNCHERS
+        if self.n_jobs == 1 or not lanes or isinstance(self.launcher, BasicLauncher):
+            # In-process jobs (Hydra's job state is global) and joblib (one Parallel at a
+            # time): batches of n_jobs trials.
             while one_batch(self.n_jobs):
                 pass
         else:

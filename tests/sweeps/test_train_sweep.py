@@ -1,0 +1,47 @@
+"""Sweeps through the real training run (`python -m scalelab.platform.train -m ...`), tiny models."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
+from sweep_helpers import load_study, run, states  # noqa: E402
+
+TINY = ["model.width=16", "model.depth=1", "model.heads=2", "model.context=32", "train.tokens=1e4",
+        "train.batch_size=8", "train.eval_every=8", "train.eval_tokens=1024", "logger=none"]
+
+
+def train_cmd(*overrides: str) -> list[str]:
+    return [sys.executable, "-m", "scalelab.platform.train", *overrides, *TINY]
+
+
+@pytest.mark.slow
+def test_preset_sweep_completes_and_records_trials(tmp_path):
+    # `sweeps=lr` sets multirun mode itself: no -m needed
+    run(train_cmd("sweeps=lr", "hydra.sweeper.n_trials=2", "hydra.sweeper.heartbeat_interval=1"), tmp_path)
+    study = load_study(tmp_path, "lr")
+    assert states(study) == {"COMPLETE": 2}
+    for t in study.trials:
+        record = json.loads(Path(t.user_attrs["record"]).read_text())
+        assert record["status"] == "completed" and record["trial"] == t.number and record["study"] == "lr"
+        assert t.value == pytest.approx(record["metrics"]["final_val_loss"])
+        assert record["config"]["optim"]["lr"] == pytest.approx(t.params["optim.lr"])
+        assert t.intermediate_values  # the Lightning callback reported every evaluation
+
+
+@pytest.mark.slow
+def test_pruner_stops_real_runs(tmp_path):
+    # a threshold no tiny run reaches: every trial is pruned at its first evaluation
+    run(train_cmd("-m", "hydra/sweeper=scalelab", "hydra.sweeper.study_name=pr", "hydra.sweeper.n_trials=2",
+                  "+hydra.sweeper.params.optim.lr=tag(log, interval(1e-4, 1e-2))",
+                  "+hydra.sweeper.pruner._target_=optuna.pruners.ThresholdPruner",
+                  "+hydra.sweeper.pruner.upper=0.5"), tmp_path)
+    study = load_study(tmp_path, "pr")
+    assert states(study) == {"PRUNED": 2}
+    for t in study.trials:
+        record = json.loads(Path(t.user_attrs["record"]).read_text())
+        assert record["status"] == "pruned"
+        assert record["metrics"]["steps"] < 39  # stopped before the end

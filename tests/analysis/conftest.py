@@ -123,3 +123,13 @@ def sweep_records(tmp_path, sweep_table):
         d.mkdir(parents=True)
         (d / "run.json").write_text(json.dumps(make_record("decoy", 1e9, 1e9, 0.1)))
     return tmp_path / "runs"
+
+
+@pytest.fixture
+def synth():
+    """The helpers above for the test modules (importing conftest depends on pytest's import mode)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(TRUE=TRUE, HP_TRUE=HP_TRUE, STEPLAW=STEPLAW,
+                           chinchilla_loss=chinchilla_loss, sweep_rows=sweep_rows,
+                           make_record=make_record, write_records=write_records)

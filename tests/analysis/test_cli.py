@@ -9,7 +9,6 @@ import pytest
 
 from scalelab.analysis.cli import main
 
-from .conftest import make_record, sweep_rows, write_records
 
 
 def _run(capsys, *argv):
@@ -75,15 +74,15 @@ def test_fit_other_laws(capsys, tmp_path, isoflop_table, law):
     assert rc == 0, err
 
 
-def test_sensitivity_command(capsys, tmp_path):
-    t = sweep_rows(Ns=(1e8, 4e8), Ds=(2e9,))
+def test_sensitivity_command(capsys, tmp_path, synth):
+    t = synth.sweep_rows(Ns=(1e8, 4e8), Ds=(2e9,))
     t = t[(t["batch_size"] >= 64) & (t["batch_size"] <= 512)]
-    recs = [make_record(f"r{i}", r.N, r.D, float(r.loss), lr=float(r.lr),
+    recs = [synth.make_record(f"r{i}", r.N, r.D, float(r.loss), lr=float(r.lr),
                         batch_size=int(r.batch_size), initial_loss=11.0)
             for i, r in enumerate(t.itertuples())]
-    recs.append(make_record("div", 1e8, 2e9, None, lr=0.05, status="diverged",
+    recs.append(synth.make_record("div", 1e8, 2e9, None, lr=0.05, status="diverged",
                             initial_loss=11.0))
-    write_records(tmp_path / "runs", recs)
+    synth.write_records(tmp_path / "runs", recs)
     rc, out, err = _run(capsys, "sensitivity", str(tmp_path / "runs"), "--json",
                         str(tmp_path / "sens.json"))
     assert rc == 0, err
@@ -94,15 +93,15 @@ def test_sensitivity_command(capsys, tmp_path):
     assert max(r["runs"] for r in d["lr_sensitivity"]) == (len(t) // 2) + 1
 
 
-def test_report_writes_files_and_offline_wandb_run(capsys, tmp_path, monkeypatch):
+def test_report_writes_files_and_offline_wandb_run(capsys, tmp_path, monkeypatch, synth):
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))
     (tmp_path / "wb").mkdir()
-    t = sweep_rows(Ns=(1e8, 2e8, 4e8), Ds=(2e9, 8e9))
+    t = synth.sweep_rows(Ns=(1e8, 2e8, 4e8), Ds=(2e9, 8e9))
     t = t[(t["batch_size"] >= 32) & (t["batch_size"] <= 512) & (t["lr"] < 0.01)]
-    recs = [make_record(f"r{i}", r.N, r.D, float(r.loss), lr=float(r.lr),
+    recs = [synth.make_record(f"r{i}", r.N, r.D, float(r.loss), lr=float(r.lr),
                         batch_size=int(r.batch_size), study="ladder")
             for i, r in enumerate(t.itertuples())]
-    write_records(tmp_path / "runs", recs)
+    synth.write_records(tmp_path / "runs", recs)
     out_dir = tmp_path / "report"
     rc, out, err = _run(capsys, "report", str(tmp_path / "runs"), "--out", str(out_dir),
                         "--bootstrap", "10", "--wandb")

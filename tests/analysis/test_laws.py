@@ -10,7 +10,6 @@ from scalelab.analysis.laws import (AutoLaw, ChinchillaLaw, HparamsLaw, IsoflopL
                                     load_fit)
 from scalelab.analysis.laws.chinchilla import start_grid
 
-from .conftest import HP_TRUE, TRUE, chinchilla_loss
 
 
 def test_start_grid_is_the_published_one():
@@ -20,15 +19,15 @@ def test_start_grid_is_the_published_one():
     assert set(g[:, 0]) == {0, 5, 10, 15, 20, 25}
 
 
-def test_chinchilla_recovers_exponents_and_intervals_cover_truth(chinchilla_table):
+def test_chinchilla_recovers_exponents_and_intervals_cover_truth(chinchilla_table, synth):
     law = ChinchillaLaw().fit(chinchilla_table, bootstrap=200, seed=0)
-    assert abs(law.params_["alpha"] - TRUE["alpha"]) < 0.02
-    assert abs(law.params_["beta"] - TRUE["beta"]) < 0.02
+    assert abs(law.params_["alpha"] - synth.TRUE["alpha"]) < 0.02
+    assert abs(law.params_["beta"] - synth.TRUE["beta"]) < 0.02
     for k in ("E", "A", "B", "alpha", "beta"):
         lo, hi = law.ci_[k]
-        assert lo <= TRUE[k] <= hi, (k, law.ci_[k])
+        assert lo <= synth.TRUE[k] <= hi, (k, law.ci_[k])
     # the optimum is at least as good as the true parameters under the Huber objective
-    pred_true = chinchilla_loss(chinchilla_table.N, chinchilla_table.D)
+    pred_true = synth.chinchilla_loss(chinchilla_table.N, chinchilla_table.D)
     pred_fit = law.predict(chinchilla_table.N, chinchilla_table.D)
     y = np.log(chinchilla_table.loss)
     hub = lambda r: np.sum(np.where(abs(r) <= 1e-3, 0.5 * r * r, 1e-3 * (abs(r) - 5e-4)))  # noqa
@@ -73,9 +72,9 @@ def test_power_law_recovers_parameters():
     assert np.isclose(back.predict(1e23), law0.predict(1e23))
 
 
-def test_isoflop_recovers_allocation_exponent(isoflop_table):
+def test_isoflop_recovers_allocation_exponent(isoflop_table, synth):
     law = IsoflopLaw().fit(isoflop_table, bootstrap=50)
-    a_true = TRUE["beta"] / (TRUE["alpha"] + TRUE["beta"])
+    a_true = synth.TRUE["beta"] / (synth.TRUE["alpha"] + synth.TRUE["beta"])
     assert abs(law.params_["a"] - a_true) < 0.03
     assert abs(law.params_["b"] - (1 - a_true)) < 0.03
     assert len(law.metrics_["budgets"]) == 4
@@ -103,10 +102,10 @@ def test_auto_prefers_floorless_when_there_is_no_floor():
 
 
 @pytest.mark.parametrize("optimum,tol", [("near-best", 0.06), ("surface", 0.02)])
-def test_hparams_steplaw_recovers_known_law(sweep_table, optimum, tol):
+def test_hparams_steplaw_recovers_known_law(sweep_table, optimum, tol, synth):
     law = HparamsLaw("steplaw", optimum).fit(sweep_table, bootstrap=30)
     for k in ("alpha", "beta", "gamma"):
-        assert abs(law.params_[k] - HP_TRUE[k]) < tol, (k, law.params_)
+        assert abs(law.params_[k] - synth.HP_TRUE[k]) < tol, (k, law.params_)
     assert law.inputs_["batch_unit"] == "tokens"
     lono = pd.DataFrame(law.metrics_["leave_one_n_out"])
     assert len(lono) == 4 and (lono["mean_regret"] < 0.01).all()

@@ -1,13 +1,14 @@
 """The Step Law figure: leave-one-N-out regret on the released runs (Li et al., 2025)."""
 from __future__ import annotations
 
-import pandas as pd
+from pathlib import Path
+
 import pytest
 
 from scalelab.analysis.laws import HparamsLaw
 from scalelab.analysis.table import load_table
 
-from .conftest import STEPLAW
+STEPLAW = Path("/work/shared/reference-data/steplaw_dense_lr_bs_loss.csv")
 
 pytestmark = pytest.mark.skipif(not STEPLAW.exists(), reason="reference data not present")
 

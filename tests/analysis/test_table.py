@@ -12,7 +12,6 @@ import pytest
 from scalelab.analysis.errors import AnalysisError
 from scalelab.analysis.table import load_table
 
-from .conftest import make_record, write_records
 
 
 def test_records_folder_is_searched_recursively_and_skips_tool_folders(sweep_records, sweep_table):
@@ -25,12 +24,12 @@ def test_records_folder_is_searched_recursively_and_skips_tool_folders(sweep_rec
     assert np.allclose(t["C"], 6.2 * t["N"].astype(int) * t["D"].astype(int), rtol=1e-6)
 
 
-def test_statuses_and_bad_rows_are_listed(tmp_path, capsys):
-    recs = [make_record(f"ok{i}", 1e8 * (i + 1), 1e9, 3.0 - 0.1 * i) for i in range(4)]
-    recs.append(make_record("div", 1e8, 1e9, None, status="diverged"))
-    recs.append(make_record("nan", 2e8, 1e9, float("nan")))
-    recs.append(make_record("neg", -5, 1e9, 2.0))
-    write_records(tmp_path, recs)
+def test_statuses_and_bad_rows_are_listed(tmp_path, capsys, synth):
+    recs = [synth.make_record(f"ok{i}", 1e8 * (i + 1), 1e9, 3.0 - 0.1 * i) for i in range(4)]
+    recs.append(synth.make_record("div", 1e8, 1e9, None, status="diverged"))
+    recs.append(synth.make_record("nan", 2e8, 1e9, float("nan")))
+    recs.append(synth.make_record("neg", -5, 1e9, 2.0))
+    synth.write_records(tmp_path, recs)
     t = load_table(tmp_path)
     err = capsys.readouterr().err
     assert "2 bad row(s) left out" in err and "(nan)" in err and "(neg)" in err
@@ -79,10 +78,10 @@ def test_all_rows_bad_is_an_error(tmp_path):
         load_table(tmp_path / "b.csv", quiet=True)
 
 
-def test_optuna_storage_prefers_records_and_falls_back_to_attrs(tmp_path):
+def test_optuna_storage_prefers_records_and_falls_back_to_attrs(tmp_path, synth):
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     study = optuna.create_study(study_name="ladder", storage=url)
-    rec_path = write_records(tmp_path / "runs", [make_record("from-record", 1e8, 2e9, 2.5,
+    rec_path = synth.write_records(tmp_path / "runs", [synth.make_record("from-record", 1e8, 2e9, 2.5,
                                                              lr=3e-3)])[0]
     dist = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)}
     t1 = optuna.trial.create_trial(params={"lr": 3e-3}, distributions=dist, value=2.5,
@@ -138,9 +137,9 @@ def test_wandb_source_through_injected_api():
     assert (plain["batch_tokens"] == 32 * 128).all()
 
 
-def test_ten_thousand_records_load(tmp_path):
+def test_ten_thousand_records_load(tmp_path, synth):
     """Smoke-size version of the 10,000-record benchmark (benchmarks/analysis_speed.py)."""
-    recs = [make_record(f"r{i}", 1e8, 1e9, 3.0) for i in range(200)]
-    write_records(tmp_path, recs)
+    recs = [synth.make_record(f"r{i}", 1e8, 1e9, 3.0) for i in range(200)]
+    synth.write_records(tmp_path, recs)
     assert len(load_table(tmp_path, quiet=True)) == 200
     assert json.loads((tmp_path / "multirun/0/0/run.json").read_text())["run_id"] == "r0"

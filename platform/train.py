@@ -41,6 +41,7 @@ register_with_hydra()
 logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
 
+log = logging.getLogger(__name__)
 PRECISIONS = ("32-true", "32", "64-true", "16-mixed", "bf16-mixed", "bf16-true", "16-true")
 LOGGERS = ("wandb", "csv", "none")
 
@@ -216,7 +217,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
         checkpoint = run_dir / "checkpoints" / "last.ckpt"
         if checkpoint.exists():
             start_step = torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"]
-            logging.getLogger(__name__).info("resuming %s from step %d", run_dir, start_step)
+            log.info("resuming %s from step %d", run_dir, start_step)
         fit_started = time.perf_counter()
         try:
             trainer.fit(module, ckpt_path=checkpoint if checkpoint.exists() else None)
@@ -248,8 +249,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
             "environment": rec.environment(cfg.train.seed, _device(module)),
             "started_at": started_at, "ended_at": rec.now(),
         }
-        rec.write_record(run_dir, record)
+        path = rec.write_record(run_dir, record)
         _finish(logger, status, metrics)
+        log.info("%s, final validation loss %s; record: %s", status, metrics["final_val_loss"], path)
     return metrics["final_val_loss"]
 
 

@@ -1,0 +1,47 @@
+import os
+import subprocess
+import sys
+
+import pytest
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+
+import scalelab.platform.train  # noqa: F401  (registers the schema and the sweeper presets)
+
+# A model and budget that train in about a second.
+TINY = ["model.width=16", "model.depth=1", "model.heads=2", "model.context=32", "train.batch_size=8",
+        "train.tokens=2e4", "train.eval_every=20", "train.eval_tokens=2048", "logger=none"]
+
+
+@pytest.fixture
+def make_cfg():
+    """Compose the run config in-process, as `scalelab train` would, with tiny defaults."""
+
+    def make(*overrides: str, tiny: bool = True):
+        GlobalHydra.instance().clear()
+        with initialize_config_module(config_module="scalelab.conf", version_base="1.3"):
+            return compose(config_name="config", overrides=[*(TINY if tiny else []), *overrides])
+
+    yield make
+    GlobalHydra.instance().clear()
+
+
+@pytest.fixture
+def text_corpus(tmp_path):
+    """A small corpus of our own: a few text files."""
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"part{i}.txt").write_text(f"file {i}: " + "the quick brown fox jumps over the lazy dog. " * 200)
+    return folder
+
+
+@pytest.fixture
+def run_cli():
+    """`scalelab train ...` as a user runs it, in a subprocess."""
+    return _run_cli
+
+
+def _run_cli(*args: str, cwd, env=None, timeout=300):
+    return subprocess.run([sys.executable, "-m", "scalelab.platform.train", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "WANDB_MODE": "disabled", **(env or {})})

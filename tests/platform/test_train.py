@@ -1,0 +1,155 @@
+import json
+
+import numpy as np
+import pytest
+
+from scalelab.platform.errors import ConfigError
+from scalelab.platform.model import GPT, GPTShape, count_parameters, flops_per_token
+from scalelab.platform.train import train
+
+RECORD_KEYS = {"schema_version", "run_id", "study", "trial", "status", "error", "config", "overrides", "scale",
+               "hparams", "metrics", "curve", "environment", "started_at", "ended_at"}
+
+
+def read(run_dir):
+    return json.loads((run_dir / "run.json").read_text())
+
+
+def test_run_writes_a_complete_record(make_cfg, tmp_path):
+    final = train(make_cfg("train.tokens=3e4"), run_dir=tmp_path)
+    r = read(tmp_path)
+    assert set(r) == RECORD_KEYS
+    assert r["status"] == "completed" and r["error"] is None and r["schema_version"] == 1
+    assert r["study"] is None and r["trial"] is None
+    assert r["config"]["model"]["width"] == 16
+
+    shape = GPTShape(16, 1, 2, 32, 256)
+    n, n_total = count_parameters(GPT(shape))
+    steps = int(3e4 // (8 * 32))
+    s = r["scale"]
+    assert (s["N"], s["N_total"], s["D"]) == (n, n_total, steps * 8 * 32)
+    assert s["flops_per_token"] == flops_per_token(n, shape) and s["C"] == s["flops_per_token"] * s["D"]
+
+    m = r["metrics"]
+    assert set(m) == {"final_val_loss", "best_val_loss", "initial_loss", "steps", "tokens_seen",
+                      "tokens_per_second", "wall_seconds"}
+    assert m["final_val_loss"] == final and m["steps"] == steps and m["tokens_seen"] == s["D"]
+    assert m["initial_loss"] == pytest.approx(np.log(256), rel=0.05)  # an untrained byte model is uniform
+    assert m["final_val_loss"] < m["initial_loss"] - 1.0 and m["best_val_loss"] <= m["final_val_loss"]
+    assert m["tokens_per_second"] > 0 and m["wall_seconds"] > 0
+
+    assert [p["step"] for p in r["curve"]] == [0, 20, 40, 60, 80, 100, steps]
+    assert r["hparams"] == {"lr": 3e-3, "batch_size": 8, "weight_decay": 0.1, "warmup": 0.02, "schedule": "cosine"}
+    env = r["environment"]
+    assert env["seed"] == 0 and env["device"] == "cpu" and env["packages"]["torch"]
+    assert r["started_at"] <= r["ended_at"]
+    assert not (tmp_path / "checkpoints").exists()  # only kept to resume, or when asked
+
+
+def test_same_seed_and_config_give_the_same_losses(make_cfg, tmp_path):
+    curves = []
+    for i, seed in enumerate((0, 0, 1)):
+        train(make_cfg(f"train.seed={seed}"), run_dir=tmp_path / str(i))
+        curves.append([p["val_loss"] for p in read(tmp_path / str(i))["curve"]])
+    assert curves[0] == curves[1]
+    assert curves[0] != curves[2]
+
+
+@pytest.mark.parametrize("schedule", ["wsd", "constant"])
+def test_other_schedules_train(make_cfg, tmp_path, schedule):
+    train(make_cfg(f"schedule={schedule}"), run_dir=tmp_path)
+    r = read(tmp_path)
+    assert r["status"] == "completed" and r["hparams"]["schedule"] == schedule
+    assert r["metrics"]["final_val_loss"] < r["metrics"]["initial_loss"]
+
+
+def test_an_unstable_learning_rate_ends_as_diverged(make_cfg, tmp_path):
+    train(make_cfg("optim.lr=30", "optim.grad_clip=0", "schedule.warmup=0"), run_dir=tmp_path)
+    r = read(tmp_path)
+    assert r["status"] == "diverged" and r["error"] is None
+    assert r["metrics"]["steps"] < int(2e4 // 256)  # stopped early
+
+
+def test_tokens_per_param_sets_the_budget(make_cfg, tmp_path):
+    train(make_cfg("train.tokens_per_param=2"), run_dir=tmp_path)
+    s = read(tmp_path)["scale"]
+    assert s["D"] == int(2 * s["N"] // 256) * 256
+
+
+def test_pre_tokenized_uint16_files(make_cfg, tmp_path):
+    rng = np.random.default_rng(0)
+    pattern = np.tile(rng.integers(0, 1000, 50, dtype=np.uint16), 400)  # a repeating, learnable stream
+    pattern.tofile(tmp_path / "train.bin")
+    pattern[:5000].tofile(tmp_path / "val.bin")
+    cfg = make_cfg("data=tokens", f"data.train_path={tmp_path}/train.bin", f"data.val_path={tmp_path}/val.bin",
+                   "data.vocab_size=1000", "optim.lr=1e-2")
+    train(cfg, run_dir=tmp_path / "run")
+    r = read(tmp_path / "run")
+    assert r["status"] == "completed" and r["scale"]["N_total"] - r["scale"]["N"] == 1000 * 16 + 32 * 16
+    with pytest.raises(ConfigError, match="data.vocab_size=500 is too small"):
+        train(make_cfg("data=tokens", f"data.train_path={tmp_path}/train.bin",
+                       f"data.val_path={tmp_path}/val.bin", "data.vocab_size=500"), run_dir=tmp_path / "bad")
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["data.paths=[/nonexistent/*.txt]"], "data.paths: no file matches '/nonexistent/"),
+    (["model.context=100000"], "model.context=100000 needs more than"),
+    (["train.batch_size=1000000", "train.tokens=1e9"], "train.batch_size=1000000 x model.context=32 .* is larger than the training split"),
+    (["train.tokens=100"], "train.tokens=100 is smaller than one step"),
+    (["model.width=30", "model.heads=4"], "model.width=30 must be divisible by model.heads=4"),
+    (["optim.lr=-1"], "optim.lr=-1.0 must be positive"),
+    (["schedule.name=linear"], "schedule.name='linear' is not one of"),
+    (["data=tokens", "data.train_path=/nope.bin", "data.val_path=/nope.bin"], "data.train_path: no such file"),
+])
+def test_bad_input_is_refused_with_a_message_naming_the_setting(make_cfg, tmp_path, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        train(make_cfg(*overrides), run_dir=tmp_path)
+    r = read(tmp_path)
+    assert r["status"] == "failed" and r["error"].startswith(message.split(" ")[0])
+
+
+def test_an_empty_corpus_is_refused(make_cfg, tmp_path):
+    for name in ("a.txt", "b.txt"):
+        (tmp_path / name).write_text("")
+    with pytest.raises(ConfigError, match="data.paths: the corpus is empty"):
+        train(make_cfg(f"data.paths=[{tmp_path}/*.txt]"), run_dir=tmp_path / "run")
+
+
+def test_local_text_files_train(make_cfg, tmp_path, text_corpus):
+    train(make_cfg(f"data.paths=[{text_corpus}/*.txt]"), run_dir=tmp_path)
+    r = read(tmp_path)
+    assert r["status"] == "completed"
+    assert r["metrics"]["final_val_loss"] < 0.7 * r["metrics"]["initial_loss"]  # a repetitive text is easy
+
+
+def test_cli_bad_input_is_one_clear_line_and_a_failed_record(tmp_path, run_cli):
+    out = run_cli("model.width=30", "model.heads=4", "logger=none", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1] == "scalelab: error: model.width=30 must be divisible by model.heads=4"
+    assert "Traceback" not in out.stderr
+    assert read(tmp_path)["status"] == "failed"
+
+
+def test_cli_unknown_key_names_it(tmp_path, run_cli):
+    out = run_cli("model.colour=red", cwd=tmp_path)
+    assert out.returncode != 0 and "model.colour" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_crashing_run_records_the_error_and_exits_non_zero(tmp_path, run_cli):
+    # no GPU on this machine: Lightning refuses the accelerator after the record's run has started
+    out = run_cli("trainer=gpu", "model.width=16", "model.depth=1", "model.heads=2", "model.context=32",
+                  "train.tokens=2e4", "train.batch_size=8", "logger=none", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    assert out.returncode != 0
+    r = read(tmp_path)
+    assert r["status"] == "failed" and "gpu" in r["error"].lower()
+
+
+def test_wandb_offline_run_is_written_and_logger_none_writes_none(make_cfg, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.chdir(tmp_path)
+    train(make_cfg("logger=wandb"), run_dir=tmp_path / "with")
+    runs = list((tmp_path / "with" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+    train(make_cfg("logger=none"), run_dir=tmp_path / "without")
+    assert not list(tmp_path.rglob("without/**/wandb")) and not (tmp_path / "wandb").exists()

@@ -36,6 +36,14 @@ def chinchilla_table():
 
 
 @pytest.fixture(scope="session")
+def chinchilla_fit(chinchilla_table):
+    """One fit with 200 bootstrap refits, shared by the tests that only read it."""
+    from scalelab.analysis.laws import ChinchillaLaw
+
+    return ChinchillaLaw().fit(chinchilla_table, bootstrap=200, seed=0)
+
+
+@pytest.fixture(scope="session")
 def isoflop_table():
     rng = np.random.default_rng(7)
     rows = []

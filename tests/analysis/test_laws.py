@@ -19,8 +19,9 @@ def test_start_grid_is_the_published_one():
     assert set(g[:, 0]) == {0, 5, 10, 15, 20, 25}
 
 
-def test_chinchilla_recovers_exponents_and_intervals_cover_truth(chinchilla_table, synth):
-    law = ChinchillaLaw().fit(chinchilla_table, bootstrap=200, seed=0)
+def test_chinchilla_recovers_exponents_and_intervals_cover_truth(chinchilla_table, chinchilla_fit,
+                                                                synth):
+    law = chinchilla_fit
     assert abs(law.params_["alpha"] - synth.TRUE["alpha"]) < 0.02
     assert abs(law.params_["beta"] - synth.TRUE["beta"]) < 0.02
     for k in ("E", "A", "B", "alpha", "beta"):
@@ -34,8 +35,8 @@ def test_chinchilla_recovers_exponents_and_intervals_cover_truth(chinchilla_tabl
     assert hub(np.log(pred_fit) - y) <= hub(np.log(pred_true) - y) + 1e-12
 
 
-def test_chinchilla_compute_optimal_matches_brute_force(chinchilla_table):
-    law = ChinchillaLaw().fit(chinchilla_table)
+def test_chinchilla_compute_optimal_matches_brute_force(chinchilla_fit):
+    law = chinchilla_fit
     C = 1e22
     n_opt, d_opt = law.compute_optimal(C)
     Ns = np.geomspace(1e8, 1e12, 20001)
@@ -44,8 +45,8 @@ def test_chinchilla_compute_optimal_matches_brute_force(chinchilla_table):
     assert np.isclose(6 * n_opt * d_opt, C)
 
 
-def test_chinchilla_json_round_trip(chinchilla_table, tmp_path):
-    law = ChinchillaLaw().fit(chinchilla_table, bootstrap=20)
+def test_chinchilla_json_round_trip(chinchilla_fit, tmp_path):
+    law = chinchilla_fit
     law.save(tmp_path / "f.json")
     back = load_fit(tmp_path / "f.json")
     assert isinstance(back, ChinchillaLaw)
@@ -124,8 +125,8 @@ def test_hparams_deepseek_form(sweep_table):
     assert np.isfinite(lr) and np.isfinite(bs)
 
 
-def test_fit_file_of_another_law_is_refused(chinchilla_table):
-    d = ChinchillaLaw().fit(chinchilla_table).to_dict()
+def test_fit_file_of_another_law_is_refused(chinchilla_fit):
+    d = chinchilla_fit.to_dict()
     with pytest.raises(AnalysisError, match="law 'chinchilla', not 'hparams'"):
         HparamsLaw.from_dict(d)
 

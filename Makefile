@@ -18,7 +18,8 @@ $(BIN)/scalelab: pyproject.toml
 install: $(BIN)/scalelab
 
 test: install
-	WANDB_MODE=disabled $(BIN)/python -m pytest -q
+	# tiny test models train fastest on one thread, and parallel-worker tests do not oversubscribe
+	WANDB_MODE=disabled OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
 
 demo: install
 	WANDB_MODE=offline $(BIN)/scalelab train model=gpt_xs train.tokens=4e5 train.eval_every=50 \

@@ -10,6 +10,7 @@ import os
 import sysconfig
 import zlib
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -87,12 +88,15 @@ def windows(tokens: np.ndarray, starts: np.ndarray, context: int) -> tuple[torch
 
 
 class TrainBatches(IterableDataset):
-    """Yields the batches of steps [start_step, stop_step): random windows drawn from a
+    """One Lightning epoch of training batches: from the trainer's current step up to the next
+    multiple of `steps_per_epoch` (or the last step). Each batch is random windows drawn from a
     generator seeded with (seed, step)."""
 
-    def __init__(self, tokens: np.ndarray, batch_size: int, context: int, seed: int):
+    def __init__(self, tokens: np.ndarray, batch_size: int, context: int, seed: int, total_steps: int,
+                 steps_per_epoch: int):
         self.tokens, self.batch_size, self.context, self.seed = tokens, batch_size, context, seed
-        self.start_step, self.stop_step = 0, 0
+        self.total_steps, self.steps_per_epoch = total_steps, steps_per_epoch
+        self.current_step: Callable[[], int] = lambda: 0  # the module points it at the trainer's step
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, step])
@@ -100,7 +104,10 @@ class TrainBatches(IterableDataset):
         return windows(self.tokens, starts, self.context)
 
     def __iter__(self):
-        for step in range(self.start_step, self.stop_step):
+        # Read the step lazily (at the first batch): by then a resumed trainer has restored it.
+        start = self.current_step()
+        stop = min((start // self.steps_per_epoch + 1) * self.steps_per_epoch, self.total_steps)
+        for step in range(start, stop):
             yield self.batch(step)
 
 

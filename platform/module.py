@@ -23,7 +23,6 @@ class LanguageModelTask(L.LightningModule):
         self.train_batches = train_batches
         self.val_set = val_set
         self.optim, self.schedule = cfg.optim, cfg.schedule
-        self.eval_every = cfg.train.eval_every
         self.divergence_factor = cfg.train.divergence_factor
         self.tokens_per_step = cfg.train.batch_size * cfg.model.context
         self.total_steps = total_steps
@@ -35,15 +34,11 @@ class LanguageModelTask(L.LightningModule):
 
     # -- data ---------------------------------------------------------------------------------
     def train_dataloader(self):
+        self.train_batches.current_step = lambda: self.trainer.global_step
         return DataLoader(self.train_batches, batch_size=None)
 
     def val_dataloader(self):
         return DataLoader(self.val_set, batch_size=None)
-
-    def on_train_epoch_start(self) -> None:
-        start = self.trainer.global_step
-        self.train_batches.start_step = start
-        self.train_batches.stop_step = min(start + self.eval_every, self.total_steps)
 
     # -- training -----------------------------------------------------------------------------
     def on_fit_start(self) -> None:

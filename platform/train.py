@@ -23,11 +23,11 @@ import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from scalelab.conf.schema import register_schema
 from scalelab.platform import record as rec
+from scalelab.platform.checkpoint import ResumeCheckpoint
 from scalelab.platform.data import Corpus, TrainBatches, load_corpus, validation_set
 from scalelab.platform.errors import ConfigError
 from scalelab.platform.model import GPT, GPTShape, count_parameters, flops_per_token
@@ -37,8 +37,9 @@ from scalelab.platform.sweeper import register_with_hydra
 
 register_schema()
 register_with_hydra()
-# Lightning's start-up banners (accelerators, tips) say nothing about the run.
-logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+# Lightning's banners (accelerators, tips, checkpoint notes) say nothing about the run.
+for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.trainer.connectors.checkpoint_connector"):
+    logging.getLogger(name).setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
 
 log = logging.getLogger(__name__)
@@ -194,13 +195,14 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
     try:
         plan = plan_run(cfg)
         module = LanguageModelTask(plan.model, TrainBatches(plan.corpus.train, cfg.train.batch_size,
-                                                            cfg.model.context, cfg.train.seed),
+                                                            cfg.model.context, cfg.train.seed,
+                                                            plan.total_steps, cfg.train.eval_every),
                                    validation_set(plan.corpus.val, cfg.train.eval_tokens, cfg.model.context,
                                                   cfg.train.batch_size),
                                    cfg, plan.total_steps)
         logger = build_logger(cfg, run_dir, run_id, config, plan.scale(cfg.model.name))
-        callbacks = [ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0,
-                                     save_on_train_epoch_end=True)]
+        checkpoint = run_dir / "checkpoints" / "last.ckpt"
+        callbacks = [ResumeCheckpoint(checkpoint)]
         if wants_progress_bar():
             callbacks.append(RunProgressBar(plan.total_steps))
         if cfg.trial.number is not None:
@@ -211,10 +213,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
             accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, strategy=cfg.trainer.strategy,
             precision=cfg.train.precision, max_steps=plan.total_steps, max_epochs=-1,
             logger=logger or False, callbacks=callbacks, enable_progress_bar=False,
-            enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=str(run_dir),
+            enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0, default_root_dir=str(run_dir),
             gradient_clip_val=cfg.optim.grad_clip or None, log_every_n_steps=10,
         )
-        checkpoint = run_dir / "checkpoints" / "last.ckpt"
         if checkpoint.exists():
             start_step = torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"]
             log.info("resuming %s from step %d", run_dir, start_step)

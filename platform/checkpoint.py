@@ -1,0 +1,21 @@
+"""The checkpoint a preempted run resumes from: one file, rewritten atomically at every epoch end
+(every evaluation), so a kill at any moment leaves the previous complete one."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import lightning as L
+
+
+class ResumeCheckpoint(L.Callback):
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.should_stop:  # a diverged or pruned run is not resumed
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        trainer.save_checkpoint(tmp)
+        os.replace(tmp, self.path)

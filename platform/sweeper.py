@@ -303,7 +303,7 @@ class OptunaSweeper(Sweeper):
         for o in overrides:
             key = o.get_key_element()
             if not o.is_sweep_override():
-                fixed.append(f"{key}={o.get_value_element_as_str()}")
+                fixed.append(o.input_line or f"{key}={o.get_value_element_as_str()}")
             elif isinstance(o.value(), IntervalSweep) or (
                 o.is_discrete_sweep() and not getattr(o.value(), "simple_form", True)
                 and o.value_type is not None and o.value_type.name == "CHOICE_SWEEP"
@@ -475,7 +475,8 @@ class OptunaSweeper(Sweeper):
 
         assert self.config is not None and self.launcher is not None
         study = self._study(plan, scale)
-        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        # absolute, so that jobs find it whatever their working directory (submitit, chdir)
+        sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve()
         sweep_dir.mkdir(parents=True, exist_ok=True)
         self._save_multirun_yaml(sweep_dir)
         storage_arg = self._storage_for_jobs()

@@ -201,6 +201,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
                                                   cfg.train.batch_size),
                                    cfg, plan.total_steps)
         logger = build_logger(cfg, run_dir, run_id, config, plan.scale(cfg.model.name))
+        if logger is not None:
+            logger.experiment  # start it now (W&B is lazy), so its start-up is not counted as training
         checkpoint = run_dir / "checkpoints" / "last.ckpt"
         callbacks = [ResumeCheckpoint(checkpoint)]
         if wants_progress_bar():

@@ -1,0 +1,113 @@
+"""Platform overhead: the same model, data and steps trained through `scalelab train` and through
+a bare PyTorch loop, side by side in one process.
+
+Prints the tokens-per-second ratio platform/bare (target >= 0.95 for a ~100k-parameter model) and
+the platform's fixed start-up cost beyond imports: compose, build, logger, record (target < 3 s).
+
+    .venv/bin/python benchmarks/overhead.py [--steps 200] [--logger wandb|csv|none] [--rounds 2]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+import lightning as L  # noqa: E402
+import torch  # noqa: E402
+from hydra import compose, initialize_config_module  # noqa: E402
+
+from scalelab.platform.data import TrainBatches, load_corpus  # noqa: E402
+from scalelab.platform.model import GPT, GPTShape, count_parameters  # noqa: E402
+from scalelab.platform.record import read_record  # noqa: E402
+from scalelab.platform.schedule import lr_multiplier  # noqa: E402
+from scalelab.platform.train import train  # noqa: E402
+
+
+def bare_loop(cfg, steps: int) -> float:
+    """Tokens per second of a plain PyTorch loop doing the same work as the platform's steps."""
+    corpus = load_corpus(cfg.data)
+    m, t, o = cfg.model, cfg.train, cfg.optim
+    L.seed_everything(t.seed, verbose=False)
+    model = GPT(GPTShape(m.width, m.depth, m.heads, m.context, corpus.vocab_size))
+    batches = TrainBatches(corpus.train, t.batch_size, m.context, t.seed, steps, steps)
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": o.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}],
+                                  lr=o.lr, betas=tuple(o.betas), eps=o.eps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(cfg.schedule, steps))
+    started = time.perf_counter()
+    for step in range(steps):
+        loss = model.loss(*batches.batch(step))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+    return steps * t.batch_size * m.context / (time.perf_counter() - started)
+
+
+def platform_run(overrides: list[str], run_dir: Path) -> tuple[float, float]:
+    """(tokens per second in training, start-up seconds beyond imports)."""
+    fit_seconds = []
+    original_fit = L.Trainer.fit
+
+    def timed_fit(self, *args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return original_fit(self, *args, **kwargs)
+        finally:
+            fit_seconds.append(time.perf_counter() - started)
+
+    L.Trainer.fit = timed_fit
+    try:
+        started = time.perf_counter()
+        with initialize_config_module(config_module="scalelab.conf", version_base="1.3"):
+            cfg = compose(config_name="config", overrides=overrides)
+        train(cfg, run_dir=run_dir)
+        total = time.perf_counter() - started
+    finally:
+        L.Trainer.fit = original_fit
+    return read_record(run_dir)["metrics"]["tokens_per_second"], total - fit_seconds[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--logger", default="wandb")
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+
+    tokens_per_step = 32 * 128
+    overrides = ["model=gpt_s", f"train.tokens={args.steps * tokens_per_step}", "train.batch_size=32",
+                 f"train.eval_every={args.steps}", "train.eval_tokens=4096", f"logger={args.logger}"]
+    with initialize_config_module(config_module="scalelab.conf", version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    shape = GPTShape(cfg.model.width, cfg.model.depth, cfg.model.heads, cfg.model.context, 256)
+    n_params = count_parameters(GPT(shape))[0]
+
+    bare, platform, startup = [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.rounds):  # interleaved, so drifts in machine load hit both alike
+            bare.append(bare_loop(cfg, args.steps))
+            tps, start = platform_run(overrides, Path(tmp) / f"run{i}")
+            platform.append(tps)
+            startup.append(start)
+    b, p = statistics.median(bare), statistics.median(platform)
+    print(f"model gpt_s: N = {n_params:,} non-embedding parameters; {args.steps} steps of {tokens_per_step} "
+          f"tokens; logger={args.logger}; torch threads={torch.get_num_threads()}; {args.rounds} rounds")
+    print(f"bare PyTorch loop : {b:10,.0f} tokens/s  (rounds: {', '.join(f'{x:,.0f}' for x in bare)})")
+    print(f"scalelab train    : {p:10,.0f} tokens/s  (rounds: {', '.join(f'{x:,.0f}' for x in platform)})")
+    print(f"ratio platform/bare: {p / b:.3f}   (target >= 0.95)")
+    print(f"start-up beyond imports (compose, build, logger, record): {statistics.median(startup):.2f} s "
+          f"(rounds: {', '.join(f'{x:.2f}' for x in startup)}; target < 3 s)")
+
+
+if __name__ == "__main__":
+    main()

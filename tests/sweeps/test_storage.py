@@ -31,3 +31,23 @@ def test_unreachable_storage_is_one_redacted_line():
         make_storage("postgresql://bob:hunter2@127.0.0.1:1/nodb", check=True)
     msg = str(e.value)
     assert "hunter2" not in msg and "bob:***@127.0.0.1" in msg and "\n" not in msg
+
+
+def test_sweeper_keeps_the_password_out_of_hydra_files(monkeypatch):
+    from omegaconf import OmegaConf
+
+    from scalelab.platform.sweeper import STORAGE_ENV, OptunaSweeper
+
+    monkeypatch.setenv(STORAGE_ENV, "placeholder")  # restored (removed) after the test
+    url = "postgresql://alice:s3cret@db:5432/optuna"
+    sweeper = OptunaSweeper(storage=url)
+    config = OmegaConf.create({"hydra": {"sweeper": {"storage": url},
+                                         "overrides": {"hydra": [f"hydra.sweeper.storage={url}", "hydra.verbose=false"]}}})
+    sweeper._hide_credentials(config)
+    text = OmegaConf.to_yaml(config, resolve=True)
+    assert "s3cret" not in text and "alice:***@db" in text
+    # jobs get the URL through the environment, never in their overrides
+    assert sweeper._storage_for_jobs() == "${oc.env:" + STORAGE_ENV + "}"
+    import os
+
+    assert os.environ[STORAGE_ENV] == url

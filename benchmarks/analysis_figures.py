@@ -35,7 +35,7 @@ def regret_tables() -> None:
         worst = merged[f"{optimum} mean %"].max()
         print(f"  {optimum}: worst held-out N mean regret {worst:.3f}%, "
               f"average {merged[f'{optimum} mean %'].mean():.3f}%")
-    print("\nsurface, sensitivity to the window of runs the quadratic is fitted to:")
+    print("\nsurface, sensitivity to the window of runs the cubic is fitted to:")
     for tol in (0.0025, 0.005, 0.01, 0.02):
         t = HparamsLaw("steplaw", "surface", surface_tol=tol).leave_one_n_out(table)
         print(f"  within {100 * tol:.2g}% of best: mean regret per N % "

@@ -4,7 +4,7 @@ Prints the fraction of the sweep's wall time spent in training steps and the med
 per-trial overhead (ask, compose, launch, record, tell: everything between two trials that is
 not the job's own train() call). Targets: fraction >= 0.8, overhead < 0.5 s.
 
-    .venv/bin/python benchmarks/sweep_overhead.py [--trials 20] [--tokens 4e4]
+    .venv/bin/python benchmarks/sweep_overhead.py [--trials 20] [--tokens 1e5]
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ TINY = ["model.width=16", "model.depth=1", "model.heads=2", "model.context=32", 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=20)
-    ap.add_argument("--tokens", default="4e4", help="training tokens per trial")
+    ap.add_argument("--tokens", default="1e5", help="training tokens per trial (1e5: about 1 s of training here)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="scalelab-sweep-overhead-"))
     storage = f"sqlite:///{work}/studies.db"

@@ -10,7 +10,7 @@ URL_FILE=${TMPDIR:-/tmp}/scalelab-postgres.url
 DB=scalelab_test
 USER_NAME=scalelab
 PASS=scalelab-ci-secret
-PORT=${SCALELAB_PG_PORT:-5432}
+PORT=${SCALELAB_PG_PORT:-55432}  # not 5432: a packaged cluster there may want passwords
 log() { echo "postgres.sh: $*" >&2; }
 
 if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then

@@ -483,8 +483,12 @@ class OptunaSweeper(Sweeper):
         if self._budget_left(study) <= 0:
             log.info("study %s: %d trials already done", study.study_name, self.n_trials)
             return []
-        if any(True for _ in study.get_trials(deepcopy=False, states=None) if _.state.name == "RUNNING"):
-            # Another worker is on this study: do not sample its random start-up points again.
+        from optuna.trial import TrialState
+
+        running_at_start = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+        if running_at_start:
+            # Another worker is on this study (or was killed): do not sample the same random
+            # start-up points again.
             study.sampler.reseed_rng()
         log.info("study %s: up to %d trials, %d at a time", study.study_name, self.n_trials, self.n_jobs)
         lock = threading.Lock()
@@ -540,8 +544,27 @@ class OptunaSweeper(Sweeper):
                 t.start()
             for t in threads:
                 t.join()
+        self._settle(study, running_at_start)
         self._log_best(study)
         return returns
+
+    def _settle(self, study, numbers: set) -> None:
+        """Trials that were RUNNING when we started may be orphans of a killed sweep: wait
+        until each has finished elsewhere or, without a heartbeat for the grace period, is
+        failed, so that a resumed sweep does not end with trials left RUNNING."""
+        from optuna.trial import TrialState
+
+        from scalelab.platform.storage import fail_stale_trials
+
+        if not numbers or not self.grace_period:
+            return
+        deadline = time.time() + self.grace_period + max(1, self.heartbeat_interval)
+        while time.time() < deadline:
+            fail_stale_trials(study, self.grace_period)
+            running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+            if not running & numbers:
+                return
+            time.sleep(min(1.0, max(0.2, self.heartbeat_interval / 2)))
 
     # ------------------------------------------------------------------ results
     def _tell(self, study, trial, ret: Any, run_dir: Path) -> None:

@@ -161,7 +161,7 @@ def parse_params(params: Mapping[str, Any] | None, config: Any = None) -> Search
         if not is_add and not _key_exists(config, override.key_or_group):
             raise SearchSpaceError(
                 f"params.{key}: unknown parameter path '{override.key_or_group}' "
-                f"(not in the composed config; prefix it with '+' to add a new key)"
+                f"(not in the composed job config; a new key is written `+{override.key_or_group}` in params)"
             )
         if override.is_sweep_override():
             space.distributions[name] = distribution_for(name, override)

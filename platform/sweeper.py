@@ -252,10 +252,10 @@ class OptunaSweeper(Sweeper):
         try:
             plan = self._plan(arguments)
         except SweepError as e:
-            # One clear line, before any trial starts, whatever Hydra does with the traceback.
+            # One clear line before any trial starts, and no traceback to bury it (Hydra, too,
+            # exits through SystemExit after reporting an error).
             print(f"scalelab sweeper: error: {e}", file=sys.stderr, flush=True)
-            log.error("scalelab sweeper: %s", e)
-            raise
+            raise SystemExit(2) from None
         returns: List[Sequence[Any]] = []
         heartbeat = _Heartbeat(plan["storage"], self.heartbeat_interval) if self.heartbeat_interval else None
         try:

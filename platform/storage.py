@@ -15,6 +15,7 @@ stale trials are failed here with the same rule (no beat for ``grace_period`` se
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -80,6 +81,25 @@ def _journal_path(url: str) -> str | None:
     return None
 
 
+_SCHEMA_RACE = ("already exists", "UNIQUE constraint", "duplicate key", "database is locked")
+
+
+@contextlib.contextmanager
+def _file_lock(path: str | None):
+    """Serialize SQLite schema creation between processes (Optuna's is not race-free)."""
+    if path is None:
+        yield
+        return
+    import fcntl
+
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def _postgres_driver(url: str) -> str:
     """SQLAlchemy 2.1 reads `postgresql://` as psycopg 3; fall back to psycopg2 if only it is here."""
     if not url.startswith("postgresql://"):
@@ -127,13 +147,19 @@ def make_storage(
         if heartbeat_interval:
             kwargs["heartbeat_interval"] = int(heartbeat_interval)
             kwargs["grace_period"] = int(grace_period or 2 * heartbeat_interval)
-        for attempt in range(5):
+        lock_path = None
+        if url.startswith("sqlite:///"):
+            db = url[len("sqlite:///"):]
+            if db and db != ":memory:":
+                lock_path = db + ".init-lock"
+        for attempt in range(6):
             try:
-                storage = RDBStorage(url, **kwargs)
+                with _file_lock(lock_path):
+                    storage = RDBStorage(url, **kwargs)
                 break
             except Exception as e:  # noqa: BLE001
-                # Two processes creating the schema at once: the loser sees "already exists".
-                if "already exists" not in str(e) or attempt == 4:
+                # Two processes creating the schema at once: the loser sees the winner's rows.
+                if not any(m in str(e) for m in _SCHEMA_RACE) or attempt == 5:
                     raise
                 time.sleep(0.2 * (attempt + 1))
         if check:

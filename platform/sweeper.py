@@ -249,6 +249,8 @@ class OptunaSweeper(Sweeper):
         ]
 
     def sweep(self, arguments: List[str]) -> Any:
+        # again here: Hydra's plugin scan imports this module inside catch_warnings()
+        warnings.filterwarnings("ignore", message=".*[Hh]eartbeat.*")
         try:
             plan = self._plan(arguments)
         except SweepError as e:

@@ -1,0 +1,68 @@
+"""A regular (wheel) install: Hydra's own plugin scan finds the sweeper and the presets,
+without `register_with_hydra()` (which covers editable installs; the other tests use those)."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = '''
+import json, os
+import hydra
+from hydra.core.hydra_config import HydraConfig
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg):
+    out = HydraConfig.get().runtime.output_dir
+    loss = (cfg.optim.lr - 0.01) ** 2
+    with open(os.path.join(out, "run.json"), "w") as f:
+        json.dump({"status": "completed", "metrics": {"final_val_loss": loss}}, f)
+    return loss
+
+if __name__ == "__main__":
+    main()
+'''
+CONFIG = """defaults:
+  - _self_
+  - sweeps: null
+optim: {lr: 0.001}
+trial: {study_name: null, storage: null, number: null}
+"""
+
+
+@pytest.mark.slow
+def test_wheel_install_finds_sweeper_and_presets(tmp_path):
+    src = tmp_path / "src"  # build from a copy: no build/ or egg-info churn in the checkout
+    src.mkdir()
+    shutil.copy(ROOT / "pyproject.toml", src / "pyproject.toml")
+    readme = ROOT / "README.md"
+    (src / "README.md").write_text(readme.read_text() if readme.exists() else "scalelab\n")
+    for folder in ("conf", "sweeps", "platform", "analysis", "hydra_plugins"):
+        shutil.copytree(ROOT / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    pip = [sys.executable, "-m", "pip", "-q"]
+    built = subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"),
+                            str(src)], capture_output=True, text=True, timeout=300)
+    if built.returncode != 0:
+        pytest.skip(f"cannot build a wheel here: {built.stderr.strip().splitlines()[-1:]}")
+    target = tmp_path / "site"
+    wheel = next((tmp_path / "dist").glob("scalelab-*.whl"))
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True, timeout=300)
+    app = tmp_path / "app"
+    (app / "conf").mkdir(parents=True)
+    (app / "app.py").write_text(APP)
+    (app / "conf" / "config.yaml").write_text(CONFIG)
+    env = dict(os.environ, PYTHONPATH=str(target), WANDB_MODE="disabled")
+    probe = subprocess.run([sys.executable, "-c", "import scalelab.sweeps as s; print(s.__file__)"],
+                           env=env, capture_output=True, text=True, cwd=app)
+    assert probe.stdout.startswith(str(target)), probe  # the wheel, not the editable checkout
+    proc = subprocess.run([sys.executable, "app.py", "sweeps=lr", "hydra.sweeper.n_trials=2"],
+                          env=env, capture_output=True, text=True, cwd=app, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "study lr: trial 1 COMPLETE" in proc.stderr + proc.stdout
+    assert (app / "runs/sweeps/lr/trial_1/run.json").exists()

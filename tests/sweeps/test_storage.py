@@ -51,3 +51,25 @@ def test_sweeper_keeps_the_password_out_of_hydra_files(monkeypatch):
     import os
 
     assert os.environ[STORAGE_ENV] == url
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_stale_running_trials_are_failed_with_a_reason(tmp_path, kind):
+    import time
+
+    import optuna
+
+    from scalelab.platform.storage import fail_stale_trials, record_heartbeat
+
+    url = f"sqlite:///{tmp_path}/s.db" if kind == "sqlite" else f"journal:{tmp_path}/s.log"
+    storage = make_storage(url, heartbeat_interval=1, grace_period=1)
+    study = optuna.create_study(study_name="s", storage=storage)
+    dead, alive = study.ask(), study.ask()
+    record_heartbeat(storage, dead._trial_id)
+    time.sleep(2.2)  # SQLite keeps heartbeat times to the second
+    record_heartbeat(storage, alive._trial_id)
+    assert fail_stale_trials(study, grace_period=1) == [dead.number]
+    trials = {t.number: t for t in study.get_trials()}
+    assert trials[dead.number].state.name == "FAIL"
+    assert "heartbeat" in trials[dead.number].user_attrs["fail_reason"]
+    assert trials[alive.number].state.name == "RUNNING"

@@ -96,6 +96,16 @@ def _redact_text(text: str) -> str:
     return re.sub(r"[A-Za-z][A-Za-z0-9+.-]*://\S+", lambda m: redact_url(m.group(0)), text)
 
 
+def _as_typed(override: Any, values: List[str]) -> List[str]:
+    """The axis values as the user typed them (`1e6`, not `1000000.0`) for study and folder
+    names, when the override is a plain comma list; Hydra's own strings otherwise."""
+    raw = (override.input_line or "").split("=", 1)[-1]
+    tokens = [t.strip() for t in raw.split(",")]
+    if any(c in raw for c in "[]{}()'\"\\$") or len(tokens) != len(values) or not all(tokens):
+        return values
+    return tokens
+
+
 def _get(record: Any, dotted: str) -> Any:
     for part in dotted.split("."):
         if not isinstance(record, dict) or part not in record:
@@ -315,7 +325,7 @@ class OptunaSweeper(Sweeper):
             else:
                 values = list(o.sweep_string_iterator())
                 axes.append([f"{key}={v}" for v in values])
-                axis_names.append([f"{o.key_or_group}={v}" for v in values])
+                axis_names.append([f"{o.key_or_group}={v}" for v in _as_typed(o, values)])
 
         # The composed config of one job, to check every parameter path exists.
         try:

@@ -29,6 +29,7 @@ class LanguageModelTask(L.LightningModule):
         self.initial_loss: float | None = None
         self.curve: list[dict] = []
         self.diverged_at: int | None = None
+        self.start_step = 0  # where this process began: above 0 when resumed
         self.eval_seconds = 0.0  # this process's time in evaluation, to leave out of throughput
         self._val_sum = self._val_count = 0.0
 
@@ -47,6 +48,9 @@ class LanguageModelTask(L.LightningModule):
             self.initial_loss = self.evaluate()
             self.eval_seconds += time.perf_counter() - started
             self.curve.append({"step": 0, "tokens": 0, "val_loss": self.initial_loss})
+
+    def on_train_start(self) -> None:
+        self.start_step = self.trainer.global_step
 
     def training_step(self, batch, batch_idx):
         loss = self.model.loss(*batch)

@@ -159,7 +159,7 @@ def run_id_for(run_dir: Path) -> str:
     return run_id
 
 
-def summarize(module: LanguageModelTask | None, plan: Plan | None, start_step: int, fit_seconds: float) -> dict:
+def summarize(module: LanguageModelTask | None, plan: Plan | None, fit_seconds: float) -> dict:
     metrics = dict.fromkeys(("final_val_loss", "best_val_loss", "initial_loss", "steps", "tokens_seen",
                              "tokens_per_second"))
     if module is None or plan is None:
@@ -173,7 +173,8 @@ def summarize(module: LanguageModelTask | None, plan: Plan | None, start_step: i
         initial_loss=module.initial_loss,
         steps=steps,
         tokens_seen=steps * plan.tokens_per_step,
-        tokens_per_second=(steps - start_step) * plan.tokens_per_step / train_seconds if train_seconds > 0 else None,
+        tokens_per_second=(steps - module.start_step) * plan.tokens_per_step / train_seconds
+        if train_seconds > 0 else None,
     )
     return {k: rec.finite_or_none(v) for k, v in metrics.items()}
 
@@ -191,7 +192,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
     pruned = _trial_pruned_exception(cfg)
     status, error = "failed", None
     plan = module = logger = None
-    start_step, fit_seconds = 0, 0.0
+    fit_seconds = 0.0
     try:
         plan = plan_run(cfg)
         module = LanguageModelTask(plan.model, TrainBatches(plan.corpus.train, cfg.train.batch_size,
@@ -219,16 +220,13 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
             gradient_clip_val=cfg.optim.grad_clip or None, log_every_n_steps=10,
         )
         if checkpoint.exists():
-            start_step = torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"]
-            log.info("resuming %s from step %d", run_dir, start_step)
+            log.info("resuming %s from %s", run_dir, checkpoint)
         fit_started = time.perf_counter()
         try:
             trainer.fit(module, ckpt_path=checkpoint if checkpoint.exists() else None)
         finally:
             fit_seconds = time.perf_counter() - fit_started
         status = "diverged" if module.diverged_at is not None else "completed"
-        if not cfg.train.keep_checkpoint:  # it exists to resume a preempted run; this one has ended
-            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     except pruned:
         status = "pruned"
     except ConfigError as e:
@@ -238,7 +236,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
         error = traceback.format_exc() if isinstance(e, Exception) else f"interrupted ({type(e).__name__})"
         raise
     finally:
-        metrics = summarize(module, plan, start_step, fit_seconds)
+        if status != "failed" and not cfg.train.keep_checkpoint:
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # only a preempted run needs it
+        metrics = summarize(module, plan, fit_seconds)
         metrics["wall_seconds"] = time.perf_counter() - started_wall
         record = {
             "schema_version": rec.SCHEMA_VERSION, "run_id": run_id,

@@ -263,9 +263,11 @@ def hparams(cfg: DictConfig) -> dict:
     values = {"lr": cfg.optim.lr, "batch_size": cfg.train.batch_size, "weight_decay": cfg.optim.weight_decay,
               "warmup": cfg.schedule.warmup, "schedule": cfg.schedule.name}
     if HydraConfig.initialized():
-        params = OmegaConf.select(HydraConfig.get(), "sweeper.params") or {}
-        for path in params:
-            values[path] = OmegaConf.select(cfg, path)
+        # `+hydra.sweeper.params.optim.lr=...` arrives nested: flatten to dotted config paths
+        params = OmegaConf.select(HydraConfig.get(), "sweeper.params")
+        for path in flatten(OmegaConf.to_container(params)) if params else []:
+            key = path.lstrip("+~")
+            values[key] = OmegaConf.select(cfg, key)
     return values
 
 

@@ -29,6 +29,7 @@ def test_preset_sweep_completes_and_records_trials(tmp_path):
         assert record["status"] == "completed" and record["trial"] == t.number and record["study"] == "lr"
         assert t.value == pytest.approx(record["metrics"]["final_val_loss"])
         assert record["config"]["optim"]["lr"] == pytest.approx(t.params["optim.lr"])
+        assert record["hparams"]["optim.lr"] == pytest.approx(t.params["optim.lr"])  # searched values, by path
         assert t.intermediate_values  # the Lightning callback reported every evaluation
 
 
@@ -44,4 +45,5 @@ def test_pruner_stops_real_runs(tmp_path):
     for t in study.trials:
         record = json.loads(Path(t.user_attrs["record"]).read_text())
         assert record["status"] == "pruned"
+        assert record["hparams"]["optim.lr"] == pytest.approx(t.params["optim.lr"])
         assert record["metrics"]["steps"] < 39  # stopped before the end

@@ -70,7 +70,7 @@ def _surface_optimum(cell: pd.DataFrame, bs_col: str, tol: float):
 
 
 # The 1% window was chosen once, as one global setting, among the variants compared on the whole
-# Step Law leave-one-N-out table (docs/analysis.md); it holds 21-52 runs per cell there.
+# Step Law leave-one-N-out table (README, Analysis); it holds 21-52 runs per cell there.
 def surface_points(table: pd.DataFrame, bs_col: str, tol: float = 0.01) -> pd.DataFrame:
     rows = []
     for (N, D), cell in _cells(table):

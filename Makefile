@@ -17,8 +17,8 @@ $(BIN)/scalelab: pyproject.toml
 
 install: $(BIN)/scalelab
 
+# Tiny test models train fastest on one thread, and parallel-worker tests then do not oversubscribe.
 test: install
-	# tiny test models train fastest on one thread, and parallel-worker tests do not oversubscribe
 	WANDB_MODE=disabled OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
 
 demo: install

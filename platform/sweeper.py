@@ -20,10 +20,12 @@ stopped: output folders are `<hydra.sweep.dir>/<scale>/trial_<number>`, never re
 """
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
 import os
+import re
 import sys
 import threading
 import time
@@ -89,8 +91,6 @@ def _first_line(e: BaseException) -> str:
 
 
 def _redact_text(text: str) -> str:
-    import re
-
     from scalelab.platform.storage import redact_url
 
     return re.sub(r"[A-Za-z][A-Za-z0-9+.-]*://\S+", lambda m: redact_url(m.group(0)), text)
@@ -349,7 +349,8 @@ class OptunaSweeper(Sweeper):
                     "`trial` node {study_name, storage, number} (all null)"
                 )
 
-        sampler = self._instantiate("sampler", self.sampler_cfg)
+        # Built once here only to fail early; each study gets its own instances.
+        self._instantiate("sampler", self.sampler_cfg)
         self._instantiate("pruner", self.pruner_cfg)
         try:
             storage = storage_mod.make_storage(
@@ -360,9 +361,6 @@ class OptunaSweeper(Sweeper):
             )
         except storage_mod.StorageError as e:
             raise SweepError(str(e)) from None
-        del sampler
-
-        import itertools
 
         scales: list[Scale] = []
         for combo, names in zip(itertools.product(*axes), itertools.product(*axis_names)):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 USAGE = """usage: scalelab train [HYDRA OVERRIDES...]
@@ -15,11 +16,9 @@ USAGE = """usage: scalelab train [HYDRA OVERRIDES...]
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "train":
-        # Hydra parses sys.argv itself, so hand it the rest of the command line untouched.
-        from scalelab.platform.train import main as train_main
-
-        sys.argv = ["scalelab train", *argv[1:]]
-        return train_main() or 0
+        # Become `python -m scalelab.platform.train ...`: Hydra parses the command line itself,
+        # and Lightning's data-parallel launcher starts its other processes from that command.
+        os.execv(sys.executable, [sys.executable, "-m", "scalelab.platform.train", *argv[1:]])
     if not argv or argv[0] not in ("fit", "predict", "sensitivity", "report"):
         print(USAGE, file=sys.stderr)
         return 2

@@ -17,5 +17,6 @@ class ResumeCheckpoint(L.Callback):
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
-        trainer.save_checkpoint(tmp)
-        os.replace(tmp, self.path)
+        trainer.save_checkpoint(tmp)  # every process takes part; the first one writes
+        if trainer.is_global_zero:
+            os.replace(tmp, self.path)

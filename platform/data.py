@@ -98,10 +98,14 @@ class TrainBatches(IterableDataset):
         self.total_steps, self.steps_per_epoch = total_steps, steps_per_epoch
         self.current_step: Callable[[], int] = lambda: 0  # the module points it at the trainer's step
 
+        # Under data parallelism each process takes its share of the same global batch, so a run
+        # sees the same data on one device or several.
+        self.rank, self.world_size = 0, 1
+
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, step])
         starts = rng.integers(0, len(self.tokens) - self.context - 1, size=self.batch_size)
-        return windows(self.tokens, starts, self.context)
+        return windows(self.tokens, starts[self.rank::self.world_size], self.context)
 
     def __iter__(self):
         # Read the step lazily (at the first batch): by then a resumed trainer has restored it.

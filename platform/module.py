@@ -36,6 +36,7 @@ class LanguageModelTask(L.LightningModule):
     # -- data ---------------------------------------------------------------------------------
     def train_dataloader(self):
         self.train_batches.current_step = lambda: self.trainer.global_step
+        self.train_batches.rank, self.train_batches.world_size = self.trainer.global_rank, self.trainer.world_size
         return DataLoader(self.train_batches, batch_size=None)
 
     def val_dataloader(self):
@@ -54,7 +55,9 @@ class LanguageModelTask(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         loss = self.model.loss(*batch)
-        value = loss.item()
+        # The mean over processes (itself on one device): every process must take the same
+        # decision below, or data-parallel training would wait forever for a skipped step.
+        value = self.trainer.strategy.reduce(loss.detach(), reduce_op="mean").item()
         if not math.isfinite(value) or value > self.divergence_factor * self.initial_loss:
             # Divergence is a result (this learning rate is unstable), not a crash: stop cleanly.
             self.diverged_at = self.trainer.global_step
@@ -98,7 +101,7 @@ class LanguageModelTask(L.LightningModule):
         step = self.trainer.global_step
         if not self.curve or self.curve[-1]["step"] != step:
             self.curve.append({"step": step, "tokens": step * self.tokens_per_step, "val_loss": val_loss})
-        self.log("val_loss", val_loss, prog_bar=True)
+        self.log("val_loss", val_loss, prog_bar=True, sync_dist=True)
         self.eval_seconds += time.perf_counter() - self._val_started
 
     # -- checkpoint ---------------------------------------------------------------------------

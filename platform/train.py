@@ -78,6 +78,10 @@ def plan_run(cfg: DictConfig) -> Plan:
         _require(m[key] >= 1, f"model.{key}={m[key]} must be a positive integer")
     _require(m.width % m.heads == 0, f"model.width={m.width} must be divisible by model.heads={m.heads}")
     _require(t.batch_size >= 1, f"train.batch_size={t.batch_size} must be a positive integer")
+    if isinstance(cfg.trainer.devices, int) and cfg.trainer.devices > 1:
+        _require(t.batch_size % cfg.trainer.devices == 0,
+                 f"train.batch_size={t.batch_size} must be divisible by trainer.devices={cfg.trainer.devices} "
+                 "(each device takes an equal share of the batch)")
     _require(t.eval_every >= 1, f"train.eval_every={t.eval_every} must be a positive number of steps")
     _require(t.eval_tokens >= 1, f"train.eval_tokens={t.eval_tokens} must be positive")
     _require(cfg.optim.lr > 0, f"optim.lr={cfg.optim.lr} must be positive")
@@ -218,7 +222,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
             logger=logger or False, callbacks=callbacks, enable_progress_bar=False,
             enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0, default_root_dir=str(run_dir),
             gradient_clip_val=cfg.optim.grad_clip or None, log_every_n_steps=10,
-        )
+            use_distributed_sampler=False,  # training batches are shared out by TrainBatches; every
+        )                                   # process evaluates the whole held-out set
         if checkpoint.exists():
             log.info("resuming %s from %s", run_dir, checkpoint)
         fit_started = time.perf_counter()
@@ -252,9 +257,10 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
             "environment": rec.environment(cfg.train.seed, _device(module)),
             "started_at": started_at, "ended_at": rec.now(),
         }
-        path = rec.write_record(run_dir, record)
-        _finish(logger, status, metrics)
-        log.info("%s, final validation loss %s; record: %s", status, metrics["final_val_loss"], path)
+        if _is_global_zero(module):  # one record per run, whatever the number of processes
+            path = rec.write_record(run_dir, record)
+            _finish(logger, status, metrics)
+            log.info("%s, final validation loss %s; record: %s", status, metrics["final_val_loss"], path)
     return metrics["final_val_loss"]
 
 
@@ -277,6 +283,10 @@ def _trial_pruned_exception(cfg: DictConfig):
     import optuna
 
     return optuna.TrialPruned
+
+
+def _is_global_zero(module) -> bool:
+    return module is None or module._trainer is None or module.trainer.is_global_zero
 
 
 def _device(module) -> str:

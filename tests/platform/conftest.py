@@ -22,6 +22,7 @@ def make_cfg():
         with initialize_config_module(config_module="scalelab.conf", version_base="1.3"):
             return compose(config_name="config", overrides=[*(TINY if tiny else []), *overrides])
 
+    make.tiny = TINY
     yield make
     GlobalHydra.instance().clear()
 

@@ -1,4 +1,8 @@
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -153,3 +157,18 @@ def test_wandb_offline_run_is_written_and_logger_none_writes_none(make_cfg, tmp_
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
     train(make_cfg("logger=none"), run_dir=tmp_path / "without")
     assert not list(tmp_path.rglob("without/**/wandb")) and not (tmp_path / "wandb").exists()
+
+
+def test_data_parallel_processes_share_each_batch_and_match_one_device(tmp_path, make_cfg):
+    """`scalelab train` (the console script) with two CPU processes under DDP: each takes half of
+    the same global batch, so the losses match a one-device run up to float noise."""
+    one = train(make_cfg(), run_dir=tmp_path / "one")
+    scalelab = Path(sys.executable).parent / "scalelab"
+    out = subprocess.run([str(scalelab), "train", "trainer.accelerator=cpu", "trainer.devices=2",
+                          "trainer.strategy=ddp", *make_cfg.tiny, f"hydra.run.dir={tmp_path / 'two'}"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "WANDB_MODE": "disabled"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    r = read(tmp_path / "two")
+    assert r["status"] == "completed" and r["metrics"]["steps"] == read(tmp_path / "one")["metrics"]["steps"]
+    assert r["metrics"]["final_val_loss"] == pytest.approx(one, rel=1e-3)

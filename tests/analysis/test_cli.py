@@ -159,14 +159,11 @@ def test_bad_inputs_give_clear_messages(capsys, tmp_path, chinchilla_table):
     assert "needs --N and --D" in _err(capsys, "predict", "--fit", str(fit), "--N", "1e9")
 
 
-def test_train_dispatch_is_untouched(monkeypatch):
+def test_train_becomes_the_hydra_app_with_the_rest_of_the_command_line(monkeypatch):
+    import os
     import sys
-    import types
 
-    seen = {}
-    fake = types.ModuleType("scalelab.platform.train")
-    fake.main = lambda: seen.setdefault("argv", list(sys.argv)) and 0
-    monkeypatch.setitem(sys.modules, "scalelab.platform.train", fake)
-    monkeypatch.setattr(sys, "argv", ["scalelab"])
-    assert main(["train", "model=tiny", "-m"]) == 0
-    assert seen["argv"] == ["scalelab train", "model=tiny", "-m"]
+    seen = []
+    monkeypatch.setattr(os, "execv", lambda path, args: seen.append((path, args)))
+    main(["train", "model=gpt_xs", "-m"])
+    assert seen == [(sys.executable, [sys.executable, "-m", "scalelab.platform.train", "model=gpt_xs", "-m"])]

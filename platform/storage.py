@@ -16,7 +16,6 @@ stale trials are failed here with the same rule (no beat for ``grace_period`` se
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import time
 from pathlib import Path

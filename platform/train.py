@@ -19,7 +19,6 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode

@@ -1,6 +1,5 @@
 import pytest
 from hydra.errors import ConfigCompositionException
-from omegaconf.errors import ConfigKeyError, ValidationError
 
 from scalelab.conf import __file__ as conf_init
 from pathlib import Path

@@ -88,6 +88,8 @@ def plan_run(cfg: DictConfig) -> Plan:
              f"optim.betas={list(cfg.optim.betas)} must be two numbers in [0, 1)")
     _require(t.precision in PRECISIONS, f"train.precision={t.precision!r} is not one of: {', '.join(PRECISIONS)}")
     _require(cfg.logger.kind in LOGGERS, f"logger.kind={cfg.logger.kind!r} is not one of: {', '.join(LOGGERS)}")
+    _require(cfg.trainer.accelerator not in ("gpu", "cuda") or torch.cuda.is_available(),
+             f"trainer.accelerator={cfg.trainer.accelerator} but no CUDA device is visible here; use trainer=cpu")
 
     corpus = load_corpus(cfg.data)
     for split, tokens in (("training", corpus.train), ("validation", corpus.val)):

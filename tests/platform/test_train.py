@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from scalelab.platform.errors import ConfigError
 from scalelab.platform.model import GPT, GPTShape, count_parameters, flops_per_token
@@ -104,6 +105,8 @@ def test_pre_tokenized_uint16_files(make_cfg, tmp_path):
     (["optim.lr=-1"], "optim.lr=-1.0 must be positive"),
     (["schedule.name=linear"], "schedule.name='linear' is not one of"),
     (["data=tokens", "data.train_path=/nope.bin", "data.val_path=/nope.bin"], "data.train_path: no such file"),
+    pytest.param(["trainer=gpu"], "trainer.accelerator=gpu but no CUDA device is visible",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")),
 ])
 def test_bad_input_is_refused_with_a_message_naming_the_setting(make_cfg, tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message):
@@ -140,12 +143,14 @@ def test_cli_unknown_key_names_it(tmp_path, run_cli):
 
 
 def test_a_crashing_run_records_the_error_and_exits_non_zero(tmp_path, run_cli):
-    # no GPU on this machine: Lightning refuses the accelerator after the record's run has started
-    out = run_cli("trainer=gpu", "model.width=16", "model.depth=1", "model.heads=2", "model.context=32",
-                  "train.tokens=2e4", "train.batch_size=8", "logger=none", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    # a corrupt checkpoint in the run folder: the resume fails inside Lightning, mid-run
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"not a checkpoint")
+    out = run_cli("model.width=16", "model.depth=1", "model.heads=2", "model.context=32", "train.tokens=2e4",
+                  "train.batch_size=8", "logger=none", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
     assert out.returncode != 0
     r = read(tmp_path)
-    assert r["status"] == "failed" and "gpu" in r["error"].lower()
+    assert r["status"] == "failed" and "Traceback" in r["error"] and r["metrics"]["initial_loss"] is None
 
 
 def test_wandb_offline_run_is_written_and_logger_none_writes_none(make_cfg, tmp_path, monkeypatch):

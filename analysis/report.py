@@ -136,20 +136,18 @@ def plot_hparams_vs_scale(table, res, path: Path) -> Path:
     opt = law.optima(table)
     cmap = plt.get_cmap("viridis")
     Ns = np.sort(table["N"].unique())
+    Ds = np.geomspace(table["D"].min(), table["D"].max(), 40)
     for i, N in enumerate(Ns):
         color = cmap(i / max(len(Ns) - 1, 1))
         sub = opt[opt["N"] == N]
         axes[0].scatter(sub["D"], sub["lr"], s=8, color=color, alpha=0.5)
         axes[1].scatter(sub["D"], sub["bs"], s=8, color=color, alpha=0.5)
-        Ds = np.geomspace(table["D"].min(), table["D"].max(), 40)
         lr, bs = law.predict(N=np.full_like(Ds, N), D=Ds)
         axes[0].plot(Ds, lr, color=color, label=f"N={N:.3g}")
         axes[1].plot(Ds, bs, color=color)
         if law.samples_:
-            S = law.samples_
-            draws = np.array([law.predict(N=np.full_like(Ds, N), D=Ds,
-                                          params={k: S[k][j] for k in S})
-                              for j in range(len(S["a"]))])
+            draws = np.array([law.predict(N=np.full_like(Ds, N), D=Ds, params=P)
+                              for P in law._sampled_params()])
             for k, ax in enumerate(axes):
                 lo, hi = np.percentile(draws[:, k], [2.5, 97.5], axis=0)
                 ax.fill_between(Ds, lo, hi, color=color, alpha=0.15)

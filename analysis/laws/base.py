@@ -78,6 +78,17 @@ class Law:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.to_dict(), indent=2))
 
+    def _sampled_params(self) -> list[dict[str, float]]:
+        """One parameter dict per bootstrap draw; empty when the fit has no bootstrap."""
+        S = self.samples_
+        if not S:
+            return []
+        return [{k: S[k][i] for k in S} for i in range(len(next(iter(S.values()))))]
+
+    def _set_ci_from_fits(self, fits: list[dict[str, float]], level: float = 0.95) -> None:
+        """Intervals from the parameter dicts of bootstrap refits (one dict per refit)."""
+        self._set_ci({k: np.array([f[k] for f in fits]) for k in self.params_}, level)
+
     def _set_ci(self, draws: dict[str, np.ndarray], level: float = 0.95) -> None:
         """Percentile intervals from bootstrap draws of each parameter."""
         lo, hi = 50 * (1 - level), 50 * (1 + level)
@@ -121,6 +132,13 @@ def load_fit(path_or_dict) -> Law:
     if d["law"] not in LAWS:
         raise AnalysisError(f"unknown law {d['law']!r} in fit file; known: {', '.join(sorted(LAWS))}")
     return LAWS[d["law"]].from_dict(d)
+
+
+def require_columns(table: pd.DataFrame, law: str, columns) -> None:
+    """The first of `columns` the table lacks, named in the error."""
+    for col in columns:
+        if col not in table.columns:
+            raise AnalysisError(f"the {law} law needs a {col} column")
 
 
 def require_scales(table: pd.DataFrame, law: str, n_params: int, by: str = "N") -> None:

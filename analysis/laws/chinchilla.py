@@ -22,7 +22,7 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from ..errors import AnalysisError
-from .base import Law, interval, register, require_scales
+from .base import Law, interval, register, require_columns, require_scales
 
 DELTA = 1e-3
 FULL = ("a", "b", "e", "alpha", "beta")  # log A, log B, log E, alpha, beta
@@ -250,9 +250,7 @@ class ChinchillaLaw(Law):
 
     def fit(self, table: pd.DataFrame, bootstrap: int = 0, seed: int = 0,
             level: float = 0.95) -> "ChinchillaLaw":
-        for col in ("N", "D", "loss"):
-            if col not in table.columns:
-                raise AnalysisError(f"the chinchilla law needs a {col} column")
+        require_columns(table, "chinchilla", ("N", "D", "loss"))
         k = len(FORMS[self.variant]["free"])
         require_scales(table, self.name, k, by="N")
         if table["D"].nunique() < 2:
@@ -260,7 +258,6 @@ class ChinchillaLaw(Law):
         logN, logD = np.log(table["N"].to_numpy(float)), np.log(table["D"].to_numpy(float))
         logL = np.log(table["loss"].to_numpy(float))
         p, fbest, optima = fit_form(self.variant, logN, logD, logL)
-        self._p = p
         self.params_ = _to_params(self.variant, p)
         self.n_points_ = len(table)
         model = _Model(self.variant, logN, logD, logL)
@@ -273,8 +270,7 @@ class ChinchillaLaw(Law):
                         "notes": list(table.attrs.get("notes", []))}
         if bootstrap:
             draws = bootstrap_fits(model, optima, bootstrap, seed)
-            self._set_ci({name: np.array([_to_params(self.variant, q)[name] for q in draws])
-                          for name in self.params_}, level)
+            self._set_ci_from_fits([_to_params(self.variant, q) for q in draws], level)
         return self
 
     def predict(self, N, D, params: dict | None = None) -> np.ndarray:
@@ -284,8 +280,7 @@ class ChinchillaLaw(Law):
 
     def predict_interval(self, N, D, level: float = 0.95) -> list[float]:
         if self.samples_:
-            S = self.samples_
-            draws = [self.predict(N, D, {k: S[k][i] for k in S}) for i in range(len(S["E"]))]
+            draws = [self.predict(N, D, P) for P in self._sampled_params()]
         else:
             draws = [self.predict(N, D)]
         return interval(np.ravel(draws), self.metrics_.get("rmse_log", 0.0), level)
@@ -303,9 +298,7 @@ class ChinchillaLaw(Law):
         if not self.samples_:
             n, d = self.compute_optimal(C)
             return [float(n), float(n)], [float(d), float(d)]
-        S = self.samples_
-        nd = np.array([self.compute_optimal(C, {k: S[k][i] for k in S})
-                       for i in range(len(S["E"]))], dtype=float)
+        nd = np.array([self.compute_optimal(C, P) for P in self._sampled_params()], dtype=float)
         lo, hi = 50 * (1 - level), 50 * (1 + level)
         return (np.nanpercentile(nd[:, 0], [lo, hi]).tolist(),
                 np.nanpercentile(nd[:, 1], [lo, hi]).tolist())

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import AnalysisError
-from .base import Law, interval, register, require_scales
+from .base import Law, interval, register, require_columns, require_scales
 
 NEAR_BEST = 0.0025
 FORMS = {
@@ -119,9 +119,7 @@ class HparamsLaw(Law):
         return surface_points(table, bs_col, self.surface_tol)
 
     def _check(self, table: pd.DataFrame) -> None:
-        for col in ("N", "D", "C", "loss", "lr"):
-            if col not in table.columns:
-                raise AnalysisError(f"the hparams law needs a {col} column")
+        require_columns(table, "hparams", ("N", "D", "C", "loss", "lr"))
         require_scales(table, self.name, 5, by="N")
 
     def _fit_points(self, pts: pd.DataFrame) -> tuple[dict, dict]:
@@ -164,13 +162,11 @@ class HparamsLaw(Law):
             self.metrics_["leave_one_n_out"] = lono.to_dict(orient="records")
         if bootstrap:
             rng = np.random.default_rng(seed)
-            draws = {k: [] for k in self.params_}
+            fits = []
             for _ in range(bootstrap):
                 sample = table.iloc[rng.integers(0, len(table), len(table))]
-                p, _ = self._fit_points(self.optima(sample))
-                for k in draws:
-                    draws[k].append(p[k])
-            self._set_ci({k: np.array(v) for k, v in draws.items()}, level)
+                fits.append(self._fit_points(self.optima(sample))[0])
+            self._set_ci_from_fits(fits, level)
         return self
 
     def predict(self, N=None, D=None, C=None, params: dict | None = None):
@@ -192,10 +188,8 @@ class HparamsLaw(Law):
 
     def predict_interval(self, N=None, D=None, C=None, level: float = 0.95):
         if self.samples_:
-            S = self.samples_
-            n = len(next(iter(S.values())))
-            d = np.array([self.predict(N, D, C, {k: S[k][i] for k in S}) for i in range(n)],
-                         dtype=float).reshape(n, 2)
+            draws = [self.predict(N, D, C, P) for P in self._sampled_params()]
+            d = np.array(draws, dtype=float).reshape(len(draws), 2)
         else:
             d = np.array([self.predict(N, D, C)], dtype=float).reshape(1, 2)
         return (interval(d[:, 0], self.metrics_.get("lr_resid_sd_log", 0.0), level),

@@ -2,8 +2,8 @@
 
 Runs are grouped into budgets by C (a new budget starts where sorted log10 C jumps by more than
 `gap`, so a recorded C that includes the attention term still groups with its nominal budget).
-D_opt is read from the budget's own runs (log D interpolated linearly in log N at N_opt), so the
-FLOP convention of the records is kept as is.
+D_opt is read from the budget's own runs (a straight line of log D against log N, evaluated at
+N_opt), so the FLOP convention of the records is kept as is.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import AnalysisError
-from .base import Law, interval, register
+from .base import Law, interval, register, require_columns
 
 
 def budgets(C: np.ndarray, gap: float = 0.05) -> np.ndarray:
@@ -71,9 +71,7 @@ class IsoflopLaw(Law):
 
     def fit(self, table: pd.DataFrame, bootstrap: int = 0, seed: int = 0,
             level: float = 0.95) -> "IsoflopLaw":
-        for col in ("N", "D", "C", "loss"):
-            if col not in table.columns:
-                raise AnalysisError(f"the isoflop law needs a {col} column")
+        require_columns(table, "isoflop", ("N", "D", "C", "loss"))
         if len(table) == 0:
             raise AnalysisError("the isoflop law got an empty table")
         opt = self.optima(table)
@@ -82,8 +80,9 @@ class IsoflopLaw(Law):
                                 f"minimum inside >= 3 model sizes; found {len(opt)}")
         self.params_ = self._fit_optima(opt)
         self.n_points_ = len(table)
-        rn = np.log(self.predict(opt["C"])[0] / opt["N_opt"])
-        rd = np.log(self.predict(opt["C"])[1] / opt["D_opt"])
+        n_fit, d_fit = self.predict(opt["C"])
+        rn = np.log(n_fit / opt["N_opt"])
+        rd = np.log(d_fit / opt["D_opt"])
         self.metrics_ = {"budgets": opt.to_dict(orient="records"),
                          "N_resid_sd_log": float(np.sqrt(np.mean(rn ** 2))),
                          "D_resid_sd_log": float(np.sqrt(np.mean(rd ** 2)))}
@@ -91,18 +90,15 @@ class IsoflopLaw(Law):
         if bootstrap:
             rng = np.random.default_rng(seed)
             labels = budgets(table["C"].to_numpy(float), self.gap)
-            draws = {k: [] for k in self.params_}
+            fits = []
             for _ in range(bootstrap):  # resample runs within each budget
                 idx = np.concatenate([rng.choice(np.flatnonzero(labels == g), (labels == g).sum())
                                       for g in np.unique(labels)])
                 o = self.optima(table.iloc[idx])
-                if len(o) < 2:
-                    continue
-                q = self._fit_optima(o)
-                for k in draws:
-                    draws[k].append(q[k])
-            if draws["a"]:
-                self._set_ci({k: np.array(v) for k, v in draws.items()}, level)
+                if len(o) >= 2:
+                    fits.append(self._fit_optima(o))
+            if fits:
+                self._set_ci_from_fits(fits, level)
         return self
 
     def predict(self, C, params: dict | None = None):
@@ -114,9 +110,8 @@ class IsoflopLaw(Law):
     compute_optimal = predict
 
     def compute_optimal_interval(self, C, level: float = 0.95):
-        S = self.samples_
-        if S:
-            d = np.array([self.predict(C, {k: S[k][i] for k in S}) for i in range(len(S["a"]))],
+        if self.samples_:
+            d = np.array([self.predict(C, P) for P in self._sampled_params()],
                          dtype=float).reshape(-1, 2)
         else:
             d = np.array([self.predict(C)], dtype=float).reshape(1, 2)

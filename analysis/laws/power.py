@@ -8,7 +8,7 @@ import pandas as pd
 from scipy.optimize import least_squares
 
 from ..errors import AnalysisError
-from .base import Law, interval, register, require_scales
+from .base import Law, interval, register, require_columns, require_scales
 
 
 def _fit_logspace(x: np.ndarray, y: np.ndarray, fix_E: bool, starts=None) -> np.ndarray:
@@ -55,9 +55,7 @@ class PowerLaw(Law):
 
     def fit(self, table: pd.DataFrame, bootstrap: int = 0, seed: int = 0,
             level: float = 0.95) -> "PowerLaw":
-        for col in (self.x, self.y):
-            if col not in table.columns:
-                raise AnalysisError(f"the power law needs a {col} column")
+        require_columns(table, "power", (self.x, self.y))
         require_scales(table, self.name, 2 if self.fix_E else 3, by=self.x)
         x, y = table[self.x].to_numpy(float), table[self.y].to_numpy(float)
         if np.any(~np.isfinite(x) | (x <= 0) | ~np.isfinite(y) | (y <= 0)):
@@ -72,15 +70,14 @@ class PowerLaw(Law):
                         "notes": list(table.attrs.get("notes", []))}
         if bootstrap:
             rng = np.random.default_rng(seed)
-            draws = {k: [] for k in self.params_}
+            fits = []
             for _ in range(bootstrap):
                 i = rng.integers(0, len(x), len(x))
                 if np.unique(x[i]).size < 2:
                     continue
-                q = self._params(_fit_logspace(x[i], y[i], self.fix_E, starts=None if self.fix_E else [p]))
-                for k in draws:
-                    draws[k].append(q[k])
-            self._set_ci({k: np.array(v) for k, v in draws.items()}, level)
+                fits.append(self._params(_fit_logspace(x[i], y[i], self.fix_E,
+                                                       starts=None if self.fix_E else [p])))
+            self._set_ci_from_fits(fits, level)
         return self
 
     @staticmethod
@@ -93,7 +90,6 @@ class PowerLaw(Law):
         return P["E"] + P["A"] * np.asarray(x, float) ** -P["alpha"]
 
     def predict_interval(self, x, level: float = 0.95) -> list[float]:
-        S = self.samples_
-        draws = ([self.predict(x, {k: S[k][i] for k in S}) for i in range(len(S["A"]))]
-                 if S else [self.predict(x)])
+        draws = ([self.predict(x, P) for P in self._sampled_params()] if self.samples_
+                 else [self.predict(x)])
         return interval(np.ravel(draws), self.metrics_.get("rmse_log", 0.0), level)

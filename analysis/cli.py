@@ -95,22 +95,21 @@ def analysis_main(argv: list[str]) -> int:
             "report": cmd_report}[args.cmd](args)
 
 
-def _load(args, require=(), statuses="__args__"):
+def _load(args, statuses, require=()):
     from .table import load_table
 
-    st = _statuses(args.status) if statuses == "__args__" else statuses
-    return load_table(args.source, args.map, statuses=st, require=require, context=args.context)
+    return load_table(args.source, args.map, statuses=statuses, require=require,
+                      context=args.context)
 
 
 def cmd_fit(args) -> int:
-    from .errors import AnalysisError
     from .laws import AutoLaw, ChinchillaLaw, HparamsLaw, IsoflopLaw, PowerLaw
     from .report import best_per_cell, has_sweep
     from .table import warn
 
     need = {"power": (args.x, args.y), "chinchilla": ("N", "D", "loss"), "auto": ("N", "D", "loss"),
             "isoflop": ("N", "D", "C", "loss"), "hparams": ("N", "D", "loss", "lr", "batch_size")}
-    table = _load(args, require=need[args.law])
+    table = _load(args, _statuses(args.status), require=need[args.law])
     if args.law in ("chinchilla", "auto", "power") and {"N", "D"} <= set(table.columns):
         if args.per_cell == "best" or (args.per_cell == "auto" and has_sweep(table)):
             table = best_per_cell(table)
@@ -126,8 +125,6 @@ def cmd_fit(args) -> int:
     elif args.law == "isoflop":
         law = IsoflopLaw()
     else:
-        if args.form not in (None, "steplaw", "deepseek"):
-            raise AnalysisError(f"unknown hparams form {args.form!r}; known: steplaw, deepseek")
         law = HparamsLaw(args.form or "steplaw", args.optimum)
     law.fit(table, bootstrap=args.bootstrap, seed=args.seed, level=args.level)
     law.inputs_["source"] = str(args.source)
@@ -167,8 +164,7 @@ def cmd_predict(args) -> int:
         out["notes"].append("D derived as C/(6N)")
     if N is not None and D is not None and C is None:
         C = 6.0 * N * D
-    answered = False
-    for path in args.fit:
+    for path in args.fit:  # argparse requires at least one
         law = load_fit(path)
         if law.name in ("chinchilla", "auto"):
             if N is None and C is not None:  # compute-optimal allocation for the budget
@@ -208,9 +204,6 @@ def cmd_predict(args) -> int:
                 raise AnalysisError(f"{path}: the power law of {law.y} needs --{law.x}")
             out[law.y] = float(law.predict(x))
             out[f"{law.y}_interval"] = law.predict_interval(x, args.level)
-        answered = True
-    if not answered:
-        raise AnalysisError("no fit file given")
     out["inputs"] = {k: v for k, v in {"N": N, "D": D, "C": C}.items() if v is not None}
     if args.json:
         print(json.dumps(out, indent=2))
@@ -230,9 +223,9 @@ def cmd_sensitivity(args) -> int:
     from .sensitivity import importance_by_scale, importance_table, lr_sensitivity
 
     st = _statuses(args.status)
-    if st is not None and "diverged" not in st and args.status == "completed":
-        st = ("completed", "diverged")  # diverged runs count, at the initial loss
-    table = _load(args, require=("N", "D", "lr"), statuses=st)
+    if args.status == "completed":  # the default: diverged runs count too, at the initial loss
+        st = ("completed", "diverged")
+    table = _load(args, st, require=("N", "D", "lr"))
     sens = lr_sensitivity(table)
     params = args.params.split(",") if args.params else None
     imp = importance_by_scale(table, params)
@@ -256,17 +249,20 @@ def cmd_sensitivity(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from .errors import AnalysisError
     from .report import write_report
+    from .table import raw_frame, table_from_raw
 
-    table = _load(args, require=("N", "D", "loss"))
+    raw, kind = raw_frame(args.source)  # read once (W&B and Optuna are slow): both tables use it
+    table = table_from_raw(raw, kind, args.source, args.map, statuses=_statuses(args.status),
+                           require=("N", "D", "loss"), context=args.context)
     all_runs = None
     if args.status == "completed":
-        from .table import load_table
-
         try:
-            all_runs = load_table(args.source, args.map, statuses=("completed", "diverged"),
-                                  context=args.context, quiet=True)
-        except Exception:  # noqa: BLE001 - sensitivity then uses the completed runs only
+            all_runs = table_from_raw(raw, kind, args.source, args.map,
+                                      statuses=("completed", "diverged"), context=args.context,
+                                      quiet=True)
+        except AnalysisError:  # sensitivity then uses the completed runs only
             all_runs = None
     files = write_report(table, args.out, bootstrap=args.bootstrap, seed=args.seed,
                          all_runs=all_runs, use_wandb=args.wandb, wandb_project=args.project)

@@ -252,8 +252,18 @@ def load_table(source, mapping=None, *, statuses: Iterable[str] | None = ("compl
     `table.attrs["notes"]`.
     """
     raw, kind = raw_frame(source, api_factory)
+    return table_from_raw(raw, kind, source, mapping, statuses=statuses, require=require,
+                          context=context, quiet=quiet)
+
+
+def table_from_raw(raw: pd.DataFrame, kind: str, source, mapping=None, *,
+                   statuses: Iterable[str] | None = ("completed",), require: Iterable[str] = (),
+                   context: float | None = None, quiet: bool = False) -> pd.DataFrame:
+    """`load_table` on a frame already read by `raw_frame`, so one read can serve two tables."""
+    label = "DataFrame" if isinstance(source, pd.DataFrame) else str(source)
     if raw.empty:
-        raise AnalysisError(f"the table from {source if not isinstance(source, pd.DataFrame) else 'the input'} is empty")
+        raise AnalysisError(f"the table from {'the input' if label == 'DataFrame' else label} "
+                            "is empty")
     df = _canonical(raw, kind, parse_map(mapping), context)
     hp = list(df.attrs.get("hparams", []))
     notes: list[str] = []
@@ -289,7 +299,7 @@ def load_table(source, mapping=None, *, statuses: Iterable[str] | None = ("compl
         raise AnalysisError("the table is empty after dropping bad rows")
     df.attrs["notes"] = notes
     df.attrs["hparams"] = hp
-    df.attrs["source"] = str(source) if not isinstance(source, pd.DataFrame) else "DataFrame"
+    df.attrs["source"] = label
     if not quiet:
         for n in notes:
             warn(n)

@@ -175,10 +175,9 @@ def plot_importance(long: pd.DataFrame, path: Path) -> Path:
 
 def plot_sensitivity(sens: pd.DataFrame, path: Path) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for D_label, sub in [("all D", sens)]:
-        g = sub.groupby("N")[["lr_sensitivity", "basin_width_log10"]].mean()
-        axes[0].plot(g.index, g["lr_sensitivity"], "o-", label=D_label)
-        axes[1].plot(g.index, g["basin_width_log10"], "o-")
+    g = sens.groupby("N")[["lr_sensitivity", "basin_width_log10"]].mean()  # mean over D
+    axes[0].plot(g.index, g["lr_sensitivity"], "o-", label="all D")
+    axes[1].plot(g.index, g["basin_width_log10"], "o-")
     axes[0].scatter(sens["N"], sens["lr_sensitivity"], s=8, alpha=0.4)
     axes[1].scatter(sens["N"], sens["basin_width_log10"], s=8, alpha=0.4)
     axes[0].set(xscale="log", xlabel="N", ylabel="LR sensitivity (Wortsman)")

@@ -25,13 +25,13 @@ def capped_loss(cell: pd.DataFrame) -> tuple[np.ndarray, float, str]:
     y = cell["loss"].to_numpy(float).copy()
     finite = np.isfinite(y)
     l0 = np.nan
-    if "initial_loss" in cell.columns:
-        l0 = float(np.nanmedian(cell["initial_loss"].to_numpy(float))) \
-            if cell["initial_loss"].notna().any() else np.nan
+    if "initial_loss" in cell.columns and cell["initial_loss"].notna().any():
+        l0 = float(np.nanmedian(cell["initial_loss"].to_numpy(float)))
     source = "recorded"
     if not np.isfinite(l0):
         if not finite.any():
-            raise AnalysisError("a scale has no finite loss and no initial loss")
+            where = ", ".join(f"{c}={cell[c].iloc[0]:g}" for c in ("N", "D") if c in cell.columns)
+            raise AnalysisError(f"the scale {where} has no finite loss and no initial loss")
         l0, source = float(np.max(y[finite])), STANDIN
     y[~finite] = l0
     if "status" in cell.columns:

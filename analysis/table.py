@@ -121,7 +121,7 @@ def optuna_frame(url: str) -> pd.DataFrame:
             for k, v in ua.items():
                 if k in ("N", "D", "C", "N_total"):
                     row[f"scale.{k}"] = v
-                elif k in ("initial_loss",):
+                elif k == "initial_loss":
                     row[f"metrics.{k}"] = v
                 elif not isinstance(v, (dict, list)):
                     row[k] = v

@@ -52,7 +52,8 @@ class AutoLaw(ChinchillaLaw):
                            "train_rmse_log": law.metrics_["rmse_log"]})
         ok = [s for s in scores if "heldout_rmse_log" in s]
         if not ok:
-            raise AnalysisError("no candidate form could be fitted")
+            raise AnalysisError("no candidate form could be fitted: "
+                                + "; ".join(f"{s['form']}: {s['error']}" for s in scores))
         winner = min(ok, key=lambda s: s["heldout_rmse_log"])["form"]
         self.variant = winner
         super().fit(table, bootstrap=bootstrap, seed=seed, level=level)

@@ -32,6 +32,7 @@ from scalelab.platform.errors import ConfigError
 from scalelab.platform.model import GPT, GPTShape, count_parameters, flops_per_token
 from scalelab.platform.module import LanguageModelTask
 from scalelab.platform.progress import RunProgressBar, wants_progress_bar
+from scalelab.platform.search_space import flatten
 from scalelab.platform.sweeper import register_with_hydra
 
 register_schema()
@@ -51,7 +52,6 @@ class Plan:
     """Everything decided before training starts; building it validates the config."""
 
     corpus: Corpus
-    shape: GPTShape
     model: GPT
     n_params: int
     n_total: int
@@ -117,18 +117,8 @@ def plan_run(cfg: DictConfig) -> Plan:
     total_steps = int(tokens // tokens_per_step)
     _require(total_steps >= 1, f"{setting} is smaller than one step: train.batch_size x model.context = "
                                f"{tokens_per_step} tokens")
-    return Plan(corpus, shape, model, n_params, n_total, total_steps, tokens_per_step,
+    return Plan(corpus, model, n_params, n_total, total_steps, tokens_per_step,
                 flops_per_token(n_params, shape))
-
-
-def flatten(config: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def build_logger(cfg: DictConfig, run_dir: Path, run_id: str, config: dict, scale: dict):

@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: test demo install bench clean
+.PHONY: test test-fast demo install bench clean
 
 $(BIN)/scalelab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,14 @@ $(BIN)/scalelab: pyproject.toml
 install: $(BIN)/scalelab
 
 # Tiny test models train fastest on one thread, and parallel-worker tests then do not oversubscribe.
+TEST_ENV := WANDB_MODE=disabled OMP_NUM_THREADS=1
+
 test: install
-	WANDB_MODE=disabled OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
+	$(TEST_ENV) $(BIN)/python -m pytest -q
+
+# Everything but the tests that start processes (sweeps, kill-and-resume, data parallelism, installs).
+test-fast: install
+	$(TEST_ENV) $(BIN)/python -m pytest -q -m "not slow"
 
 demo: install
 	WANDB_MODE=offline $(BIN)/scalelab train model=gpt_xs train.tokens=4e5 train.eval_every=50 \

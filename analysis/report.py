@@ -14,7 +14,7 @@ from typing import Any
 
 import matplotlib
 
-matplotlib.use("Agg")
+matplotlib.use("Agg")  # files only: no display is needed or assumed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -22,19 +22,7 @@ import pandas as pd  # noqa: E402
 from .errors import AnalysisError  # noqa: E402
 from .laws import AutoLaw, ChinchillaLaw, HparamsLaw, PowerLaw  # noqa: E402
 from .sensitivity import importance_by_scale, importance_table, lr_sensitivity  # noqa: E402
-from .table import hparam_columns, warn  # noqa: E402
-
-
-def best_per_cell(table: pd.DataFrame) -> pd.DataFrame:
-    """The best run of each (N, D) cell: the loss a tuned run reaches at that scale."""
-    idx = table.groupby(["N", "D"])["loss"].idxmin()
-    out = table.loc[idx].reset_index(drop=True)
-    out.attrs = dict(table.attrs)
-    return out
-
-
-def has_sweep(table: pd.DataFrame) -> bool:
-    return bool((table.groupby(["N", "D"]).size() > 1).any())
+from .table import best_per_cell, flop_convention, has_sweep, hparam_columns, warn  # noqa: E402
 
 
 def analyse(table: pd.DataFrame, bootstrap: int = 0, seed: int = 0,
@@ -52,6 +40,7 @@ def analyse(table: pd.DataFrame, bootstrap: int = 0, seed: int = 0,
         res["errors"]["auto"] = str(e)
     try:
         frontier = cells.groupby("C", as_index=False)["loss"].min()
+        frontier.attrs = dict(cells.attrs)  # the records' FLOP convention goes with their C
         res["laws"]["power"] = PowerLaw("C", "loss").fit(frontier, bootstrap=min(bootstrap, 200),
                                                          seed=seed)
     except AnalysisError as e:
@@ -255,6 +244,7 @@ def write_report(table: pd.DataFrame, out: str | Path, *, bootstrap: int = 0, se
     body = [f"<h1>scalelab analysis</h1><p>source: {html.escape(str(table.attrs.get('source', '')))}"
             f"; runs: {len(table)}; scales (N, D): {table.groupby(['N', 'D']).ngroups}</p>"]
     body += [f"<p class=note>{html.escape(n)}</p>" for n in table.attrs.get("notes", [])]
+    body += [f"<p>FLOPs: {html.escape(flop_convention(table).describe())}</p>"]
     body += ["<h2>Plots</h2>"] + [f"<h3>{k}</h3>{_img(v)}" for k, v in plots.items()]
     body += ["<h2>Fits</h2>"] + [_law_html(k, v) for k, v in res["laws"].items()]
     body += [f"<p>{html.escape(k)} not fitted: {html.escape(v)}</p>" for k, v in res["errors"].items()]
@@ -280,6 +270,7 @@ def write_report(table: pd.DataFrame, out: str | Path, *, bootstrap: int = 0, se
 
 def log_to_wandb(table, res, plots, project: str | None = None) -> Path:
     """One W&B run of job type `analysis`, grouped with the study; offline unless asked."""
+    # Imported here: only `--wandb` needs it, and it adds over half a second to start-up.
     import wandb
 
     os.environ.setdefault("WANDB_MODE", "offline")

@@ -1,7 +1,9 @@
 """How much the settings matter, per scale: Optuna importances and learning-rate sensitivity.
 
 - `importance_by_scale`: per (N, D) cell, the runs become trials of an in-memory Optuna study and
-  Optuna's PED-ANOVA and fANOVA evaluators rank the hyperparameters.
+  Optuna's PED-ANOVA and fANOVA evaluators rank the hyperparameters. Optuna's fANOVA fits a
+  scikit-learn random forest, so scikit-learn is a dependency of this module though nothing here
+  imports it.
 - `lr_sensitivity`: Wortsman et al. (2023): per scale, the mean over the learning-rate grid of
   min(loss, initial loss) minus the best loss. For each learning rate the best run over the other
   settings is taken (the lr profile). A diverged run counts as the initial loss. When no initial
@@ -10,7 +12,11 @@
 """
 from __future__ import annotations
 
+from importlib.util import find_spec
+
 import numpy as np
+import optuna
+import optuna.distributions as od
 import pandas as pd
 
 from .errors import AnalysisError
@@ -60,8 +66,6 @@ def lr_sensitivity(table: pd.DataFrame, basin: float = 0.01) -> pd.DataFrame:
 
 
 def _distribution(values: pd.Series):
-    import optuna.distributions as od
-
     v = values.dropna()
     if v.map(lambda x: isinstance(x, (int, float, np.integer, np.floating))).all():
         x = v.to_numpy(float)
@@ -76,8 +80,6 @@ def _distribution(values: pd.Series):
 def importance_by_scale(table: pd.DataFrame, params: list[str] | None = None,
                         evaluators=EVALUATORS, seed: int = 0, min_runs: int = 8) -> pd.DataFrame:
     """Long table: N, D, evaluator, param, importance (one block per (N, D) cell)."""
-    import optuna
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     params = list(params or hparam_columns(table))
     if not params:
@@ -85,6 +87,9 @@ def importance_by_scale(table: pd.DataFrame, params: list[str] | None = None,
     missing = [p for p in params if p not in table.columns]
     if missing:
         raise AnalysisError(f"hyperparameter column(s) {', '.join(missing)} do not exist")
+    if "fanova" in evaluators and find_spec("sklearn") is None:
+        raise AnalysisError("the fanova importance needs scikit-learn (Optuna fits a random "
+                            "forest with it), which is not installed")
     dists = {p: _distribution(table[p]) for p in params}
     makers = {"ped-anova": lambda: optuna.importance.PedAnovaImportanceEvaluator(),
               "fanova": lambda: optuna.importance.FanovaImportanceEvaluator(seed=seed)}

@@ -4,47 +4,32 @@ Canonical columns: N, D, C, loss, lr, batch_size, batch_tokens, initial_loss, st
 study, trial, plus one column per other hyperparameter (dotted config path, e.g. `optim.beta2`).
 Sources: a folder of run.json records (searched recursively), a CSV or Parquet file, an Optuna
 storage URL, or `wandb:ENTITY/PROJECT`. Each source is first flattened into a raw frame with
-dotted column names; a default map per source plus the user's `--map FIELD=COLUMN` picks the
-canonical fields out of it.
+dotted column names; the record's field paths (`scalelab.record.FIELDS`, for records, W&B and
+Optuna rows) or the table's own names, plus the user's `--map FIELD=COLUMN`, pick the canonical
+fields out of it.
+
+The table carries its FLOP convention in `table.attrs["flops"]` (a `FlopConvention`): how its
+C relates to N and D. Run records count the attention term in C, so a law fitted in terms of C
+must turn a query's N, D into C the same way, not by plain 6ND.
 """
 from __future__ import annotations
 
-import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
+import optuna
 import pandas as pd
+
+from scalelab import record
+from scalelab.messages import first_line, redact_url
+from scalelab.record import FlopConvention, RecordError
 
 from .errors import AnalysisError
 
-FIELDS = ("N", "D", "C", "loss", "lr", "batch_size", "initial_loss")
+NUMERIC = ("N", "D", "C", "loss", "lr", "batch_size", "initial_loss")
 SCALE_FIELDS = ("N", "D", "C")
-SKIP_DIRS = {".hydra", "wandb", "checkpoints"}
-RECORD_NAME = "run.json"
-
-# Where each field lives in a flattened run.json (and, with the same names, in wandb/optuna rows).
-RECORD_MAP = {
-    "N": "scale.N", "D": "scale.D", "C": "scale.C", "loss": "metrics.final_val_loss",
-    "initial_loss": "metrics.initial_loss", "lr": "hparams.lr",
-    "batch_size": "hparams.batch_size", "context": "config.model.context", "status": "status",
-    "run_id": "run_id", "study": "study", "trial": "trial", "N_total": "scale.N_total",
-    "model": "scale.model", "best_loss": "metrics.best_val_loss",
-}
-
-
-def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts -> {dotted.key: value}; lists (the loss curve) are left out."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(flatten(v, key + "."))
-        elif not isinstance(v, (list, tuple)):
-            out[key] = v
-    return out
 
 
 def parse_map(items: Iterable[str] | Mapping[str, str] | None) -> dict[str, str]:
@@ -63,59 +48,54 @@ def parse_map(items: Iterable[str] | Mapping[str, str] | None) -> dict[str, str]
 
 
 # --------------------------------------------------------------------------- sources -> raw frame
-def find_records(folder: Path) -> list[Path]:
-    """All run.json below `folder`, skipping Hydra, W&B and checkpoint folders."""
-    found = []
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if d not in SKIP_DIRS]
-        if RECORD_NAME in files:
-            found.append(Path(root) / RECORD_NAME)
-    return sorted(found)
-
-
-def read_record(path: Path) -> dict[str, Any]:
-    with open(path, "rb") as f:
-        rec = json.loads(f.read())
-    rec.pop("curve", None)
-    row = flatten(rec)
+def record_row(path: Path) -> dict[str, Any]:
+    """One run record as a flat row (dotted paths; the loss curve left out), naming its file."""
+    row = record.flatten(record.read(path), lists=False)
     row["record"] = str(path)
     return row
 
 
 def records_frame(folder: Path) -> pd.DataFrame:
-    paths = find_records(folder)
+    """Every readable record below `folder`; an unreadable one is named on stderr and skipped."""
+    paths = record.find(folder)
     if not paths:
-        raise AnalysisError(f"no {RECORD_NAME} found under {folder}")
+        raise AnalysisError(f"no {record.FILE_NAME} found under {folder}")
     rows = []
     for p in paths:
         try:
-            rows.append(read_record(p))
-        except (OSError, json.JSONDecodeError) as e:
-            warn(f"skipping unreadable record {p}: {e}")
+            rows.append(record_row(p))
+        except RecordError as e:
+            warn(f"skipped: {e}")
+    if not rows:
+        raise AnalysisError(f"none of the {len(paths)} {record.FILE_NAME} under {folder} "
+                            "could be read")
     return pd.DataFrame(rows)
 
 
 def optuna_frame(url: str) -> pd.DataFrame:
     """Rows from every study in an Optuna storage; a trial's run.json is preferred when present."""
-    import optuna
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         names = optuna.study.get_all_study_names(storage=url)
     except Exception as e:  # noqa: BLE001 - storage libraries raise many types
-        raise AnalysisError(f"cannot open Optuna storage {url}: {e}") from e
+        raise AnalysisError(f"cannot open Optuna storage {redact_url(url)}: {first_line(e)}") \
+            from None
     rows = []
     for name in names:
         study = optuna.load_study(study_name=name, storage=url)
         for t in study.get_trials(deepcopy=False):
             ua = dict(t.user_attrs)
-            rec = ua.get("record")
-            if rec and Path(rec).is_file():
-                row = read_record(Path(rec))
-                row.setdefault("study", name)
-                row.setdefault("trial", t.number)
-                rows.append(row)
-                continue
+            path = ua.get("record")
+            if path and Path(path).is_file():
+                try:
+                    row = record_row(Path(path))
+                except RecordError as e:
+                    warn(f"trial {t.number} of study {name}: {e}; using the trial's attributes")
+                else:
+                    row.setdefault("study", name)
+                    row.setdefault("trial", t.number)
+                    rows.append(row)
+                    continue
             row = {"study": name, "trial": t.number, "run_id": f"{name}/{t.number}"}
             row.update({f"hparams.{k}": v for k, v in t.params.items()})
             for k, v in ua.items():
@@ -131,26 +111,27 @@ def optuna_frame(url: str) -> pd.DataFrame:
                                       "fail": "failed"}.get(state, state))
             rows.append(row)
     if not rows:
-        raise AnalysisError(f"no trials in Optuna storage {url}")
+        raise AnalysisError(f"no trials in Optuna storage {redact_url(url)}")
     return pd.DataFrame(rows)
 
 
 def wandb_frame(path: str, api_factory: Callable[[], Any] | None = None) -> pd.DataFrame:
     """Rows from a W&B project through `wandb.Api` (online); `api_factory` lets tests stand in."""
     if api_factory is None:
+        # Imported here: only this source needs wandb, which adds over half a second to start-up.
         import wandb
 
         api_factory = wandb.Api
     api = api_factory()
     rows = []
     for run in api.runs(path):
-        config = flatten(dict(run.config))
+        config = record.flatten(dict(run.config), lists=False)
         summary = {k: v for k, v in dict(run.summary).items() if not str(k).startswith("_")}
         row: dict[str, Any] = {}
         # A run logged by scalelab carries its record in the config; otherwise take the names as is.
         row.update(config)
         row.update({f"config.{k}": v for k, v in config.items()})  # as a record's config
-        for k, v in flatten(summary).items():
+        for k, v in record.flatten(summary, lists=False).items():
             row[k] = v
             row[f"metrics.{k}"] = v
             row[k.replace("/", ".")] = v
@@ -180,8 +161,11 @@ def raw_frame(source, api_factory=None) -> tuple[pd.DataFrame, str]:
         raise AnalysisError(f"source {s} does not exist")
     if p.is_dir():
         return records_frame(p), "record"
-    if p.name == RECORD_NAME:
-        return pd.DataFrame([read_record(p)]), "record"
+    if p.name == record.FILE_NAME:
+        try:
+            return pd.DataFrame([record_row(p)]), "record"
+        except RecordError as e:
+            raise AnalysisError(str(e)) from None
     suffix = p.suffix.lower()
     if suffix in (".csv", ".tsv"):
         return pd.read_csv(p, sep="\t" if suffix == ".tsv" else ","), "table"
@@ -206,7 +190,7 @@ def _canonical(raw: pd.DataFrame, kind: str, mapping: dict[str, str],
                                 f"exist; columns are: {shown}")
         cols[field] = raw[column]
     if kind == "record":
-        for field, column in RECORD_MAP.items():
+        for field, column in record.FIELDS.items():
             if field not in cols and column in raw.columns:
                 cols[field] = raw[column]
         for column in raw.columns:  # every other searched value, under its dotted path
@@ -226,9 +210,9 @@ def _canonical(raw: pd.DataFrame, kind: str, mapping: dict[str, str],
     if kind == "record":
         hp += [c[len("hparams."):] for c in raw.columns
                if c.startswith("hparams.") and c[len("hparams."):] not in hp]
-    hp += [f for f in mapping if f not in FIELDS and f not in hp and f not in RECORD_MAP]
+    hp += [f for f in mapping if f not in NUMERIC and f not in hp and f not in record.FIELDS]
     df.attrs["hparams"] = hp
-    for f in FIELDS + ("context",):
+    for f in NUMERIC + ("context",):
         if f in df.columns:
             df[f] = pd.to_numeric(df[f], errors="coerce").astype(float)
     if context is not None:
@@ -249,7 +233,8 @@ def load_table(source, mapping=None, *, statuses: Iterable[str] | None = ("compl
     `statuses` keeps runs of those statuses (None keeps all); `require` names fields that must
     exist. Rows with a non-finite or non-positive N, D, C (or loss, for completed runs) are
     listed on stderr and dropped; derived columns (D from C, C from N and D) are noted in
-    `table.attrs["notes"]`.
+    `table.attrs["notes"]`, and the FLOP convention is `table.attrs["flops"]`. `quiet` keeps
+    the notes and the list of bad rows off stderr; an unreadable record is always named.
     """
     raw, kind = raw_frame(source, api_factory)
     return table_from_raw(raw, kind, source, mapping, statuses=statuses, require=require,
@@ -260,7 +245,8 @@ def table_from_raw(raw: pd.DataFrame, kind: str, source, mapping=None, *,
                    statuses: Iterable[str] | None = ("completed",), require: Iterable[str] = (),
                    context: float | None = None, quiet: bool = False) -> pd.DataFrame:
     """`load_table` on a frame already read by `raw_frame`, so one read can serve two tables."""
-    label = "DataFrame" if isinstance(source, pd.DataFrame) else str(source)
+    # The label reaches stderr, fit files and reports: a storage URL loses its password.
+    label = "DataFrame" if isinstance(source, pd.DataFrame) else redact_url(str(source))
     if raw.empty:
         raise AnalysisError(f"the table from {'the input' if label == 'DataFrame' else label} "
                             "is empty")
@@ -275,17 +261,7 @@ def table_from_raw(raw: pd.DataFrame, kind: str, source, mapping=None, *,
     for col in ("D", "C"):
         if col not in df.columns:
             df[col] = np.nan
-    if "N" in df.columns:
-        fill = df["D"].isna() & df["C"].notna()
-        if fill.any():
-            df.loc[fill, "D"] = df.loc[fill, "C"] / (6.0 * df.loc[fill, "N"])
-            notes.append(f"D derived as C/(6N) for {int(fill.sum())} run(s): the input gives C "
-                         "but no D")
-        fill = df["C"].isna() & df["D"].notna()
-        if fill.any():
-            df.loc[fill, "C"] = 6.0 * df.loc[fill, "N"] * df.loc[fill, "D"]
-            notes.append(f"C derived as 6ND for {int(fill.sum())} run(s): the input gives N and "
-                         "D but no C")
+    flops = derive_scale(df, "records" if kind == "record" else "table", notes)
     for col in ("D", "C"):
         if df[col].isna().all():
             del df[col]
@@ -300,10 +276,47 @@ def table_from_raw(raw: pd.DataFrame, kind: str, source, mapping=None, *,
     df.attrs["notes"] = notes
     df.attrs["hparams"] = hp
     df.attrs["source"] = label
+    df.attrs["flops"] = flops
     if not quiet:
         for n in notes:
             warn(n)
     return df
+
+
+def derive_scale(df: pd.DataFrame, name: str, notes: list[str]) -> FlopConvention:
+    """The table's FLOP convention; a missing D or C is filled in by it (in place, noted).
+
+    Where some rows give N, D and C, the convention is the one their C follows (`name` says
+    whose: "records" or "table"; exactly 6ND comes back as plain 6ND). Where none does, nothing
+    says how C was counted, and plain 6ND is both the convention and the rule for filling in.
+    """
+    if "N" not in df.columns:
+        return FlopConvention()
+    both = df["D"].notna() & df["C"].notna()
+    flops = (FlopConvention.from_points(df.loc[both, "N"], df.loc[both, "D"], df.loc[both, "C"],
+                                        name=name) if both.any() else FlopConvention())
+    rules = (("D", "C", flops.D, "as C/(6N)", "from C", "C but no D"),
+             ("C", "D", flops.C, "as 6ND", "from N and D", "N and D but no C"))
+    with np.errstate(invalid="ignore", divide="ignore"):  # a bad N gives NaN, dropped later
+        for col, given, derive, plain, source, gives in rules:
+            fill = df[col].isna() & df[given].notna()
+            if fill.any():
+                df.loc[fill, col] = derive(df.loc[fill, "N"], df.loc[fill, given])
+                how = plain if flops.k == 0 else \
+                    f"{source} by {flops.describe()}, the convention of the other runs"
+                notes.append(f"{col} derived {how} for {int(fill.sum())} run(s): the input gives "
+                             f"{gives}")
+    return flops
+
+
+def flop_convention(table: pd.DataFrame) -> FlopConvention:
+    """The convention `load_table` found, else the one the table's own N, D, C follow."""
+    flops = table.attrs.get("flops")
+    if isinstance(flops, FlopConvention):
+        return flops
+    if {"N", "D", "C"} <= set(table.columns):
+        return FlopConvention.from_points(table["N"], table["D"], table["C"], name="table")
+    return FlopConvention()
 
 
 def drop_bad_rows(df: pd.DataFrame, quiet: bool = False) -> pd.DataFrame:
@@ -337,3 +350,16 @@ def hparam_columns(df: pd.DataFrame) -> list[str]:
     """Hyperparameter columns that vary within the table (lr, batch_size, searched values)."""
     hp = df.attrs.get("hparams") or [c for c in ("lr", "batch_size") if c in df.columns]
     return [c for c in hp if c in df.columns and df[c].nunique(dropna=True) > 1]
+
+
+def best_per_cell(table: pd.DataFrame) -> pd.DataFrame:
+    """The best run of each (N, D) cell: the loss a tuned run reaches at that scale."""
+    idx = table.groupby(["N", "D"])["loss"].idxmin()
+    out = table.loc[idx].reset_index(drop=True)
+    out.attrs = dict(table.attrs)
+    return out
+
+
+def has_sweep(table: pd.DataFrame) -> bool:
+    """Whether some (N, D) cell holds several runs: a hyperparameter sweep, not a ladder."""
+    return bool((table.groupby(["N", "D"]).size() > 1).any())

@@ -2,13 +2,14 @@
 
     .venv/bin/python benchmarks/analysis_figures.py
 
-Step Law data: Li et al. (2025), "Predictable Scale: Part I", arXiv 2503.04715
-(/work/shared/reference-data/steplaw_dense_lr_bs_loss.csv). Regret as the reference README
-defines it, on the `smooth loss` column, batch size in tokens (bs * 2048).
+Step Law data: Li et al. (2025), "Predictable Scale: Part I", arXiv 2503.04715, in
+benchmarks/data/steplaw_dense_lr_bs_loss.csv (source and licence in benchmarks/data/README.md).
+Regret as that README defines it, on the `smooth loss` column, batch size in tokens (bs * 2048).
 """
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,7 @@ import pandas as pd
 from scalelab.analysis.laws import ChinchillaLaw, HparamsLaw
 from scalelab.analysis.table import load_table
 
-STEPLAW = "/work/shared/reference-data/steplaw_dense_lr_bs_loss.csv"
+STEPLAW = Path(__file__).resolve().parent / "data" / "steplaw_dense_lr_bs_loss.csv"
 TRUE = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
 
 

@@ -6,6 +6,8 @@
 - The same with a plain loop of scipy.optimize.minimize(L-BFGS-B), timed on --loop-starts
   starts and scaled to 4,500 (the full loop takes minutes).
 - 1,000 bootstrap refits: target <= 60 s.
+- The compute-optimal interval over those 1,000 draws under a FLOP convention with an attention
+  term (a numerical minimisation per draw, all at once).
 - Loading 10,000 run.json records: target <= 5 s.
 """
 from __future__ import annotations
@@ -22,8 +24,10 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
-from scalelab.analysis.laws.chinchilla import ChinchillaLaw, _Model, bootstrap_fits, fit_form, start_grid
+from scalelab.analysis.laws.chinchilla import (ChinchillaLaw, _Model, _to_params, bootstrap_fits,
+                                               fit_form, start_grid)
 from scalelab.analysis.table import load_table
+from scalelab.record import FlopConvention
 
 TRUE = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
 
@@ -104,6 +108,14 @@ def main() -> None:
     print(f"1000 bootstrap refits: {boot_s:.2f} s, target 60 s -> {boot_s / 60:.3f}x of target "
           f"(alpha 95% [{np.percentile(draws[:, 3], 2.5):.4f}, "
           f"{np.percentile(draws[:, 3], 97.5):.4f}])")
+
+    law._set_ci_from_fits([_to_params("chinchilla", q) for q in draws])
+    law.flops_ = FlopConvention("records", k=1581.0, p=-0.5)  # 5% above 6ND at N = 1e9
+    t = time.perf_counter()
+    (lo, hi), _ = law.compute_optimal_interval(1e22)
+    opt_s = time.perf_counter() - t
+    print(f"N_opt(C=1e22) interval over {len(draws)} draws under {law.flops_.describe()}: "
+          f"{1000 * opt_s:.1f} ms ([{lo:.4g}, {hi:.4g}])")
 
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(10_000):

@@ -24,9 +24,9 @@ from hydra import compose, initialize_config_module  # noqa: E402
 
 from scalelab.platform.data import TrainBatches, load_corpus  # noqa: E402
 from scalelab.platform.model import GPT, GPTShape, count_parameters  # noqa: E402
-from scalelab.platform.record import read_record  # noqa: E402
 from scalelab.platform.schedule import lr_multiplier  # noqa: E402
 from scalelab.platform.train import train  # noqa: E402
+from scalelab.record import read  # noqa: E402
 
 
 def bare_loop(cfg, steps: int) -> float:
@@ -77,7 +77,7 @@ def platform_run(overrides: list[str], run_dir: Path) -> tuple[float, float]:
         total = time.perf_counter() - started
     finally:
         L.Trainer.fit = original_fit
-    return read_record(run_dir)["metrics"]["tokens_seen"] / fit_seconds[0], total - fit_seconds[0]
+    return read(run_dir)["metrics"]["tokens_seen"] / fit_seconds[0], total - fit_seconds[0]
 
 
 def main() -> None:

@@ -31,7 +31,7 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="scalelab-sweep-overhead-"))
     storage = f"sqlite:///{work}/studies.db"
-    cmd = [sys.executable, "-m", "scalelab.platform.train", "-m", "hydra/sweeper=scalelab",
+    cmd = [sys.executable, "-m", "scalelab", "train", "-m", "hydra/sweeper=scalelab",
            "hydra.sweeper.study_name=overhead", f"hydra.sweeper.storage={storage}",
            f"hydra.sweeper.n_trials={args.trials}", f"hydra.sweep.dir={work}/runs",
            "+hydra.sweeper.params.optim.lr=tag(log, interval(1e-3, 1e-2))",

@@ -29,7 +29,7 @@ PRUNER = ["+hydra.sweeper.pruner._target_=optuna.pruners.SuccessiveHalvingPruner
 
 def sweep(work: Path, name: str, trials: int, tokens: str, extra: list[str]) -> tuple[list, float]:
     storage = f"sqlite:///{work}/studies.db"
-    cmd = [sys.executable, "-m", "scalelab.platform.train", "-m", "hydra/sweeper=scalelab",
+    cmd = [sys.executable, "-m", "scalelab", "train", "-m", "hydra/sweeper=scalelab",
            f"hydra.sweeper.study_name={name}", f"hydra.sweeper.storage={storage}",
            f"hydra.sweeper.n_trials={trials}", f"hydra.sweep.dir={work}/{name}",
            "hydra.sweeper.sampler.seed=0", "+hydra.sweeper.sampler.n_startup_trials=8",

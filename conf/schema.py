@@ -1,10 +1,28 @@
-"""Structured-config schema of one training run: Hydra refuses a wrong key or type by name."""
+"""Structured-config schema of one training run: Hydra refuses a wrong key, type or choice by name.
+
+Closed choices are Enums whose member names are the values users type (`train.precision=bf16-mixed`),
+so a typo is refused at composition, before any logger or model exists. Each Enum mixes in `str`:
+its members compare equal to those strings, and `OmegaConf.to_container(..., enum_to_str=True)`
+writes them as plain strings into records and W&B configs.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
+
+
+def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    return Enum(name, [(v, v) for v in values], type=str)
+
+
+DataKind = _choices("DataKind", ("bytes", "tokens"))
+ScheduleName = _choices("ScheduleName", ("cosine", "wsd", "constant"))
+Precision = _choices("Precision", ("32-true", "32", "64-true", "16-mixed", "bf16-mixed", "bf16-true", "16-true"))
+LoggerKind = _choices("LoggerKind", ("wandb", "csv", "none"))
+WandbMode = _choices("WandbMode", ("offline", "online", "disabled"))
 
 
 @dataclass
@@ -18,7 +36,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    kind: str = "bytes"  # bytes | tokens
+    kind: DataKind = DataKind.bytes
     # bytes: text files (globs); null means the Python standard library's own .py sources
     paths: Optional[List[str]] = None
     val_fraction: float = 0.05
@@ -39,7 +57,7 @@ class OptimConfig:
 
 @dataclass
 class ScheduleConfig:
-    name: str = "cosine"  # cosine | wsd | constant
+    name: ScheduleName = ScheduleName.cosine
     warmup: float = 0.02  # below 1: fraction of the steps; from 1 up: a step count
     min_lr_ratio: float = 0.1
     decay_fraction: float = 0.2  # wsd only: the final fraction of steps that decays
@@ -53,7 +71,7 @@ class TrainConfig:
     eval_every: int = 100  # steps
     eval_tokens: int = 65536
     seed: int = 0
-    precision: str = "32-true"
+    precision: Precision = Precision["32-true"]
     divergence_factor: float = 1.5  # a training loss this many times the initial one is divergence
     keep_checkpoint: bool = False  # the checkpoint exists to resume; kept after the end only if asked
 
@@ -67,8 +85,8 @@ class TrainerConfig:
 
 @dataclass
 class LoggerConfig:
-    kind: str = "wandb"  # wandb | csv | none
-    mode: str = "offline"  # wandb: offline | online
+    kind: LoggerKind = LoggerKind.wandb
+    mode: WandbMode = WandbMode.offline
     project: str = "scalelab"
     entity: Optional[str] = None
 
@@ -80,6 +98,7 @@ class TrialConfig:
     study_name: Optional[str] = None
     storage: Optional[str] = None
     number: Optional[int] = None
+    searched: Optional[List[str]] = None  # the config paths the sweeper searches, for the record
 
 
 @dataclass

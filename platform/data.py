@@ -35,9 +35,7 @@ def stdlib_sources() -> list[str]:
 def load_corpus(data) -> Corpus:
     if data.kind == "bytes":
         return _load_bytes(list(data.paths) if data.paths else stdlib_sources(), data.val_fraction)
-    if data.kind == "tokens":
-        return _load_tokens(data.train_path, data.val_path, data.vocab_size)
-    raise ConfigError(f"data.kind={data.kind!r} is not one of: bytes, tokens")
+    return _load_tokens(data.train_path, data.val_path, data.vocab_size)  # the schema allows no other kind
 
 
 def _load_bytes(patterns: list[str], val_fraction: float) -> Corpus:

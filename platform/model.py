@@ -1,8 +1,8 @@
-"""A GPT-style decoder family, with the parameter and FLOP counts that scaling laws are fitted on.
+"""A GPT-style decoder family, with the parameter count that scaling laws are fitted on.
 
-The FLOP convention, used everywhere in scalelab (Kaplan et al. 2020, the one Chinchilla's
-approach 1 uses): training costs 6 FLOPs per non-embedding parameter per token (forward 2,
-backward 4) plus the attention scores, 6 * depth * context * width per token. C = that * D.
+N counts the non-embedding parameters (Kaplan et al. 2020; Chinchilla's approach 1). Training
+FLOPs follow the one convention of `scalelab.record.flops_per_token`: 6N per token (forward 2,
+backward 4 per parameter) plus the attention scores, 6 * depth * context * width.
 """
 from __future__ import annotations
 
@@ -87,7 +87,3 @@ def count_parameters(model: GPT) -> tuple[int, int]:
     embedding = model.token_embedding.weight.numel() + model.position_embedding.weight.numel()
     return total - embedding, total
 
-
-def flops_per_token(n_params: int, shape: GPTShape) -> float:
-    """Training FLOPs per token: 6N plus the attention term (see the module docstring)."""
-    return 6.0 * n_params + 6.0 * shape.depth * shape.context * shape.width

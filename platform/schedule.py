@@ -1,11 +1,17 @@
-"""Learning-rate schedules as a multiplier of the peak rate at each optimizer step."""
+"""Learning-rate schedules as a multiplier of the peak rate at each optimizer step.
+
+- warmup: linear from 1/warmup to 1 over the first `warmup` steps (a fraction of the run below 1,
+  a step count from 1 up);
+- cosine: from 1 down to `min_lr_ratio` at the end of the run;
+- wsd (warmup-stable-decay): 1 until the last `decay_fraction` of the steps, then linear down to
+  `min_lr_ratio` at the end of the run;
+- constant: 1.
+"""
 from __future__ import annotations
 
 import math
 
 from scalelab.platform.errors import ConfigError
-
-SCHEDULES = ("cosine", "wsd", "constant")
 
 
 def warmup_steps(warmup: float, total_steps: int) -> int:
@@ -13,12 +19,23 @@ def warmup_steps(warmup: float, total_steps: int) -> int:
     return int(round(warmup * total_steps)) if warmup < 1 else int(warmup)
 
 
+def check_schedule(schedule, total_steps: int) -> None:
+    """Refuse settings the schedule cannot follow, naming the setting (before training starts)."""
+    if not schedule.warmup >= 0:
+        raise ConfigError(f"schedule.warmup={schedule.warmup} must be >= 0 (a fraction of the steps below 1, "
+                          "or a step count)")
+    if schedule.warmup >= 1 and schedule.warmup != int(schedule.warmup):
+        raise ConfigError(f"schedule.warmup={schedule.warmup} must be a whole number of steps, or a fraction below 1")
+    if warmup_steps(schedule.warmup, total_steps) > total_steps:
+        raise ConfigError(f"schedule.warmup={schedule.warmup:g} steps is longer than the run ({total_steps} steps)")
+    if not 0 <= schedule.min_lr_ratio <= 1:
+        raise ConfigError(f"schedule.min_lr_ratio={schedule.min_lr_ratio} must be in [0, 1]")
+    if not 0 <= schedule.decay_fraction <= 1:
+        raise ConfigError(f"schedule.decay_fraction={schedule.decay_fraction} must be in [0, 1]")
+
+
 def lr_multiplier(schedule, total_steps: int):
     """A function step -> multiplier in [min_lr_ratio, 1] for torch's LambdaLR."""
-    if schedule.name not in SCHEDULES:
-        raise ConfigError(f"schedule.name={schedule.name!r} is not one of: {', '.join(SCHEDULES)}")
-    if schedule.warmup < 0:
-        raise ConfigError(f"schedule.warmup={schedule.warmup} must be >= 0 (a fraction below 1, or a step count)")
     warmup = warmup_steps(schedule.warmup, total_steps)
     floor = schedule.min_lr_ratio
     decay_start = max(warmup, int(round((1 - schedule.decay_fraction) * total_steps)))

@@ -1,8 +1,8 @@
-"""One training run: `scalelab train [overrides]` or `python -m scalelab.platform.train [overrides]`.
+"""One training run: `scalelab train [overrides]`.
 
 Hydra composes the config, `train(cfg)` builds the data, model and Lightning trainer from it,
 trains (resuming from the run folder's last checkpoint if there is one) and writes `run.json`
-whatever the ending.
+whatever the ending. `hydra_task` is the function Hydra runs, once per job.
 """
 from __future__ import annotations
 
@@ -15,36 +15,36 @@ import time
 import traceback
 import warnings
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
-import hydra
 import lightning as L
+import optuna
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
+from scalelab import record as rec
 from scalelab.conf.schema import register_schema
-from scalelab.platform import record as rec
+from scalelab.messages import redact_url
 from scalelab.platform.checkpoint import ResumeCheckpoint
 from scalelab.platform.data import Corpus, TrainBatches, load_corpus, validation_set
 from scalelab.platform.errors import ConfigError
-from scalelab.platform.model import GPT, GPTShape, count_parameters, flops_per_token
+from scalelab.platform.model import GPT, GPTShape, count_parameters
 from scalelab.platform.module import LanguageModelTask
 from scalelab.platform.progress import RunProgressBar, wants_progress_bar
-from scalelab.platform.search_space import flatten
-from scalelab.platform.sweeper import register_with_hydra
+from scalelab.platform.pruning import TrialPruning
+from scalelab.platform.schedule import check_schedule
 
 register_schema()
-register_with_hydra()
 # Lightning's banners (accelerators, tips, checkpoint notes) say nothing about the run.
 for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.trainer.connectors.checkpoint_connector"):
     logging.getLogger(name).setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
 
 log = logging.getLogger(__name__)
-PRECISIONS = ("32-true", "32", "64-true", "16-mixed", "bf16-mixed", "bf16-true", "16-true")
-LOGGERS = ("wandb", "csv", "none")
 
 
 @dataclass
@@ -86,8 +86,6 @@ def plan_run(cfg: DictConfig) -> Plan:
     _require(cfg.optim.lr > 0, f"optim.lr={cfg.optim.lr} must be positive")
     _require(len(cfg.optim.betas) == 2 and all(0 <= b < 1 for b in cfg.optim.betas),
              f"optim.betas={list(cfg.optim.betas)} must be two numbers in [0, 1)")
-    _require(t.precision in PRECISIONS, f"train.precision={t.precision!r} is not one of: {', '.join(PRECISIONS)}")
-    _require(cfg.logger.kind in LOGGERS, f"logger.kind={cfg.logger.kind!r} is not one of: {', '.join(LOGGERS)}")
     _require(cfg.trainer.accelerator not in ("gpu", "cuda") or torch.cuda.is_available(),
              f"trainer.accelerator={cfg.trainer.accelerator} but no CUDA device is visible here; use trainer=cpu")
 
@@ -117,8 +115,9 @@ def plan_run(cfg: DictConfig) -> Plan:
     total_steps = int(tokens // tokens_per_step)
     _require(total_steps >= 1, f"{setting} is smaller than one step: train.batch_size x model.context = "
                                f"{tokens_per_step} tokens")
+    check_schedule(cfg.schedule, total_steps)
     return Plan(corpus, model, n_params, n_total, total_steps, tokens_per_step,
-                flops_per_token(n_params, shape))
+                rec.flops_per_token(n_params, m.depth, m.context, m.width))
 
 
 def build_logger(cfg: DictConfig, run_dir: Path, run_id: str, config: dict, scale: dict):
@@ -127,19 +126,15 @@ def build_logger(cfg: DictConfig, run_dir: Path, run_id: str, config: dict, scal
     if cfg.logger.kind == "none":
         return None
     if cfg.logger.kind == "csv":
-        from lightning.pytorch.loggers import CSVLogger
-
         return CSVLogger(save_dir=str(run_dir), name="csv", version="")
-    from lightning.pytorch.loggers import WandbLogger
-
     study, trial = cfg.trial.study_name, cfg.trial.number
-    wandb_config = flatten(config) | {"N": scale["N"], "N_total": scale["N_total"], "D": scale["D"],
+    wandb_config = rec.flatten(config) | {"N": scale["N"], "N_total": scale["N_total"], "D": scale["D"],
                                       "C": scale["C"], "study": study, "trial": trial}
     return WandbLogger(
         project=cfg.logger.project, entity=cfg.logger.entity, save_dir=str(run_dir), id=run_id,
         name=run_dir.name if trial is None else f"{study}#{trial}", group=study or run_dir.name,
         tags=[f"N={scale['N']:.3g}", f"D={scale['D']:.3g}", scale["model"]], job_type="train",
-        config=wandb_config, mode=os.environ.get("WANDB_MODE", cfg.logger.mode), resume="allow",
+        config=wandb_config, mode=os.environ.get("WANDB_MODE", cfg.logger.mode.value), resume="allow",
     )
 
 
@@ -183,8 +178,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
     hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
     run_dir = Path(run_dir or hydra_cfg.runtime.output_dir)
     run_id = run_id_for(run_dir)
-    config = rec.redacted(OmegaConf.to_container(cfg, resolve=True))
-    pruned = _trial_pruned_exception(cfg)
+    config = _without_credentials(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     status, error = "failed", None
     plan = module = logger = None
     fit_seconds = 0.0
@@ -204,12 +198,10 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
         if wants_progress_bar():
             callbacks.append(RunProgressBar(plan.total_steps))
         if cfg.trial.number is not None:
-            from scalelab.platform.pruning import TrialCallback
-
-            callbacks.append(TrialCallback(cfg.trial.study_name, cfg.trial.storage, cfg.trial.number))
+            callbacks.append(TrialPruning(cfg.trial.study_name, cfg.trial.storage, cfg.trial.number))
         trainer = L.Trainer(
             accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, strategy=cfg.trainer.strategy,
-            precision=cfg.train.precision, max_steps=plan.total_steps, max_epochs=-1,
+            precision=cfg.train.precision.value, max_steps=plan.total_steps, max_epochs=-1,
             logger=logger or False, callbacks=callbacks, enable_progress_bar=False,
             enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0, default_root_dir=str(run_dir),
             gradient_clip_val=cfg.optim.grad_clip or None, log_every_n_steps=10,
@@ -223,7 +215,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
         finally:
             fit_seconds = time.perf_counter() - fit_started
         status = "diverged" if module.diverged_at is not None else "completed"
-    except pruned:
+    except optuna.TrialPruned:  # raised by TrialPruning alone, so only a trial of a sweep ends here
         status = "pruned"
     except ConfigError as e:
         error = str(e)
@@ -232,12 +224,14 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
         error = traceback.format_exc() if isinstance(e, Exception) else f"interrupted ({type(e).__name__})"
         raise
     finally:
-        if status != "failed" and not cfg.train.keep_checkpoint:
-            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # only a preempted run needs it
+        # Only a preempted run needs the checkpoint. One process removes it: with several, another
+        # one may still be writing into the folder.
+        if status != "failed" and not cfg.train.keep_checkpoint and _is_global_zero(module):
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
         metrics = summarize(module, plan, fit_seconds)
         metrics["wall_seconds"] = time.perf_counter() - started_wall
         record = {
-            "schema_version": rec.SCHEMA_VERSION, "run_id": run_id,
+            "run_id": run_id,
             "study": cfg.trial.study_name, "trial": cfg.trial.number,
             "status": status, "error": error, "config": config,
             "overrides": list(hydra_cfg.overrides.task) if hydra_cfg else [],
@@ -249,31 +243,28 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
             "started_at": started_at, "ended_at": rec.now(),
         }
         if _is_global_zero(module):  # one record per run, whatever the number of processes
-            path = rec.write_record(run_dir, record)
+            path = rec.write(run_dir, record)
             _finish(logger, status, metrics)
             log.info("%s, final validation loss %s; record: %s", status, metrics["final_val_loss"], path)
     return metrics["final_val_loss"]
 
 
 def hparams(cfg: DictConfig) -> dict:
-    """The hyperparameters the analysis reads, plus every searched value under its config path."""
+    """The hyperparameters the analysis reads, plus every value the sweeper searched, by config path."""
     values = {"lr": cfg.optim.lr, "batch_size": cfg.train.batch_size, "weight_decay": cfg.optim.weight_decay,
-              "warmup": cfg.schedule.warmup, "schedule": cfg.schedule.name}
-    if HydraConfig.initialized():
-        # `+hydra.sweeper.params.optim.lr=...` arrives nested: flatten to dotted config paths
-        params = OmegaConf.select(HydraConfig.get(), "sweeper.params")
-        for path in flatten(OmegaConf.to_container(params)) if params else []:
-            key = path.lstrip("+~")
-            values[key] = OmegaConf.select(cfg, key)
+              "warmup": cfg.schedule.warmup, "schedule": cfg.schedule.name.value}
+    for path in cfg.trial.searched or []:
+        value = OmegaConf.select(cfg, path)
+        values[path] = value.value if isinstance(value, Enum) else value
     return values
 
 
-def _trial_pruned_exception(cfg: DictConfig):
-    if cfg.trial.number is None:
-        return ()  # an empty tuple catches nothing: a plain run cannot be pruned
-    import optuna
-
-    return optuna.TrialPruned
+def _without_credentials(config: dict) -> dict:
+    """Records and W&B must never hold a storage password."""
+    trial = config.get("trial") or {}
+    if trial.get("storage"):
+        config = {**config, "trial": {**trial, "storage": redact_url(trial["storage"])}}
+    return config
 
 
 def _is_global_zero(module) -> bool:
@@ -291,16 +282,14 @@ def _device(module) -> str:
 
 def _finish(logger, status: str, metrics: dict) -> None:
     """Finish the W&B run in every case, with the final metrics in its summary."""
-    from lightning.pytorch.loggers import WandbLogger
-
     if isinstance(logger, WandbLogger):
         run = logger.experiment
         run.summary.update({k: v for k, v in metrics.items() if v is not None} | {"status": status})
         run.finish(exit_code=0 if status in ("completed", "diverged", "pruned") else 1)
 
 
-@hydra.main(version_base="1.3", config_path="pkg://scalelab.conf", config_name="config")
-def _hydra_app(cfg: DictConfig) -> float | None:
+def hydra_task(cfg: DictConfig) -> float | None:
+    """What Hydra runs for each job of `scalelab train [-m]`: bad input is one line and exit 2."""
     try:
         return train(cfg)
     except ConfigError as e:
@@ -308,12 +297,3 @@ def _hydra_app(cfg: DictConfig) -> float | None:
             raise  # the sweeper records the failed trial and goes on
         print(f"scalelab: error: {e}", file=sys.stderr)
         sys.exit(2)
-
-
-def main() -> int:
-    _hydra_app()
-    return 0
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,9 @@
-"""What every law shares: the fit-JSON round trip, a registry by name, bootstrap helpers."""
+"""What every law shares: the fit-JSON round trip, a registry by name, bootstrap helpers.
+
+Fit JSON: {"law", "form", "params", "ci", "n_points", "metrics", "inputs"}. `inputs["flops"]`
+is the FLOP convention of the table the law was fitted to (`FlopConvention.to_dict()`); every
+conversion between N, D and C that a law makes goes through it. A file without it followed 6ND.
+"""
 from __future__ import annotations
 
 import json
@@ -8,7 +13,10 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from scalelab.record import FlopConvention
+
 from ..errors import AnalysisError
+from ..table import flop_convention
 
 LAWS: dict[str, type["Law"]] = {}
 
@@ -31,6 +39,7 @@ class Law:
         self.metrics_: dict[str, Any] = {}
         self.inputs_: dict[str, Any] = {}
         self.samples_: dict[str, list[float]] = {}  # bootstrap parameter draws, for intervals
+        self.flops_: FlopConvention = FlopConvention()  # how C relates to N, D in the fitted table
 
     # -- to be provided by each law
     @property
@@ -71,12 +80,31 @@ class Law:
         law.metrics_ = dict(d.get("metrics", {}))
         law.samples_ = {k: list(v) for k, v in law.metrics_.pop("bootstrap_samples", {}).items()}
         law.inputs_ = dict(d.get("inputs", {}))
+        law.flops_ = FlopConvention.from_dict(law.inputs_.get("flops"))
         return law
 
     def save(self, path: str | Path) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.to_dict(), indent=2))
+
+    def _set_inputs(self, table: pd.DataFrame, **inputs: Any) -> None:
+        """`inputs_` of a fit: the law's options, the table's notes and its FLOP convention."""
+        self.flops_ = flop_convention(table)
+        self.inputs_ = {**inputs, "notes": list(table.attrs.get("notes", [])),
+                        "flops": self.flops_.to_dict()}
+
+    def complete_scale(self, N=None, D=None, C=None):
+        """(N, D, C) with C from N and D, or D from N and C, by the law's FLOP convention."""
+        if C is None and N is not None and D is not None:
+            C = self.flops_.C(N, D)
+        if D is None and N is not None and C is not None:
+            D = self.flops_.D(N, C)
+        return N, D, C
+
+    def _draws(self, predict) -> np.ndarray:
+        """`predict(params)` for every bootstrap draw (the fitted params alone without any)."""
+        return np.array([predict(P) for P in self._sampled_params() or [self.params_]], float)
 
     def _sampled_params(self) -> list[dict[str, float]]:
         """One parameter dict per bootstrap draw; empty when the fit has no bootstrap."""
@@ -85,18 +113,30 @@ class Law:
             return []
         return [{k: S[k][i] for k in S} for i in range(len(next(iter(S.values()))))]
 
+    def _bootstrap(self, K: int, seed: int, level: float, refit) -> None:
+        """Intervals from K refits; `refit(rng)` resamples, refits and returns the parameter
+        dict, or None where the resample cannot be fitted (too few distinct scales)."""
+        rng = np.random.default_rng(seed)
+        fits = [f for f in (refit(rng) for _ in range(K)) if f is not None]
+        if fits:
+            self._set_ci_from_fits(fits, level)
+
     def _set_ci_from_fits(self, fits: list[dict[str, float]], level: float = 0.95) -> None:
         """Intervals from the parameter dicts of bootstrap refits (one dict per refit)."""
         self._set_ci({k: np.array([f[k] for f in fits]) for k in self.params_}, level)
 
     def _set_ci(self, draws: dict[str, np.ndarray], level: float = 0.95) -> None:
         """Percentile intervals from bootstrap draws of each parameter."""
-        lo, hi = 50 * (1 - level), 50 * (1 + level)
         self.samples_ = {k: np.asarray(v, float).tolist() for k, v in draws.items()}
-        self.ci_ = {k: [float(np.nanpercentile(v, lo)), float(np.nanpercentile(v, hi))]
-                    for k, v in draws.items()}
+        self.ci_ = {k: percentile_interval(v, level) for k, v in draws.items()}
         self.metrics_["bootstrap"] = int(len(next(iter(draws.values()))))
         self.metrics_["ci_level"] = level
+
+
+def percentile_interval(draws, level: float = 0.95) -> list[float]:
+    """The central `level` share of bootstrap draws (NaN draws, failed refits, left out)."""
+    lo, hi = np.nanpercentile(np.asarray(draws, float), [50 * (1 - level), 50 * (1 + level)])
+    return [float(lo), float(hi)]
 
 
 def interval(point_draws: np.ndarray, log_resid_sd: float, level: float = 0.95,
@@ -114,9 +154,11 @@ def interval(point_draws: np.ndarray, log_resid_sd: float, level: float = 0.95,
 
 
 def load_fit(path_or_dict) -> Law:
-    """A fit file (or its dict) -> the fitted law of the right class."""
-    from . import chinchilla, hparams, isoflop, power, selection  # noqa: F401 - registration
+    """A fit file (or its dict) -> the fitted law of the right class.
 
+    Every law is registered by then: importing this module runs the package's __init__ first,
+    which imports each law module.
+    """
     if isinstance(path_or_dict, dict):
         d = path_or_dict
     else:

@@ -22,7 +22,7 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from ..errors import AnalysisError
-from .base import Law, interval, register, require_columns, require_scales
+from .base import Law, interval, percentile_interval, register, require_columns, require_scales
 
 DELTA = 1e-3
 FULL = ("a", "b", "e", "alpha", "beta")  # log A, log B, log E, alpha, beta
@@ -264,10 +264,9 @@ class ChinchillaLaw(Law):
         r = model.residual(p[None])[0]
         self.metrics_ = {"huber": fbest, "rmse_log": float(np.sqrt(np.mean(r ** 2))),
                          "n_starts": int(len(start_grid(self.variant)))}
-        self.inputs_ = {"variant": self.variant, "columns": ["N", "D", "loss"],
-                        "N_range": [float(table.N.min()), float(table.N.max())],
-                        "D_range": [float(table.D.min()), float(table.D.max())],
-                        "notes": list(table.attrs.get("notes", []))}
+        self._set_inputs(table, variant=self.variant, columns=["N", "D", "loss"],
+                         N_range=[float(table.N.min()), float(table.N.max())],
+                         D_range=[float(table.D.min()), float(table.D.max())])
         if bootstrap:
             draws = bootstrap_fits(model, optima, bootstrap, seed)
             self._set_ci_from_fits([_to_params(self.variant, q) for q in draws], level)
@@ -279,29 +278,59 @@ class ChinchillaLaw(Law):
         return P["E"] + P["A"] / N ** P["alpha"] + P["B"] / D ** P["beta"]
 
     def predict_interval(self, N, D, level: float = 0.95) -> list[float]:
-        if self.samples_:
-            draws = [self.predict(N, D, P) for P in self._sampled_params()]
-        else:
-            draws = [self.predict(N, D)]
-        return interval(np.ravel(draws), self.metrics_.get("rmse_log", 0.0), level)
+        draws = self._draws(lambda P: self.predict(N, D, P))
+        return interval(draws.ravel(), self.metrics_.get("rmse_log", 0.0), level)
 
     def compute_optimal(self, C, params: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """N_opt(C), D_opt(C) minimising L under C = 6 N D."""
+        """N_opt(C), D_opt(C): the N, D of least loss that cost C under the law's FLOP convention.
+
+        Under plain 6ND the closed form; otherwise D = flops_.D(N, C) and L(N, D(N, C)) is
+        minimised over log N by golden-section search. Parameter values may be arrays (one per
+        bootstrap draw) broadcasting against C: all minimisations run at once.
+        """
         P = params or self.params_
-        a, b = P["alpha"], P["beta"]
         C = np.asarray(C, float)
-        G = (a * P["A"] / (b * P["B"])) ** (1.0 / (a + b))
-        N = G * (C / 6.0) ** (b / (a + b))
-        return N, C / (6.0 * N)
+        if self.flops_.k == 0:
+            a, b = np.asarray(P["alpha"], float), np.asarray(P["beta"], float)
+            G = (a * np.asarray(P["A"]) / (b * np.asarray(P["B"]))) ** (1.0 / (a + b))
+            N = G * (C / 6.0) ** (b / (a + b))
+            return N, self.flops_.D(N, C)
+        # L is convex in log N: A/N^alpha is, and so is B/D^beta with D = C/(6N(1 + k N^p)), since
+        # log(1 + k N^p) is a softplus of log N (k > 0, or p = 0, as `from_points` makes them).
+        # The search spans N = 1 to N = C/6 (about one token).
+        shape = np.broadcast_shapes(C.shape, *(np.shape(v) for v in P.values()))
+        hi = np.broadcast_to(np.log(C / 6.0), shape).astype(float)
+        x = golden_section(lambda x: self.predict(np.exp(x), self.flops_.D(np.exp(x), C), P),
+                           np.zeros(shape), hi)
+        N = np.exp(x)
+        return N, self.flops_.D(N, C)
 
     def compute_optimal_interval(self, C, level: float = 0.95):
+        """Bootstrap intervals of N_opt(C) and D_opt(C) at one budget C."""
         if not self.samples_:
             n, d = self.compute_optimal(C)
             return [float(n), float(n)], [float(d), float(d)]
-        nd = np.array([self.compute_optimal(C, P) for P in self._sampled_params()], dtype=float)
-        lo, hi = 50 * (1 - level), 50 * (1 + level)
-        return (np.nanpercentile(nd[:, 0], [lo, hi]).tolist(),
-                np.nanpercentile(nd[:, 1], [lo, hi]).tolist())
+        draws = {k: np.asarray(v, float) for k, v in self.samples_.items()}
+        n, d = self.compute_optimal(float(C), draws)
+        return percentile_interval(n, level), percentile_interval(d, level)
+
+
+def golden_section(f, lo: np.ndarray, hi: np.ndarray, tol: float = 1e-9) -> np.ndarray:
+    """The minimiser of a unimodal `f` on [lo, hi], elementwise over arrays of intervals."""
+    inv_phi = (np.sqrt(5.0) - 1.0) / 2.0
+    a, b = np.array(lo, float), np.array(hi, float)
+    steps = int(np.ceil(np.log(max(float(np.max(b - a, initial=0.0)), tol) / tol)
+                        / -np.log(inv_phi)))
+    c, d = b - inv_phi * (b - a), a + inv_phi * (b - a)
+    fc, fd = f(c), f(d)
+    for _ in range(steps):
+        left = fc < fd  # the minimum lies in [a, d]: d becomes the upper inner point
+        a, b = np.where(left, a, c), np.where(left, d, b)
+        new = np.where(left, b - inv_phi * (b - a), a + inv_phi * (b - a))
+        f_new = f(new)
+        c, d = np.where(left, new, d), np.where(left, c, new)
+        fc, fd = np.where(left, f_new, fd), np.where(left, fc, f_new)
+    return (a + b) / 2
 
 
 def bootstrap_fits(model: _Model, optima: np.ndarray, K: int, seed: int = 0,

@@ -148,34 +148,29 @@ class HparamsLaw(Law):
         self.params_, sds = self._fit_points(pts)
         self.n_points_ = len(pts)
         self.metrics_ = dict(sds)
-        self.inputs_ = {"form": self.law_form, "optimum": self.optimum,
-                        "surface_tol": self.surface_tol,
-                        "batch_unit": "tokens" if bs_col == "batch_tokens" else "sequences",
-                        "n_runs": int(len(table)), "n_cells": int(_cells(table).ngroups),
-                        "N_range": [float(table.N.min()), float(table.N.max())],
-                        "D_range": [float(table.D.min()), float(table.D.max())],
-                        "notes": list(table.attrs.get("notes", []))}
+        self._set_inputs(table, form=self.law_form, optimum=self.optimum,
+                         surface_tol=self.surface_tol,
+                         batch_unit="tokens" if bs_col == "batch_tokens" else "sequences",
+                         n_runs=int(len(table)), n_cells=int(_cells(table).ngroups),
+                         N_range=[float(table.N.min()), float(table.N.max())],
+                         D_range=[float(table.D.min()), float(table.D.max())])
         if "context" in table.columns and table["context"].nunique() == 1:
             self.inputs_["context"] = float(table["context"].iloc[0])
         if evaluate and table["N"].nunique() >= 3:
             lono = self.leave_one_n_out(table)
             self.metrics_["leave_one_n_out"] = lono.to_dict(orient="records")
-        if bootstrap:
-            rng = np.random.default_rng(seed)
-            fits = []
-            for _ in range(bootstrap):
-                sample = table.iloc[rng.integers(0, len(table), len(table))]
-                fits.append(self._fit_points(self.optima(sample))[0])
-            self._set_ci_from_fits(fits, level)
+        self._bootstrap(bootstrap, seed, level, lambda rng: self._fit_points(
+            self.optima(table.iloc[rng.integers(0, len(table), len(table))]))[0])
         return self
 
     def predict(self, N=None, D=None, C=None, params: dict | None = None):
-        """(lr*, bs*) at the given scale; C = 6ND when not given (and D = C/(6N) likewise)."""
+        """(lr*, bs*) at the given scale; a missing C or D comes from the law's FLOP convention.
+
+        The deepseek form is in terms of the fitted table's C, which for run records includes
+        the attention term: a query by N and D must count C the same way, not as 6ND.
+        """
         P = params or self.params_
-        if C is None and N is not None and D is not None:
-            C = 6.0 * np.asarray(N, float) * np.asarray(D, float)
-        if D is None and C is not None and N is not None:
-            D = np.asarray(C, float) / (6.0 * np.asarray(N, float))
+        N, D, C = self.complete_scale(N, D, C)
         if self.law_form == "steplaw":
             if N is None or D is None:
                 raise AnalysisError("the steplaw form needs N and D (or N and C)")
@@ -187,11 +182,7 @@ class HparamsLaw(Law):
         return P["a"] * C ** P["alpha"], P["b"] * C ** P["beta"]
 
     def predict_interval(self, N=None, D=None, C=None, level: float = 0.95):
-        if self.samples_:
-            draws = [self.predict(N, D, C, P) for P in self._sampled_params()]
-            d = np.array(draws, dtype=float).reshape(len(draws), 2)
-        else:
-            d = np.array([self.predict(N, D, C)], dtype=float).reshape(1, 2)
+        d = self._draws(lambda P: self.predict(N, D, C, P)).reshape(-1, 2)
         return (interval(d[:, 0], self.metrics_.get("lr_resid_sd_log", 0.0), level),
                 interval(d[:, 1], self.metrics_.get("bs_resid_sd_log", 0.0), level))
 
@@ -203,6 +194,7 @@ class HparamsLaw(Law):
             train = table[table["N"] != n_out]
             law = HparamsLaw(self.law_form, self.optimum, self.surface_tol)
             law.params_, _ = law._fit_points(law.optima(train))
+            law.flops_ = self.flops_
             regrets = []
             for D, cell in table[table["N"] == n_out].groupby("D"):
                 lr, bs = law.predict(N=n_out, D=D, C=float(cell["C"].iloc[0]))

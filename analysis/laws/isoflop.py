@@ -3,7 +3,8 @@
 Runs are grouped into budgets by C (a new budget starts where sorted log10 C jumps by more than
 `gap`, so a recorded C that includes the attention term still groups with its nominal budget).
 D_opt is read from the budget's own runs (a straight line of log D against log N, evaluated at
-N_opt), so the FLOP convention of the records is kept as is.
+N_opt), so the FLOP convention of the records is kept as is; the fit records that convention
+(`inputs["flops"]`), by which a query given N and D is turned into its budget C.
 """
 from __future__ import annotations
 
@@ -86,19 +87,16 @@ class IsoflopLaw(Law):
         self.metrics_ = {"budgets": opt.to_dict(orient="records"),
                          "N_resid_sd_log": float(np.sqrt(np.mean(rn ** 2))),
                          "D_resid_sd_log": float(np.sqrt(np.mean(rd ** 2)))}
-        self.inputs_ = {"gap": self.gap, "notes": list(table.attrs.get("notes", []))}
-        if bootstrap:
-            rng = np.random.default_rng(seed)
-            labels = budgets(table["C"].to_numpy(float), self.gap)
-            fits = []
-            for _ in range(bootstrap):  # resample runs within each budget
-                idx = np.concatenate([rng.choice(np.flatnonzero(labels == g), (labels == g).sum())
-                                      for g in np.unique(labels)])
-                o = self.optima(table.iloc[idx])
-                if len(o) >= 2:
-                    fits.append(self._fit_optima(o))
-            if fits:
-                self._set_ci_from_fits(fits, level)
+        self._set_inputs(table, gap=self.gap)
+        labels = budgets(table["C"].to_numpy(float), self.gap)
+
+        def refit(rng):  # resample runs within each budget
+            idx = np.concatenate([rng.choice(np.flatnonzero(labels == g), (labels == g).sum())
+                                  for g in np.unique(labels)])
+            o = self.optima(table.iloc[idx])
+            return self._fit_optima(o) if len(o) >= 2 else None
+
+        self._bootstrap(bootstrap, seed, level, refit)
         return self
 
     def predict(self, C, params: dict | None = None):
@@ -110,10 +108,6 @@ class IsoflopLaw(Law):
     compute_optimal = predict
 
     def compute_optimal_interval(self, C, level: float = 0.95):
-        if self.samples_:
-            d = np.array([self.predict(C, P) for P in self._sampled_params()],
-                         dtype=float).reshape(-1, 2)
-        else:
-            d = np.array([self.predict(C)], dtype=float).reshape(1, 2)
+        d = self._draws(lambda P: self.predict(C, P)).reshape(-1, 2)
         return (interval(d[:, 0], self.metrics_.get("N_resid_sd_log", 0.0), level),
                 interval(d[:, 1], self.metrics_.get("D_resid_sd_log", 0.0), level))

@@ -65,19 +65,17 @@ class PowerLaw(Law):
         r = np.log(self.predict(x)) - np.log(y)
         self.n_points_ = len(x)
         self.metrics_ = {"rmse_log": float(np.sqrt(np.mean(r ** 2)))}
-        self.inputs_ = {"x": self.x, "y": self.y, "fix_E": self.fix_E,
-                        "x_range": [float(x.min()), float(x.max())],
-                        "notes": list(table.attrs.get("notes", []))}
-        if bootstrap:
-            rng = np.random.default_rng(seed)
-            fits = []
-            for _ in range(bootstrap):
-                i = rng.integers(0, len(x), len(x))
-                if np.unique(x[i]).size < 2:
-                    continue
-                fits.append(self._params(_fit_logspace(x[i], y[i], self.fix_E,
-                                                       starts=None if self.fix_E else [p])))
-            self._set_ci_from_fits(fits, level)
+        self._set_inputs(table, x=self.x, y=self.y, fix_E=self.fix_E,
+                         x_range=[float(x.min()), float(x.max())])
+
+        def refit(rng):
+            i = rng.integers(0, len(x), len(x))
+            if np.unique(x[i]).size < 2:
+                return None
+            return self._params(_fit_logspace(x[i], y[i], self.fix_E,
+                                              starts=None if self.fix_E else [p]))
+
+        self._bootstrap(bootstrap, seed, level, refit)
         return self
 
     @staticmethod
@@ -90,6 +88,5 @@ class PowerLaw(Law):
         return P["E"] + P["A"] * np.asarray(x, float) ** -P["alpha"]
 
     def predict_interval(self, x, level: float = 0.95) -> list[float]:
-        draws = ([self.predict(x, P) for P in self._sampled_params()] if self.samples_
-                 else [self.predict(x)])
-        return interval(np.ravel(draws), self.metrics_.get("rmse_log", 0.0), level)
+        draws = self._draws(lambda P: self.predict(x, P))
+        return interval(draws.ravel(), self.metrics_.get("rmse_log", 0.0), level)

@@ -1,11 +1,12 @@
 """Hydra finds sweepers only under the `hydra_plugins` namespace; the code lives in
-`scalelab.platform.sweeper`, this subclass only gives it an address Hydra accepts."""
-from scalelab.platform import sweeper as _sweeper
+`scalelab.sweeps.sweeper`, this subclass only gives it an address Hydra accepts."""
+from scalelab.sweeps import registration
+from scalelab.sweeps.sweeper import OptunaSweeper
 
 
-class ScalelabSweeper(_sweeper.OptunaSweeper):
+class ScalelabSweeper(OptunaSweeper):
     pass
 
 
 # A regular install finds this module by Hydra's scan: store the configs then too.
-_sweeper.store_configs()
+registration.store_configs()

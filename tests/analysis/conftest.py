@@ -3,14 +3,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from scalelab.record import SKIP_DIRS, flops_per_token
+
 TRUE = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
 HP_TRUE = {"a": 0.9, "alpha": -0.7, "beta": 0.3, "b": 0.6, "gamma": 0.55}  # bs in tokens
-STEPLAW = Path("/work/shared/reference-data/steplaw_dense_lr_bs_loss.csv")
+DEPTH = 4  # layers of the synthetic records' models
 
 
 def chinchilla_loss(N, D, P=TRUE):
@@ -91,13 +94,23 @@ def sweep_table():
     return t
 
 
+def record_C(N, D, context=256, depth=DEPTH):
+    """C as a training run records it: 6N plus the attention scores per token, times D.
+
+    The width follows from N = 12 depth width^2, so the attention share of 6N falls as N^-1/2.
+    """
+    width = np.sqrt(np.asarray(N, float) / (12 * depth))
+    return flops_per_token(np.asarray(N, float), depth, context, width) * np.asarray(D, float)
+
+
 def make_record(run_id, N, D, loss, lr=1e-3, batch_size=32, status="completed", study="s",
                 trial=0, initial_loss=10.0, extra_hparams=None, context=256):
+    C = float(record_C(int(N), int(D), context)) if N > 0 else float(6 * N * D)
     return {
         "schema_version": 1, "run_id": run_id, "study": study, "trial": trial, "status": status,
-        "error": None, "config": {"model": {"context": context}}, "overrides": [],
-        "scale": {"N": int(N), "N_total": int(N * 1.1), "D": int(D), "C": float(6.2 * N * D),
-                  "flops_per_token": float(6.2 * N), "model": "gpt"},
+        "error": None, "config": {"model": {"context": context, "depth": DEPTH}}, "overrides": [],
+        "scale": {"N": int(N), "N_total": int(N * 1.1), "D": int(D), "C": C,
+                  "flops_per_token": C / int(D), "model": "gpt"},
         "hparams": {"lr": lr, "batch_size": batch_size, "weight_decay": 0.1, "warmup": 0.01,
                     "schedule": "cosine", **(extra_hparams or {})},
         "metrics": {"final_val_loss": loss, "best_val_loss": loss, "initial_loss": initial_loss,
@@ -118,26 +131,44 @@ def write_records(folder: Path, records) -> list[Path]:
     return paths
 
 
-@pytest.fixture
-def sweep_records(tmp_path, sweep_table):
-    """The synthetic sweep as run.json records, plus decoys in folders that must be skipped."""
+@pytest.fixture(scope="session")
+def sweep_records(tmp_path_factory, sweep_table):
+    """The synthetic sweep as run.json records, plus decoys in folders that must be skipped.
+
+    Written once per session: the tests only read it.
+    """
+    root = tmp_path_factory.mktemp("sweep") / "runs"
     recs = [make_record(f"r{i}", r.N, r.D, float(r.loss), lr=float(r.lr),
                         batch_size=int(r.batch_size), trial=i, context=int(r.context),
                         initial_loss=11.0)
             for i, r in enumerate(sweep_table.itertuples())]
-    write_records(tmp_path / "runs", recs)
-    for skip in (".hydra", "wandb", "checkpoints"):
-        d = tmp_path / "runs" / "multirun" / "0" / "0" / skip
+    write_records(root, recs)
+    for skip in sorted(SKIP_DIRS):
+        d = root / "multirun" / "0" / "0" / skip
         d.mkdir(parents=True)
         (d / "run.json").write_text(json.dumps(make_record("decoy", 1e9, 1e9, 0.1)))
-    return tmp_path / "runs"
+    return root
 
 
 @pytest.fixture
 def synth():
     """The helpers above for the test modules (importing conftest depends on pytest's import mode)."""
-    from types import SimpleNamespace
+    return SimpleNamespace(TRUE=TRUE, HP_TRUE=HP_TRUE, chinchilla_loss=chinchilla_loss,
+                           sweep_rows=sweep_rows, make_record=make_record, record_C=record_C,
+                           write_records=write_records)
 
-    return SimpleNamespace(TRUE=TRUE, HP_TRUE=HP_TRUE, STEPLAW=STEPLAW,
-                           chinchilla_loss=chinchilla_loss, sweep_rows=sweep_rows,
-                           make_record=make_record, write_records=write_records)
+
+@pytest.fixture(scope="session")
+def ladder_records(tmp_path_factory):
+    """An lr x batch grid at D = 20N for four model sizes, as run records.
+
+    Along such a ladder lr* = a N^-0.7 D^0.3 falls as C^-0.2, so a law in terms of C feels
+    how C is counted: the records' C is 2% to 6% above 6ND.
+    """
+    root = tmp_path_factory.mktemp("ladder") / "runs"
+    t = sweep_rows(seed=3, Ns=(1e8, 2e8, 4e8, 8e8), Ds=(2e9, 4e9, 8e9, 1.6e10))
+    t = t[t["D"] == 20 * t["N"]]
+    write_records(root, [make_record(f"l{i}", r.N, r.D, float(r.loss), lr=float(r.lr),
+                                     batch_size=int(r.batch_size), trial=i, context=int(r.context))
+                         for i, r in enumerate(t.itertuples())])
+    return root

@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from scalelab.analysis.cli import main
-
+from scalelab.analysis.errors import AnalysisError
+from scalelab.analysis.laws import HparamsLaw
+from scalelab.analysis.table import load_table
+from scalelab.cli import main
 
 
 def _run(capsys, *argv):
@@ -43,8 +47,7 @@ def test_fit_published_table_with_map_then_predict(capsys, tmp_path, chin_csv):
     assert pred["N_opt_interval"][0] <= pred["N_opt"] <= pred["N_opt_interval"][1]
 
 
-def test_fit_hparams_from_records_and_predict_both(capsys, tmp_path, sweep_records,
-                                                   chinchilla_table):
+def test_fit_hparams_from_records_and_predict_both(capsys, tmp_path, sweep_records, synth):
     hp = tmp_path / "hp.json"
     lnd = tmp_path / "lnd.json"
     rc, out, err = _run(capsys, "fit", str(sweep_records), "--law", "hparams", "--form",
@@ -60,6 +63,16 @@ def test_fit_hparams_from_records_and_predict_both(capsys, tmp_path, sweep_recor
         lo, hi = pred[f"{k}_interval"]
         assert lo < pred[k] < hi, k
     assert pred["batch_size_unit"] == "tokens"
+    assert pred["notes"] == []  # both laws read N and D, as given
+    # --N with the C a run of that size records finds the run's D, hence the same lr*, bs*
+    rc, out, _ = _run(capsys, "predict", "--fit", str(hp), "--N", "3e8", "--C",
+                      str(float(synth.record_C(3e8, 6e9, 1024))), "--json")
+    by_c = json.loads(out)
+    assert by_c["lr"] == pytest.approx(pred["lr"], rel=1e-9)
+    assert by_c["batch_size"] == pytest.approx(pred["batch_size"], rel=1e-9)
+    (note,) = by_c["notes"]
+    assert note.startswith(f"{hp}: D = 6e+09 from --N, --C by C = 6ND(1 + ")
+    assert "the attention term, fitted to the run records" in note
 
 
 @pytest.mark.parametrize("law", ["power", "isoflop", "auto"])
@@ -72,6 +85,51 @@ def test_fit_other_laws(capsys, tmp_path, isoflop_table, law):
     rc, out, err = _run(capsys, "predict", "--fit", str(tmp_path / "f.json"), "--C", "1e22",
                         "--json")
     assert rc == 0, err
+
+
+def test_deepseek_law_queried_by_N_and_D_counts_C_as_the_records(capsys, tmp_path,
+                                                                  ladder_records):
+    fit = tmp_path / "deepseek.json"
+    rc, out, err = _run(capsys, "fit", str(ladder_records), "--law", "hparams", "--form",
+                        "deepseek", "--optimum", "surface", "--json", str(fit))
+    assert rc == 0, err
+    assert "FLOPs: C = 6ND(1 + " in out
+    run = load_table(ladder_records, quiet=True).iloc[-1]
+
+    def lr(*query):
+        rc, out, err = _run(capsys, "predict", "--fit", str(fit), *query, "--json")
+        assert rc == 0, err
+        return json.loads(out)
+
+    by_nd = lr("--N", str(run.N), "--D", str(run.D))
+    assert by_nd["lr"] == pytest.approx(lr("--C", str(run.C))["lr"], rel=1e-9)
+    assert abs(lr("--C", str(6 * run.N * run.D))["lr"] / by_nd["lr"] - 1) > 3e-3
+    assert len(by_nd["notes"]) == 1 and "from --N, --D by C = 6ND(1 + " in by_nd["notes"][0]
+
+
+def test_fit_and_predict_import_neither_torch_nor_matplotlib(tmp_path, chinchilla_table):
+    """Whole processes, as a user starts them; each step reports what it has imported."""
+    table = tmp_path / "t.csv"
+    chinchilla_table.iloc[:60].to_csv(table, index=False)
+    fit = tmp_path / "power.json"
+    script = f"""
+import json, sys
+from scalelab.cli import main
+seen = {{}}
+for name, argv in [("fit --help", ["fit", "--help"]),
+                   ("fit", ["fit", {str(table)!r}, "--law", "power", "--json", {str(fit)!r}]),
+                   ("predict", ["predict", "--fit", {str(fit)!r}, "--C", "1e21"])]:
+    try:
+        rc = main(argv)
+    except SystemExit as e:
+        rc = e.code
+    seen[name] = [rc, sorted(m for m in ("torch", "matplotlib") if m in sys.modules)]
+print(json.dumps(seen), file=sys.stderr)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    seen = json.loads(done.stderr.strip().splitlines()[-1])
+    assert seen == {"fit --help": [0, []], "fit": [0, []], "predict": [0, []]}, done.stderr
 
 
 def test_sensitivity_command(capsys, tmp_path, synth):
@@ -149,21 +207,9 @@ def test_bad_inputs_give_clear_messages(capsys, tmp_path, chinchilla_table):
     assert rc == 0 and "2 bad row(s) left out" in err and "loss=-1.0" in err and "N=inf" in err
     assert "(238 points)" in out
     # a fit file of another law
-    from scalelab.analysis.laws import HparamsLaw
-    from scalelab.analysis.errors import AnalysisError
     with pytest.raises(AnalysisError, match="of law 'chinchilla', not 'hparams'"):
         HparamsLaw.from_dict(json.loads(fit.read_text()))
     (tmp_path / "x.json").write_text(json.dumps({"hello": 1}))
     assert "not a scalelab fit file" in _err(capsys, "predict", "--fit", str(tmp_path / "x.json"),
                                              "--N", "1e9", "--D", "1e10")
     assert "needs --N and --D" in _err(capsys, "predict", "--fit", str(fit), "--N", "1e9")
-
-
-def test_train_becomes_the_hydra_app_with_the_rest_of_the_command_line(monkeypatch):
-    import os
-    import sys
-
-    seen = []
-    monkeypatch.setattr(os, "execv", lambda path, args: seen.append((path, args)))
-    main(["train", "model=gpt_xs", "-m"])
-    assert seen == [(sys.executable, [sys.executable, "-m", "scalelab.platform.train", "model=gpt_xs", "-m"])]

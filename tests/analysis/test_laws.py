@@ -1,6 +1,8 @@
 """Every law on synthetic data with known parameters; JSON round trips."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,7 +10,19 @@ import pytest
 from scalelab.analysis.errors import AnalysisError
 from scalelab.analysis.laws import (AutoLaw, ChinchillaLaw, HparamsLaw, IsoflopLaw, PowerLaw,
                                     load_fit)
-from scalelab.analysis.laws.chinchilla import start_grid
+from scalelab.analysis.laws.chinchilla import golden_section, start_grid
+from scalelab.analysis.table import load_table
+from scalelab.record import FlopConvention
+
+# An attention term of 5% of 6ND at N = 1e9, falling as N^-1/2.
+ATTENTION = FlopConvention("records", k=1581.0, p=-0.5)
+
+
+def _under(law, flops: FlopConvention):
+    """The same fitted law under another FLOP convention, by way of its fit JSON."""
+    d = law.to_dict()
+    d["inputs"]["flops"] = flops.to_dict()
+    return load_fit(d)
 
 
 
@@ -43,6 +57,83 @@ def test_chinchilla_compute_optimal_matches_brute_force(chinchilla_fit):
     n_brute = Ns[np.argmin(law.predict(Ns, C / (6 * Ns)))]
     assert abs(np.log(n_opt / n_brute)) < 1e-3
     assert np.isclose(6 * n_opt * d_opt, C)
+
+
+def test_compute_optimal_under_a_convention_is_the_true_minimiser(chinchilla_fit):
+    law = _under(chinchilla_fit, ATTENTION)
+    Ns = np.geomspace(1e8, 1e12, 400001)  # 2.3e-5 apart in log N
+    for C in (1e20, 1e22, 1e24):
+        n_opt, d_opt = law.compute_optimal(C)
+        n_grid = Ns[np.argmin(law.predict(Ns, ATTENTION.D(Ns, C)))]
+        assert abs(np.log(n_opt / n_grid)) < 1e-4, C
+        assert ATTENTION.C(n_opt, d_opt) == pytest.approx(C, rel=1e-12)
+        # not the allocation that counts C as 6ND
+        assert abs(np.log(n_opt / chinchilla_fit.compute_optimal(C)[0])) > 1e-3
+
+
+def test_compute_optimal_under_6nd_is_the_closed_form(chinchilla_fit):
+    P = chinchilla_fit.params_
+    a, b = P["alpha"], P["beta"]
+    C = np.array([1e19, 1e22])
+    n, d = chinchilla_fit.compute_optimal(C)
+    G = (a * P["A"] / (b * P["B"])) ** (1 / (a + b))
+    assert np.allclose(n, G * (C / 6) ** (b / (a + b)), rtol=1e-12)
+    assert np.allclose(6 * n * d, C, rtol=1e-12)
+    # the numerical search agrees where the convention is all but 6ND
+    n_search, _ = _under(chinchilla_fit, FlopConvention("records", 1e-12, 0.0)).compute_optimal(C)
+    assert np.allclose(n_search, n, rtol=1e-6)
+
+
+def test_compute_optimal_interval_searches_all_draws_at_once(chinchilla_fit):
+    law = _under(chinchilla_fit, ATTENTION)
+    (nlo, nhi), (dlo, dhi) = law.compute_optimal_interval(1e22)
+    each = np.array([law.compute_optimal(1e22, P) for P in law._sampled_params()])
+    assert np.allclose([nlo, nhi], np.percentile(each[:, 0], [2.5, 97.5]), rtol=1e-7)
+    assert np.allclose([dlo, dhi], np.percentile(each[:, 1], [2.5, 97.5]), rtol=1e-7)
+    n, d = law.compute_optimal(1e22)
+    assert nlo < n < nhi and dlo < d < dhi
+
+
+def test_golden_section_finds_each_minimum():
+    centres = np.array([-3.0, 0.5, 7.25])
+    x = golden_section(lambda x: np.cosh(x - centres), np.full(3, -10.0), np.full(3, 10.0))
+    assert np.allclose(x, centres, atol=1e-7)
+
+
+def test_deepseek_law_on_records_counts_C_as_the_records_do(ladder_records, tmp_path):
+    table = load_table(ladder_records, quiet=True)
+    law = HparamsLaw("deepseek", "surface").fit(table, evaluate=False)
+    assert law.params_["alpha"] < -0.1  # along the ladder lr* falls with C
+    law.save(tmp_path / "hp.json")
+    assert json.loads((tmp_path / "hp.json").read_text())["inputs"]["flops"] == \
+        table.attrs["flops"].to_dict()
+    back = load_fit(tmp_path / "hp.json")
+    assert back.flops_ == table.attrs["flops"] and back.flops_.name == "records"
+    row = table.iloc[-1]
+    by_nd = np.array(back.predict(N=row.N, D=row.D))
+    assert np.allclose(by_nd, back.predict(C=row.C), rtol=1e-9)
+    plain = np.array(back.predict(C=6 * row.N * row.D))
+    assert plain[0] / by_nd[0] == pytest.approx((6 * row.N * row.D / row.C) ** law.params_["alpha"])
+    assert abs(plain[0] / by_nd[0] - 1) > 3e-3
+    # a fit file written before conventions were recorded counted C as 6ND
+    old = law.to_dict()
+    del old["inputs"]["flops"]
+    old_law = load_fit(old)
+    assert old_law.flops_ == FlopConvention()
+    assert np.allclose(old_law.predict(N=row.N, D=row.D), plain, rtol=1e-12)
+
+
+def test_every_law_records_its_convention(isoflop_table, ladder_records):
+    records = load_table(ladder_records, quiet=True)
+    flops = records.attrs["flops"].to_dict()
+    assert PowerLaw("C", "loss").fit(records).to_dict()["inputs"]["flops"] == flops
+    hp = HparamsLaw("steplaw").fit(records, evaluate=False)
+    assert hp.to_dict()["inputs"]["flops"] == flops
+    # steplaw is in N and D: a query by N and the records' C finds the run's D again
+    row = records.iloc[0]
+    assert np.allclose(hp.predict(N=row.N, C=row.C), hp.predict(N=row.N, D=row.D), rtol=1e-9)
+    iso = IsoflopLaw().fit(isoflop_table)
+    assert iso.to_dict()["inputs"]["flops"] == FlopConvention().to_dict()
 
 
 def test_chinchilla_json_round_trip(chinchilla_fit, tmp_path):

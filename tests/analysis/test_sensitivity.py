@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import scalelab.analysis.sensitivity as sensitivity
 from scalelab.analysis.errors import AnalysisError
 from scalelab.analysis.sensitivity import (STANDIN, importance_by_scale, importance_table,
                                            lr_sensitivity)
@@ -63,3 +64,13 @@ def test_nothing_to_rank_is_an_error():
     t = pd.DataFrame({"N": 1e8, "D": 1e9, "loss": [3.0, 3.1], "lr": [1e-3, 1e-3]})
     with pytest.raises(AnalysisError, match="no hyperparameter varies"):
         importance_by_scale(t)
+
+
+def test_fanova_without_scikit_learn_is_a_clear_error(sweep_table, monkeypatch):
+    real = sensitivity.find_spec
+    monkeypatch.setattr(sensitivity, "find_spec",
+                        lambda name: None if name == "sklearn" else real(name))
+    with pytest.raises(AnalysisError, match="fanova importance needs scikit-learn"):
+        importance_by_scale(sweep_table)
+    assert len(importance_by_scale(sweep_table[sweep_table["N"] == 1e8].iloc[:200],
+                                   evaluators=("ped-anova",)))

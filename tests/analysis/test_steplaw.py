@@ -1,4 +1,8 @@
-"""The Step Law figure: leave-one-N-out regret on the released runs (Li et al., 2025)."""
+"""The Step Law figure: leave-one-N-out regret on the released runs.
+
+Data: Li et al. (2025), "Predictable Scale: Part I", arXiv 2503.04715, kept in the repository at
+benchmarks/data/steplaw_dense_lr_bs_loss.csv (source and licence in benchmarks/data/README.md).
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,9 +12,8 @@ import pytest
 from scalelab.analysis.laws import HparamsLaw
 from scalelab.analysis.table import load_table
 
-STEPLAW = Path("/work/shared/reference-data/steplaw_dense_lr_bs_loss.csv")
-
-pytestmark = pytest.mark.skipif(not STEPLAW.exists(), reason="reference data not present")
+STEPLAW = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / \
+    "steplaw_dense_lr_bs_loss.csv"
 
 
 @pytest.fixture(scope="module")

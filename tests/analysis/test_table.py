@@ -10,18 +10,86 @@ import pandas as pd
 import pytest
 
 from scalelab.analysis.errors import AnalysisError
-from scalelab.analysis.table import load_table
+from scalelab.analysis.table import best_per_cell, flop_convention, has_sweep, load_table
+from scalelab.record import FlopConvention
 
 
-
-def test_records_folder_is_searched_recursively_and_skips_tool_folders(sweep_records, sweep_table):
+def test_records_folder_is_searched_recursively_and_skips_tool_folders(sweep_records, sweep_table,
+                                                                       synth):
     t = load_table(sweep_records, quiet=True)
-    assert len(t) == len(sweep_table)  # decoys under .hydra/wandb/checkpoints are ignored
+    assert len(t) == len(sweep_table)  # decoys under .hydra/wandb/checkpoints/csv are ignored
     assert {"N", "D", "C", "loss", "lr", "batch_size", "batch_tokens", "initial_loss",
             "weight_decay", "schedule", "status", "run_id"} <= set(t.columns)
     assert (t["batch_tokens"] == t["batch_size"] * 1024).all()
     # the recorded C (with an attention term) is kept, not recomputed
-    assert np.allclose(t["C"], 6.2 * t["N"].astype(int) * t["D"].astype(int), rtol=1e-6)
+    assert np.allclose(t["C"], synth.record_C(t["N"], t["D"], 1024), rtol=1e-12)
+    assert (t["C"] > 1.02 * 6 * t["N"] * t["D"]).all()  # 2% to 6% above 6ND here
+
+
+def test_records_convention_reproduces_recorded_C(sweep_records, synth):
+    t = load_table(sweep_records, quiet=True)
+    flops = t.attrs["flops"]
+    assert flops.name == "records" and flops.k > 0 and flops.p == pytest.approx(-0.5)
+    assert np.max(np.abs(flops.C(t["N"], t["D"]) / t["C"] - 1)) < 1e-3
+    assert flops.max_error < 1e-3
+    # and back: D from N and the recorded C
+    assert np.allclose(flops.D(t["N"], t["C"]), t["D"], rtol=1e-3)
+    # a model size between the runs' follows the same attention share
+    assert flops.C(3e8, 1e10) == pytest.approx(synth.record_C(3e8, 1e10, 1024), rel=1e-3)
+    assert flop_convention(t) is flops
+
+
+def test_unreadable_records_are_named_and_skipped(tmp_path, capsys, synth):
+    paths = synth.write_records(tmp_path, [synth.make_record(f"r{i}", 1e8 * (i + 1), 1e9, 3.0)
+                                           for i in range(4)])
+    paths[1].write_text(paths[1].read_text()[:50])  # a run killed mid-write by an old writer
+    old = json.loads(paths[2].read_text())
+    old["schema_version"] = 99
+    paths[2].write_text(json.dumps(old))
+    t = load_table(tmp_path, quiet=True)
+    err = capsys.readouterr().err
+    assert sorted(t["run_id"]) == ["r0", "r3"]
+    assert f"run record {paths[1]} is truncated or not JSON" in err
+    assert f"run record {paths[2]} has schema version 99" in err
+    for p in paths[:2] + paths[3:]:
+        p.unlink()
+    with pytest.raises(AnalysisError, match="none of the 1 run.json .* could be read"):
+        load_table(tmp_path, quiet=True)
+    with pytest.raises(AnalysisError, match="has schema version 99"):
+        load_table(paths[2], quiet=True)
+
+
+def test_foreign_table_keeps_its_own_convention(tmp_path):
+    N = np.array([1e8, 2e8, 4e8, 8e8])
+    D = 20 * N
+    pd.DataFrame({"N": N, "D": D, "C": 6.6 * N * D, "loss": [3.0, 2.9, 2.8, 2.7]}) \
+        .to_csv(tmp_path / "own.csv", index=False)
+    flops = load_table(tmp_path / "own.csv", quiet=True).attrs["flops"]
+    assert flops.name == "table" and flops.k == pytest.approx(0.1) and abs(flops.p) < 1e-9
+    assert "fitted to the table's N, D and C" in flops.describe()
+    pd.DataFrame({"N": N, "D": D, "C": 6 * N * D, "loss": [3.0, 2.9, 2.8, 2.7]}) \
+        .to_csv(tmp_path / "plain.csv", index=False)
+    assert load_table(tmp_path / "plain.csv", quiet=True).attrs["flops"] == FlopConvention()
+
+
+def test_missing_C_is_derived_by_the_convention_of_the_other_runs(tmp_path):
+    N = np.array([1e8, 2e8, 4e8, 8e8])
+    C = 6 * N * 2e9 * (1 + 30 * N ** -0.5)
+    C[-1] = np.nan  # this run gives N and D only
+    pd.DataFrame({"N": N, "D": 2e9, "C": C, "loss": [3.0, 2.9, 2.8, 2.7]}) \
+        .to_csv(tmp_path / "mixed.csv", index=False)
+    t = load_table(tmp_path / "mixed.csv", quiet=True)
+    assert t["C"].iloc[-1] == pytest.approx(6 * 8e8 * 2e9 * (1 + 30 * 8e8 ** -0.5), rel=1e-9)
+    assert "the convention of the other runs" in t.attrs["notes"][0]
+
+
+def test_best_per_cell_keeps_the_best_run_and_the_attrs(sweep_records):
+    t = load_table(sweep_records, quiet=True)
+    assert has_sweep(t)
+    best = best_per_cell(t)
+    assert not has_sweep(best) and len(best) == t.groupby(["N", "D"]).ngroups
+    assert np.allclose(np.sort(best["loss"]), np.sort(t.groupby(["N", "D"])["loss"].min()))
+    assert best.attrs["flops"] == t.attrs["flops"]
 
 
 def test_statuses_and_bad_rows_are_listed(tmp_path, capsys, synth):
@@ -47,6 +115,7 @@ def test_csv_with_map_and_c_only_derives_d(tmp_path, capsys):
     assert np.allclose(t["D"], t["C"] / (6 * t["N"]))
     assert "D derived as C/(6N)" in capsys.readouterr().err
     assert "D derived as C/(6N)" in t.attrs["notes"][0]
+    assert t.attrs["flops"] == FlopConvention()  # nothing says otherwise: plain 6ND
 
 
 def test_parquet_source(tmp_path, sweep_table):
@@ -78,7 +147,7 @@ def test_all_rows_bad_is_an_error(tmp_path):
         load_table(tmp_path / "b.csv", quiet=True)
 
 
-def test_optuna_storage_prefers_records_and_falls_back_to_attrs(tmp_path, synth):
+def test_optuna_storage_prefers_records_and_falls_back_to_attrs(tmp_path, capsys, synth):
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     study = optuna.create_study(study_name="ladder", storage=url)
     rec_path = synth.write_records(tmp_path / "runs", [synth.make_record("from-record", 1e8, 2e9, 2.5,
@@ -92,11 +161,19 @@ def test_optuna_storage_prefers_records_and_falls_back_to_attrs(tmp_path, synth)
     t3 = optuna.trial.create_trial(params={"lr": 1e-2}, distributions=dist,
                                    state=optuna.trial.TrialState.PRUNED,
                                    user_attrs={"N": 2e8, "D": 2e9})
-    study.add_trials([t1, t2, t3])
+    broken = tmp_path / "broken" / "run.json"
+    broken.parent.mkdir()
+    broken.write_text('{"schema_version": 1, "run_id": "cut')
+    t4 = optuna.trial.create_trial(params={"lr": 2e-3}, distributions=dist, value=2.6,
+                                   user_attrs={"record": str(broken), "N": 4e8, "D": 2e9})
+    study.add_trials([t1, t2, t3, t4])
     t = load_table(url, quiet=True)
-    assert sorted(t["run_id"]) == ["from-record", "ladder/1"]
+    err = capsys.readouterr().err
+    assert f"trial 3 of study ladder: run record {broken} is truncated" in err
+    assert sorted(t["run_id"]) == ["from-record", "ladder/1", "ladder/3"]
     row = t[t["run_id"] == "ladder/1"].iloc[0]
     assert row["N"] == 2e8 and row["loss"] == 2.7 and row["lr"] == 1e-3 and row["C"] == 2.4e18
+    assert t[t["run_id"] == "ladder/3"].iloc[0]["loss"] == 2.6
     allt = load_table(url, statuses=None, quiet=True)
     assert "pruned" in set(allt["status"])
 
@@ -143,3 +220,9 @@ def test_ten_thousand_records_load(tmp_path, synth):
     synth.write_records(tmp_path, recs)
     assert len(load_table(tmp_path, quiet=True)) == 200
     assert json.loads((tmp_path / "multirun/0/0/run.json").read_text())["run_id"] == "r0"
+
+
+def test_storage_password_stays_out_of_messages():
+    with pytest.raises(AnalysisError, match="cannot open Optuna storage") as e:
+        load_table("postgresql://alice:s3cret@127.0.0.1:1/optuna")
+    assert "s3cret" not in str(e.value) and "postgresql://alice:***@127.0.0.1:1" in str(e.value)

@@ -6,7 +6,7 @@ import pytest
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 
-import scalelab.platform.train  # noqa: F401  (registers the schema and the sweeper presets)
+import scalelab.platform.train  # noqa: F401  (registers the schema)
 
 # A model and budget that train in about a second.
 TINY = ["model.width=16", "model.depth=1", "model.heads=2", "model.context=32", "train.batch_size=8",
@@ -44,5 +44,5 @@ def run_cli():
 
 
 def _run_cli(*args: str, cwd, env=None, timeout=300):
-    return subprocess.run([sys.executable, "-m", "scalelab.platform.train", *args], cwd=cwd, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "scalelab", "train", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=timeout, env={**os.environ, "WANDB_MODE": "disabled", **(env or {})})

@@ -1,4 +1,5 @@
-from scalelab.platform.model import GPT, GPTShape, count_parameters, flops_per_token
+from scalelab.platform.model import GPT, GPTShape, count_parameters
+from scalelab.record import flops_per_token
 
 
 def hand_count(width, depth, context, vocab):
@@ -18,7 +19,7 @@ def test_parameter_counts_match_hand_computed_values():
 def test_flops_per_token_is_six_n_plus_attention():
     shape = GPTShape(width=64, depth=2, heads=4, context=128, vocab_size=256)
     # 6 * 98,944 + 6 * 2 layers * 128 context * 64 width
-    assert flops_per_token(98_944, shape) == 593_664 + 98_304
+    assert flops_per_token(98_944, shape.depth, shape.context, shape.width) == 593_664 + 98_304
 
 
 def test_forward_shapes_and_causality():

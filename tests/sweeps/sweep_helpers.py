@@ -1,4 +1,6 @@
-"""Helpers for the sweeper tests (a plain module, imported by name: tests/ has no packages): run a sweep in a subprocess inside a temporary folder."""
+"""Helpers for the sweeper tests: run a sweep in a subprocess inside a temporary folder.
+
+A plain module, imported by name: tests/ has no packages."""
 from __future__ import annotations
 
 import os
@@ -6,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import optuna
+
+from scalelab.sweeps.storage import make_storage
 
 HERE = Path(__file__).parent
 TOY_APP = str(HERE / "toy_app.py")
@@ -37,10 +42,6 @@ def start(cmd: list[str], cwd: Path) -> subprocess.Popen:
 
 
 def load_study(cwd: Path, name: str, storage: str | None = None):
-    import optuna
-
-    from scalelab.platform.storage import make_storage
-
     url = storage or f"sqlite:///{cwd}/runs/sweeps/studies.db"
     return optuna.load_study(study_name=name, storage=make_storage(url))
 

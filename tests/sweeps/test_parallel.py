@@ -1,16 +1,23 @@
 """Workers on a real PostgreSQL server, and Hydra's joblib and submitit launchers."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
+import optuna
 import pytest
+
+from scalelab.messages import redact_url
+from scalelab.sweeps.storage import make_storage
 
 sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
 from sweep_helpers import load_study, run, start, states, toy_cmd  # noqa: E402
+
+pytestmark = pytest.mark.slow  # every test here runs sweeps in subprocesses
 
 LR = "+hydra.sweeper.params.lr=tag(log, interval(1e-4, 1e-1))"
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,16 +41,12 @@ def postgres_url():
     if not url:
         pytest.skip("no PostgreSQL server could be started: run .ci/postgres.sh (as root, installs "
                     "it) or set SCALELAB_TEST_POSTGRES_URL")
-    import importlib.util
-
     if not any(importlib.util.find_spec(m) for m in ("psycopg", "psycopg2")):
         pytest.skip("no PostgreSQL driver: pip install 'scalelab[postgres]'")
     return url
 
 
 def test_two_workers_on_postgres_credentials_never_shown(tmp_path, postgres_url):
-    from scalelab.platform.storage import make_storage, redact_url
-
     name = f"pg-{uuid.uuid4().hex[:8]}"
     password = postgres_url.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
     cmd = toy_cmd(f"hydra.sweeper.study_name={name}", "hydra.sweeper.n_trials=6", LR, "sleep=0.05",
@@ -61,8 +64,6 @@ def test_two_workers_on_postgres_credentials_never_shown(tmp_path, postgres_url)
     assert all(password not in str(t.user_attrs) for t in study.trials)
     rec = (Path(study.trials[0].user_attrs["record"])).read_text()
     assert redact_url(postgres_url) in rec
-    import optuna
-
     optuna.delete_study(study_name=name, storage=make_storage(postgres_url))
 
 
@@ -74,7 +75,6 @@ def test_joblib_launcher(tmp_path):
     assert states(study) == {"COMPLETE": 4}
 
 
-@pytest.mark.slow
 def test_submitit_local_launcher(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     run(toy_cmd("hydra.sweeper.study_name=sl", "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=2",

@@ -1,9 +1,10 @@
 """The `params:` syntax -> Optuna distributions, and its one-line errors."""
 import pytest
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from scalelab.platform.search_space import SearchSpaceError, format_value, parse_params
+from scalelab.sweeps.search_space import SearchSpaceError, format_value, parse_params
 
 CFG = OmegaConf.create({"optim": {"lr": 0.1, "wd": 0.0}, "model": {"depth": 2, "heads": 2}, "name": "x"})
 
@@ -26,8 +27,6 @@ def test_syntax_maps_to_optuna_distributions():
 
 
 def test_range_end_point_matches_hydra_everywhere():
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     hydra_values = [int(v) for v in OverridesParser.create().parse_override("a=range(1,5)").sweep_string_iterator()]
     dist = parse_params({"model.depth": "range(1, 5)"}, CFG).distributions["model.depth"]
     assert list(range(dist.low, dist.high + 1, dist.step)) == hydra_values == [1, 2, 3, 4]
@@ -60,6 +59,4 @@ def test_new_key_with_plus_is_allowed():
 
 @pytest.mark.parametrize("value", [1, 0.5, 1e-5, "a b", "it's", True, None, "sqlite:///x.db"])
 def test_format_value_round_trips(value):
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     assert OverridesParser.create().parse_override(f"k={format_value(value)}").value() == value

@@ -1,9 +1,17 @@
-"""Storage URLs -> Optuna storages, heartbeats, and credential redaction."""
+"""Storage URLs -> Optuna storages, the URL jobs get, heartbeats, and credential redaction."""
+import os
+import time
+
+import optuna
 import pytest
+from omegaconf import OmegaConf
 from optuna.storages import RDBStorage
 from optuna.storages.journal import JournalStorage
 
-from scalelab.platform.storage import StorageError, make_storage, redact_url
+from scalelab.messages import redact_url
+from scalelab.sweeps.heartbeat import fail_stale_trials, record_heartbeat
+from scalelab.sweeps.hydra_patch import overrides_for_jobs
+from scalelab.sweeps.storage import STORAGE_ENV, StorageError, make_storage, url_for_jobs
 
 
 @pytest.mark.parametrize("url, shown", [
@@ -33,42 +41,47 @@ def test_unreachable_storage_is_one_redacted_line():
     assert "hunter2" not in msg and "bob:***@127.0.0.1" in msg and "\n" not in msg
 
 
-def test_sweeper_keeps_the_password_out_of_hydra_files(monkeypatch):
-    from omegaconf import OmegaConf
+def test_jobs_get_absolute_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert url_for_jobs(None) == f"'sqlite:///{tmp_path}/runs/sweeps/studies.db'"
+    assert url_for_jobs("sqlite:///s.db") == f"'sqlite:///{tmp_path}/s.db'"
+    assert url_for_jobs("sqlite:////abs/s.db") == "'sqlite:////abs/s.db'"
+    assert url_for_jobs("journal:j/s.log") == f"'journal:{tmp_path}/j/s.log'"
+    assert url_for_jobs("plain.log") == f"'journal:{tmp_path}/plain.log'"
+    assert url_for_jobs("postgresql://db/optuna") == "'postgresql://db/optuna'"
 
-    from scalelab.platform.sweeper import STORAGE_ENV, OptunaSweeper
 
+def test_the_password_stays_out_of_hydra_files(monkeypatch):
     monkeypatch.setenv(STORAGE_ENV, "placeholder")  # restored (removed) after the test
     url = "postgresql://alice:s3cret@db:5432/optuna"
-    sweeper = OptunaSweeper(storage=url)
-    config = OmegaConf.create({"hydra": {"sweeper": {"storage": url},
-                                         "overrides": {"hydra": [f"hydra.sweeper.storage={url}", "hydra.verbose=false"]}}})
-    sweeper._hide_credentials(config)
-    text = OmegaConf.to_yaml(config, resolve=True)
-    assert "s3cret" not in text and "alice:***@db" in text
+    lines = [f"hydra.sweeper.storage={url}", "+hydra.sweeper.params.lr=interval(0, 1)", "hydra.verbose=false"]
+    shown = overrides_for_jobs(lines, url)
+    assert shown == ["hydra.sweeper.storage='postgresql://alice:***@db:5432/optuna'",
+                     "+hydra.sweeper.params.lr='interval(0, 1)'", "hydra.verbose=false"]
     # jobs get the URL through the environment, never in their overrides
-    assert sweeper._storage_for_jobs() == "${oc.env:" + STORAGE_ENV + "}"
-    import os
-
+    assert url_for_jobs(url) == "${oc.env:" + STORAGE_ENV + "}"
     assert os.environ[STORAGE_ENV] == url
+    job = OmegaConf.create({"trial": {"storage": url_for_jobs(url)}})
+    assert job.trial.storage == url
+
+
+def test_a_url_without_a_password_is_left_alone():
+    lines = ["hydra.sweeper.storage=sqlite:///x.db", "+hydra.sweeper.params.lr='interval(0, 1)'"]
+    assert overrides_for_jobs(lines, "sqlite:///x.db") == lines
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
 def test_stale_running_trials_are_failed_with_a_reason(tmp_path, kind):
-    import time
-
-    import optuna
-
-    from scalelab.platform.storage import fail_stale_trials, record_heartbeat
-
     url = f"sqlite:///{tmp_path}/s.db" if kind == "sqlite" else f"journal:{tmp_path}/s.log"
     storage = make_storage(url, heartbeat_interval=1, grace_period=1)
     study = optuna.create_study(study_name="s", storage=storage)
     dead, alive = study.ask(), study.ask()
     record_heartbeat(storage, dead._trial_id)
-    time.sleep(2.2)  # SQLite keeps heartbeat times to the second
+    # SQLite keeps heartbeat times to the second; the journal's own beats are exact
+    grace = 1 if kind == "sqlite" else 0.2
+    time.sleep(2.2 if kind == "sqlite" else 0.4)
     record_heartbeat(storage, alive._trial_id)
-    assert fail_stale_trials(study, grace_period=1) == [dead.number]
+    assert fail_stale_trials(study, grace_period=grace) == [dead.number]
     trials = {t.number: t for t in study.get_trials()}
     assert trials[dead.number].state.name == "FAIL"
     assert "heartbeat" in trials[dead.number].user_attrs["fail_reason"]

@@ -11,7 +11,9 @@ import optuna
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
-from sweep_helpers import load_study, run, start, states, toy_cmd
+from sweep_helpers import load_study, run, start, states, toy_cmd  # noqa: E402
+
+pytestmark = pytest.mark.slow  # every test here runs sweeps in subprocesses
 
 LR = "+hydra.sweeper.params.lr=tag(log, interval(1e-4, 1e-1))"
 
@@ -28,6 +30,7 @@ def test_study_of_n_trials_ends_with_n_finished(tmp_path):
         assert record["trial"] == t.number and record["study"] == "s"
         assert t.value == pytest.approx(record["metrics"]["final_val_loss"])
         assert set(t.params) == {"lr", "x"}
+        assert record["searched"] == ["lr", "x"]  # from `trial.searched`, which the toy config declares
     # the same command again: the budget is counted in the storage, nothing new runs
     run(toy_cmd("hydra.sweeper.study_name=s", "hydra.sweeper.n_trials=4", LR, "x=interval(0, 1)"), workdir)
     assert len(load_study(workdir, "s").trials) == 4

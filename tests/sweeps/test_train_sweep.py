@@ -1,4 +1,4 @@
-"""Sweeps through the real training run (`python -m scalelab.platform.train -m ...`), tiny models."""
+"""Sweeps through the real training run (`python -m scalelab train -m ...`), tiny models."""
 from __future__ import annotations
 
 import json
@@ -15,7 +15,7 @@ TINY = ["model.width=16", "model.depth=1", "model.heads=2", "model.context=32", 
 
 
 def train_cmd(*overrides: str) -> list[str]:
-    return [sys.executable, "-m", "scalelab.platform.train", *overrides, *TINY]
+    return [sys.executable, "-m", "scalelab", "train", *overrides, *TINY]
 
 
 @pytest.mark.slow

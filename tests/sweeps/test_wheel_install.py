@@ -1,5 +1,6 @@
 """A regular (wheel) install: Hydra's own plugin scan finds the sweeper and the presets,
-without `register_with_hydra()` (which covers editable installs; the other tests use those)."""
+without `scalelab.sweeps.registration.register()` (which covers editable installs; the other
+tests use those)."""
 from __future__ import annotations
 
 import os
@@ -21,7 +22,7 @@ def main(cfg):
     out = HydraConfig.get().runtime.output_dir
     loss = (cfg.optim.lr - 0.01) ** 2
     with open(os.path.join(out, "run.json"), "w") as f:
-        json.dump({"status": "completed", "metrics": {"final_val_loss": loss}}, f)
+        json.dump({"schema_version": 1, "status": "completed", "metrics": {"final_val_loss": loss}}, f)
     return loss
 
 if __name__ == "__main__":
@@ -42,7 +43,7 @@ def test_wheel_install_finds_sweeper_and_presets(tmp_path):
     shutil.copy(ROOT / "pyproject.toml", src / "pyproject.toml")
     readme = ROOT / "README.md"
     (src / "README.md").write_text(readme.read_text() if readme.exists() else "scalelab\n")
-    for folder in ("conf", "sweeps", "platform", "analysis", "hydra_plugins"):
+    for folder in ("scalelab", "conf", "sweeps", "platform", "analysis", "hydra_plugins"):
         shutil.copytree(ROOT / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__"))
     pip = [sys.executable, "-m", "pip", "-q"]
     built = subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"),

@@ -2,33 +2,28 @@
 returns a loss computed from its params; it can raise, return NaN, diverge or be pruned."""
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 
 import hydra
+import optuna
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from scalelab.platform.sweeper import register_with_hydra
+from scalelab.messages import redact_url
+from scalelab.record import finite_or_none, write
+from scalelab.sweeps.registration import register
+from scalelab.sweeps.reporting import TrialReporter
 
-register_with_hydra()
+register()
 
 
 def _write(out: str, record: dict) -> None:
-    tmp = os.path.join(out, "run.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(record, f)
-    os.replace(tmp, os.path.join(out, "run.json"))
+    metrics = {k: finite_or_none(v) for k, v in record["metrics"].items()}
+    write(out, {**record, "metrics": metrics})
 
 
 def task(cfg: DictConfig) -> float:
-    import optuna
-
-    from scalelab.platform.pruning import TrialReporter
-    from scalelab.platform.storage import redact_url
-
     out = HydraConfig.get().runtime.output_dir
     lr, x = float(cfg.lr), float(cfg.x)
     target = (math.log10(lr) + 2.0) ** 2 + (x - 0.3) ** 2 + 1.0 + 10.0 / cfg.width
@@ -36,6 +31,7 @@ def task(cfg: DictConfig) -> float:
     record = {"status": "completed", "error": None,
               "study": cfg.trial.study_name, "trial": cfg.trial.number,
               "storage": redact_url(cfg.trial.storage),
+              "searched": OmegaConf.to_container(cfg.trial.searched) if cfg.trial.searched is not None else None,
               "metrics": {"initial_loss": initial}, "scale": {"N": cfg.width, "C": cfg.width * 100.0}}
     reporter = None
     if cfg.trial.number is not None:
@@ -55,8 +51,8 @@ def task(cfg: DictConfig) -> float:
             loss = target + (initial - target) * math.exp(-step / 2)
             if mode == "crash" and step == 2:
                 raise RuntimeError("toy crash at step 2")
-            if reporter is not None:
-                reporter.check(loss, step)
+            if reporter is not None and reporter.report(loss, step):
+                raise optuna.TrialPruned(f"pruned at step {step}")
     except optuna.TrialPruned:
         record["status"] = "pruned"
         record["metrics"].update(final_val_loss=loss, steps_done=step)

@@ -1,10 +1,25 @@
-"""The `scalelab` console script: `train` goes to the Hydra app, the rest to the analysis."""
+"""The `scalelab` command: `train` runs the Hydra app of one training run, the rest analyse.
+
+Only `train` imports torch, Lightning and the sweeper, inside `train` itself; `fit`, `predict`
+and `sensitivity` import the analysis alone (numpy, pandas, scipy, Optuna's core), and `report`
+adds matplotlib.
+"""
 from __future__ import annotations
 
 import argparse
 import json
 import os
 import sys
+from pathlib import Path
+
+import pandas as pd
+
+from scalelab.analysis.errors import AnalysisError
+from scalelab.analysis.laws import (AutoLaw, ChinchillaLaw, HparamsLaw, IsoflopLaw, PowerLaw,
+                                    load_fit)
+from scalelab.analysis.sensitivity import importance_by_scale, importance_table, lr_sensitivity
+from scalelab.analysis.table import (best_per_cell, has_sweep, load_table, raw_frame,
+                                     table_from_raw, warn)
 
 USAGE = """usage: scalelab train [HYDRA OVERRIDES...]
        scalelab fit SOURCE --law {power,chinchilla,isoflop,auto,hparams} [options]
@@ -16,19 +31,60 @@ USAGE = """usage: scalelab train [HYDRA OVERRIDES...]
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "train":
-        # Become `python -m scalelab.platform.train ...`: Hydra parses the command line itself,
-        # and Lightning's data-parallel launcher starts its other processes from that command.
-        os.execv(sys.executable, [sys.executable, "-m", "scalelab.platform.train", *argv[1:]])
+        return train(argv[1:])
     if not argv or argv[0] not in ("fit", "predict", "sensitivity", "report"):
         print(USAGE, file=sys.stderr)
         return 2
-    from .errors import AnalysisError
-
     try:
         return analysis_main(argv)
     except AnalysisError as e:
         print(f"scalelab: error: {e}", file=sys.stderr)
         return 2
+
+
+def train(args: list[str]) -> int:
+    """Hydra's app for one run, on `args` (overrides, `-m`, `--cfg job`, ...).
+
+    Hydra gets the arguments directly rather than from sys.argv, which keeps its `train`:
+    Lightning's data-parallel launcher starts the other processes by rerunning sys.argv.
+    """
+    # Imported here, for `train` alone: torch, Lightning, Hydra's internals and the sweeper.
+    from hydra import version
+    from hydra._internal.utils import _run_hydra, get_args_parser
+    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+
+    from scalelab.platform.train import hydra_task
+    from scalelab.sweeps.registration import register
+
+    register()
+    version.setbase("1.3")
+    parser = get_args_parser()
+    full_error = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing: bad input becomes one line
+    try:
+        _run_hydra(args=parser.parse_args(args), args_parser=parser, task_function=hydra_task,
+                   config_path="pkg://scalelab.conf", config_name="config")
+    except (ConfigCompositionException, MissingConfigException, OverrideParseException) as e:
+        if full_error == "1":
+            raise
+        print(f"scalelab: error: {hydra_error_line(e)}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def hydra_error_line(error: Exception) -> str:
+    """Hydra's composition error and its cause in one line: the setting, then what is allowed."""
+    text = str(error).split("Config search path")[0]
+    lines = [line.strip().rstrip(".") for line in text.splitlines() if line.strip() and "hydra.cc/docs" not in line]
+    if error.__cause__ is not None:
+        lines.insert(1, str(error.__cause__).strip().splitlines()[0].rstrip("."))
+    out: list[str] = []
+    for line in lines:  # "Available options in 'schedule':" and one option per line -> one clause
+        if out and out[-1].endswith((":", ",")):
+            out[-1] += f" {line},"
+        else:
+            out.append(line)
+    return "; ".join(part.rstrip(",") for part in out)
 
 
 # ------------------------------------------------------------------------------- analysis
@@ -96,17 +152,11 @@ def analysis_main(argv: list[str]) -> int:
 
 
 def _load(args, statuses, require=()):
-    from .table import load_table
-
     return load_table(args.source, args.map, statuses=statuses, require=require,
                       context=args.context)
 
 
 def cmd_fit(args) -> int:
-    from .laws import AutoLaw, ChinchillaLaw, HparamsLaw, IsoflopLaw, PowerLaw
-    from .report import best_per_cell, has_sweep
-    from .table import warn
-
     need = {"power": (args.x, args.y), "chinchilla": ("N", "D", "loss"), "auto": ("N", "D", "loss"),
             "isoflop": ("N", "D", "C", "loss"), "hparams": ("N", "D", "loss", "lr", "batch_size")}
     table = _load(args, _statuses(args.status), require=need[args.law])
@@ -127,7 +177,7 @@ def cmd_fit(args) -> int:
     else:
         law = HparamsLaw(args.form or "steplaw", args.optimum)
     law.fit(table, bootstrap=args.bootstrap, seed=args.seed, level=args.level)
-    law.inputs_["source"] = str(args.source)
+    law.inputs_["source"] = table.attrs["source"]  # a storage URL without its password
     law.inputs_["map"] = list(args.map)
     if args.json:
         law.save(args.json)
@@ -140,6 +190,7 @@ def _print_fit(law) -> None:
     for k, v in law.params_.items():
         ci = law.ci_.get(k)
         print(f"  {k:>8} = {v:.6g}" + (f"   [{ci[0]:.6g}, {ci[1]:.6g}]" if ci else ""))
+    print(f"  FLOPs: {law.flops_.describe()}")
     for note in law.inputs_.get("notes", []):
         print(f"  note: {note}")
     if "selection" in law.metrics_:
@@ -153,33 +204,45 @@ def _print_fit(law) -> None:
             print(f"    {r['N']:>14.4g}  {100 * r['mean_regret']:8.3f} {100 * r['max_regret']:7.3f}")
 
 
-def cmd_predict(args) -> int:
-    from .errors import AnalysisError
-    from .laws import load_fit
+def _scale_for(law, path: str, N, D, C, notes: list[str]):
+    """The query's N, D, C completed by this fit's own FLOP convention.
 
-    N, D, C = args.N, args.D, args.C
-    out: dict = {"inputs": {}, "notes": []}
-    if N is not None and D is None and C is not None:
-        D = C / (6.0 * N)
-        out["notes"].append("D derived as C/(6N)")
-    if N is not None and D is not None and C is None:
-        C = 6.0 * N * D
+    A derived value the law reads is noted with the convention that gave it: a law fitted to
+    run records counts C with the attention term, one fitted to a published table as 6ND.
+    """
+    if law.name == "power":
+        reads = law.x
+    elif law.name == "isoflop" or getattr(law, "law_form", None) == "deepseek":
+        reads = "C"
+    else:  # chinchilla, auto, hparams of the steplaw form: N and D
+        reads = "D"
+    N2, D2, C2 = law.complete_scale(N, D, C)
+    if reads == "C" and C is None and C2 is not None:
+        notes.append(f"{path}: C = {float(C2):.4g} from --N, --D by {law.flops_.describe()}")
+    if reads == "D" and D is None and D2 is not None:
+        notes.append(f"{path}: D = {float(D2):.4g} from --N, --C by {law.flops_.describe()}")
+    return N2, D2, C2
+
+
+def cmd_predict(args) -> int:
+    out: dict = {"inputs": {k: v for k, v in {"N": args.N, "D": args.D, "C": args.C}.items()
+                            if v is not None}, "notes": []}
     for path in args.fit:  # argparse requires at least one
         law = load_fit(path)
+        N, D, C = _scale_for(law, path, args.N, args.D, args.C, out["notes"])
         if law.name in ("chinchilla", "auto"):
             if N is None and C is not None:  # compute-optimal allocation for the budget
                 n, d = law.compute_optimal(C)
                 ni, di = law.compute_optimal_interval(C, args.level)
                 out.update({"N_opt": float(n), "N_opt_interval": ni, "D_opt": float(d),
                             "D_opt_interval": di})
-                Np, Dp = float(n), float(d)
-                out["notes"].append("loss at the compute-optimal N_opt, D_opt (C = 6ND)")
-            elif N is not None and D is not None:
-                Np, Dp = N, D
-            else:
+                N, D = float(n), float(d)
+                out["notes"].append(f"{path}: loss at the compute-optimal N_opt, D_opt "
+                                    f"({law.flops_.describe()})")
+            elif N is None or D is None:
                 raise AnalysisError(f"{path}: the {law.name} law needs --N and --D (or --C)")
-            out["loss"] = float(law.predict(Np, Dp))
-            out["loss_interval"] = law.predict_interval(Np, Dp, args.level)
+            out["loss"] = float(law.predict(N, D))
+            out["loss_interval"] = law.predict_interval(N, D, args.level)
         elif law.name == "hparams":
             if N is None and law.law_form == "steplaw" and C is not None:
                 raise AnalysisError(f"{path}: the steplaw form needs --N with --D or --C")
@@ -204,7 +267,6 @@ def cmd_predict(args) -> int:
                 raise AnalysisError(f"{path}: the power law of {law.y} needs --{law.x}")
             out[law.y] = float(law.predict(x))
             out[f"{law.y}_interval"] = law.predict_interval(x, args.level)
-    out["inputs"] = {k: v for k, v in {"N": N, "D": D, "C": C}.items() if v is not None}
     if args.json:
         print(json.dumps(out, indent=2))
     else:
@@ -220,8 +282,6 @@ def cmd_predict(args) -> int:
 
 
 def cmd_sensitivity(args) -> int:
-    from .sensitivity import importance_by_scale, importance_table, lr_sensitivity
-
     st = _statuses(args.status)
     if args.status == "completed":  # the default: diverged runs count too, at the initial loss
         st = ("completed", "diverged")
@@ -229,8 +289,6 @@ def cmd_sensitivity(args) -> int:
     sens = lr_sensitivity(table)
     params = args.params.split(",") if args.params else None
     imp = importance_by_scale(table, params)
-    import pandas as pd
-
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print("Learning-rate sensitivity by scale")
         print(sens.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
@@ -238,8 +296,6 @@ def cmd_sensitivity(args) -> int:
             print(f"\nImportance by scale ({ev})")
             print(importance_table(imp, ev).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     if args.json:
-        from pathlib import Path
-
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({
             "lr_sensitivity": sens.to_dict(orient="records"),
@@ -249,9 +305,9 @@ def cmd_sensitivity(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .errors import AnalysisError
-    from .report import write_report
-    from .table import raw_frame, table_from_raw
+    # Imported here: the report module loads matplotlib, which no other command needs and
+    # which alone costs about half a second of start-up.
+    from scalelab.analysis.report import write_report
 
     raw, kind = raw_frame(args.source)  # read once (W&B and Optuna are slow): both tables use it
     table = table_from_raw(raw, kind, args.source, args.map, statuses=_statuses(args.status),
@@ -269,7 +325,3 @@ def cmd_report(args) -> int:
     for k, v in files.items():
         print(f"{k}: {v}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

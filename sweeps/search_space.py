@@ -18,6 +18,16 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
+from hydra.errors import HydraException
+from omegaconf import ListConfig, OmegaConf
+from optuna.distributions import (BaseDistribution, CategoricalDistribution, FloatDistribution,
+                                  IntDistribution)
+
+from scalelab.messages import first_line
+from scalelab.record import flatten
+
 SWEEP_KEY_PREFIXES = ("+", "++", "~")
 
 
@@ -57,31 +67,16 @@ def format_value(value: Any) -> str:
     return f"'{text}'"
 
 
-def flatten(params: Mapping[str, Any] | None, prefix: str = "") -> dict[str, Any]:
-    """`{optim: {lr: ...}}` (from `+hydra.sweeper.params.optim.lr=...`) -> `{"optim.lr": ...}`."""
-    out: dict[str, Any] = {}
-    for key, value in (params or {}).items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flatten(value, prefix=f"{name}."))
-        else:
-            out[name] = value
-    return out
-
-
 def _as_override_text(value: Any) -> str:
     if isinstance(value, str):
         return value
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "ListConfig":
+    if isinstance(value, (list, tuple, ListConfig)):
         return "choice(" + ",".join(format_value(v) for v in value) + ")"
     return format_value(value)
 
 
-def distribution_for(name: str, override: Any):
+def distribution_for(name: str, override: Override) -> BaseDistribution:
     """The Optuna distribution for one parsed sweep override (interval, choice, range)."""
-    from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
     value = override.value()
     log = "log" in getattr(value, "tags", set())
     if isinstance(value, IntervalSweep):
@@ -127,8 +122,6 @@ def distribution_for(name: str, override: Any):
 
 
 def _key_exists(config: Any, key: str) -> bool:
-    from omegaconf import OmegaConf
-
     if config is None:
         return True
     choices = OmegaConf.select(config, "hydra.runtime.choices", default=None)
@@ -142,9 +135,6 @@ def _key_exists(config: Any, key: str) -> bool:
 
 def parse_params(params: Mapping[str, Any] | None, config: Any = None) -> SearchSpace:
     """Parse and check `hydra.sweeper.params` against the composed job config `config`."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
     parser = OverridesParser.create()
     space = SearchSpace()
     for key, raw in flatten(params).items():
@@ -152,8 +142,7 @@ def parse_params(params: Mapping[str, Any] | None, config: Any = None) -> Search
         try:
             override = parser.parse_override(f"{key}={text}")
         except HydraException as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise SearchSpaceError(f"params.{key}: cannot parse {text!r}: {first}") from None
+            raise SearchSpaceError(f"params.{key}: cannot parse {text!r}: {first_line(str(e))}") from None
         name = override.key_or_group
         is_add = key.startswith(SWEEP_KEY_PREFIXES)
         if override.package is not None:

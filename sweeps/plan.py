@@ -1,0 +1,166 @@
+"""What a sweep command will run, decided before any study is opened or any trial starts.
+
+From the command line's parsed overrides and the `SweepSettings`:
+
+- a comma list or `range(...)` is a ladder axis; each combination of axis values is a *scale*
+  with its own study `<study_name>/<axis=value,...>`;
+- `interval(...)` and `choice(...)` are search dimensions, added to `params`;
+- anything else is passed to every trial as it is;
+- directions are minimize/maximize, and several need as many objectives (dotted run.json paths).
+
+`make_plan` touches no storage and launches nothing: it only composes the job config (through
+the `compose` it is given) to check the search space against it. Every problem is a
+`SweepError`, reported in one line.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import IntervalSweep, Override, ValueType
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+
+from scalelab.messages import first_line
+from scalelab.record import flatten
+from scalelab.sweeps.config import SweepError, SweepSettings
+from scalelab.sweeps.search_space import SearchSpace, SearchSpaceError, format_value, parse_params
+
+log = logging.getLogger(__name__)
+
+TRIAL_KEYS = ("trial.study_name", "trial.storage", "trial.number")
+# Optional in the job config: when declared, each trial is told which config paths are searched.
+SEARCHED_KEY = "trial.searched"
+_ABSENT = object()
+
+
+@dataclass(frozen=True)
+class Scale:
+    name: str  # "" for a single scale, else "axis=value,axis=value"
+    overrides: tuple[str, ...]  # the grid overrides of this scale
+
+    def study_name(self, base: str) -> str:
+        return f"{base}/{self.name}" if self.name else base
+
+    @property
+    def folder(self) -> str:
+        """The scale's folder below the sweep folder ("" for a single scale)."""
+        return self.name.replace("/", "_")
+
+
+@dataclass
+class Plan:
+    scales: list[Scale]
+    fixed: list[str]  # command-line overrides passed to every trial as they are
+    space: SearchSpace
+    directions: list[str]  # lower case
+    objectives: list[str]  # dotted run.json paths; empty: the final validation loss
+    searched: Optional[list[str]]  # for `trial.searched`; None when the job config lacks it
+
+    def job_overrides(self, scale: Scale, params: Mapping[str, Any]) -> list[str]:
+        """One trial's overrides for its job, before the `trial.*` bookkeeping: the scale, the
+        fixed values, the sampled `params`, and the searched paths where the config takes them."""
+        out = [*scale.overrides, *self.fixed, *self.space.fixed, *self.space.overrides(params)]
+        if self.searched is not None:
+            out.append(f"{SEARCHED_KEY}=[{','.join(format_value(n) for n in self.searched)}]")
+        return out
+
+
+def parse_command_line(arguments: Sequence[str], config_loader: Any = None) -> list[Override]:
+    parser = OverridesParser.create(config_loader=config_loader)
+    try:
+        return parser.parse_overrides(list(arguments))
+    except HydraException as e:
+        raise SweepError(f"cannot parse the command line: {first_line(e)}") from None
+
+
+def check_objectives(settings: SweepSettings) -> None:
+    if settings.n_trials < 1:
+        raise SweepError(f"n_trials must be at least 1, got {settings.n_trials}")
+    directions, objectives = settings.directions, settings.objectives
+    for d in directions:
+        if str(d).lower() not in ("minimize", "maximize"):
+            raise SweepError(f"direction must be 'minimize' or 'maximize', got {d!r}")
+    if len(directions) > 1 and len(objectives) != len(directions):
+        raise SweepError(
+            f"{len(directions)} directions need as many `objectives` (dotted paths in "
+            f"run.json, e.g. [metrics.final_val_loss, scale.C]), got {objectives}"
+        )
+    if objectives and len(objectives) != len(directions):
+        raise SweepError(f"objectives {objectives} do not match directions {directions}")
+
+
+def _as_typed(override: Override, values: list[str]) -> list[str]:
+    """The axis values as the user typed them (`1e6`, not `1000000.0`) for study and folder
+    names, when the override is a plain comma list; Hydra's own strings otherwise."""
+    raw = (override.input_line or "").split("=", 1)[-1]
+    tokens = [t.strip() for t in raw.split(",")]
+    if any(c in raw for c in "[]{}()'\"\\$") or len(tokens) != len(values) or not all(tokens):
+        return values
+    return tokens
+
+
+def _is_search_dimension(o: Override) -> bool:
+    """`interval(...)`, or `choice(...)` written out (a bare comma list is a ladder axis)."""
+    if isinstance(o.value(), IntervalSweep):
+        return True
+    return (o.is_discrete_sweep() and o.value_type == ValueType.CHOICE_SWEEP
+            and not getattr(o.value(), "simple_form", True))
+
+
+def split_overrides(overrides: Sequence[Override]) -> tuple[list[Scale], list[str], dict[str, str]]:
+    """The command line as (scales, fixed overrides, search dimensions by override key)."""
+    axes: list[list[str]] = []
+    axis_names: list[list[str]] = []
+    fixed: list[str] = []
+    dimensions: dict[str, str] = {}
+    for o in overrides:
+        key = o.get_key_element()
+        if not o.is_sweep_override():
+            fixed.append(o.input_line or f"{key}={o.get_value_element_as_str()}")
+        elif _is_search_dimension(o):
+            dimensions[key] = o.input_line.split("=", 1)[1] if o.input_line else ""
+        else:
+            values = list(o.sweep_string_iterator())
+            axes.append([f"{key}={v}" for v in values])
+            axis_names.append([f"{o.key_or_group}={v}" for v in _as_typed(o, values)])
+    scales = [Scale(",".join(names), tuple(combo))
+              for combo, names in zip(itertools.product(*axes), itertools.product(*axis_names))]
+    return scales or [Scale("", ())], fixed, dimensions
+
+
+def searched_paths(job_config: DictConfig, space: SearchSpace) -> Optional[list[str]]:
+    """Check the job config has the `trial` node the sweeper fills in; the searched paths when
+    it also declares `trial.searched`."""
+    for path in TRIAL_KEYS:
+        if OmegaConf.select(job_config, path, default=_ABSENT) is _ABSENT:
+            raise SweepError(
+                f"the job config has no `{path}` key: the training config must declare a "
+                "`trial` node {study_name, storage, number} (all null)"
+            )
+    if OmegaConf.select(job_config, SEARCHED_KEY, default=_ABSENT) is _ABSENT:
+        return None
+    return list(space.distributions)
+
+
+def make_plan(overrides: Sequence[Override], settings: SweepSettings,
+              compose: Callable[[list[str]], DictConfig]) -> Plan:
+    """The plan for `overrides` (the sweep's command line); `compose(overrides)` is the job
+    config for those overrides, used to check every parameter path exists."""
+    check_objectives(settings)
+    scales, fixed, dimensions = split_overrides(overrides)
+    try:
+        job_config = compose(fixed + list(scales[0].overrides))
+    except Exception as e:  # noqa: BLE001 - Hydra's composition errors have many types
+        raise SweepError(f"the job config does not compose: {first_line(e)}") from None
+    try:
+        space = parse_params({**flatten(settings.params), **dimensions}, job_config)
+    except SearchSpaceError as e:
+        raise SweepError(str(e)) from None
+    if not space.distributions:
+        log.warning("scalelab sweeper: empty search space; every trial runs the same config")
+    return Plan(scales, fixed, space, [d.lower() for d in settings.directions], list(settings.objectives),
+                searched_paths(job_config, space))

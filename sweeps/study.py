@@ -1,0 +1,105 @@
+"""One study of a sweep, in the storage that several sweep processes may share.
+
+The budget is counted in the storage (finished and running trials), so several processes
+started with the same command share the work and a restarted sweep continues where it
+stopped; a trial's output folder is new by construction, never one an earlier trial wrote.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import optuna
+from hydra.core.utils import JobReturn
+from optuna.trial import TrialState
+
+from scalelab.messages import first_line
+from scalelab.record import FILE_NAME, RecordError, read
+from scalelab.sweeps import algorithms
+from scalelab.sweeps.config import SweepError, SweepSettings
+from scalelab.sweeps.heartbeat import fail_stale_trials
+from scalelab.sweeps.outcome import Outcome, classify
+from scalelab.sweeps.plan import Scale
+
+log = logging.getLogger(__name__)
+
+# Trials that use up the budget: all but those still waiting to be asked for.
+_COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING)
+
+
+def open_study(storage: Any, name: str, settings: SweepSettings) -> optuna.Study:
+    """Create the study `name`, or load it with the same directions, and leave the pruner's
+    config on it for the jobs."""
+    directions = [d.lower() for d in settings.directions]
+    study = optuna.create_study(
+        storage=storage, study_name=name, sampler=algorithms.build("sampler", settings.sampler),
+        pruner=algorithms.build("pruner", settings.pruner), directions=directions, load_if_exists=True,
+    )
+    existing = [d.name.lower() for d in study.directions]
+    if existing != directions:
+        raise SweepError(f"study {name!r} exists with directions {existing}, not {directions}")
+    algorithms.leave_pruner_config(study, settings.pruner)
+    return study
+
+
+def budget_left(study: optuna.Study, n_trials: int, grace_period: Optional[float]) -> int:
+    """Trials still to start; trials of killed processes are failed first, and count."""
+    stale = fail_stale_trials(study, grace_period)
+    if stale:
+        log.warning("study %s: trials %s had no heartbeat: marked FAIL", study.study_name, stale)
+    return n_trials - len(study.get_trials(deepcopy=False, states=_COUNTED))
+
+
+def new_subdir(sweep_dir: Path, scale: Scale, number: int) -> Path:
+    """`<scale>/trial_<number>` below `sweep_dir`, with a suffix if that folder exists (the
+    storage was reset, say): an earlier run's record is never overwritten."""
+    base = Path(scale.folder)
+    subdir, suffix = base / f"trial_{number}", 1
+    while (sweep_dir / subdir).exists():
+        suffix += 1
+        subdir = base / f"trial_{number}.{suffix}"
+    return subdir
+
+
+def read_record(run_dir: Path) -> tuple[Optional[dict], Optional[str]]:
+    """The run record in `run_dir`, or None and why it is not there."""
+    path = run_dir / FILE_NAME
+    if not path.is_file():
+        return None, f"missing record {path}"
+    try:
+        return read(path), None
+    except RecordError as e:
+        return None, f"unreadable record: {first_line(e)}"
+
+
+def finish_trial(study: optuna.Study, trial: optuna.Trial, job: Optional[JobReturn], run_dir: Path,
+                 objectives: Sequence[str], launcher_error: Optional[str] = None) -> Outcome:
+    """Tell `study` how `trial` ended, from its job and its run record, and log one line."""
+    record, problem = (None, launcher_error) if job is None else read_record(run_dir)
+    outcome = classify(job, record, objectives, problem)
+    if outcome.status:
+        trial.set_user_attr("status", outcome.status)
+    if outcome.reason:
+        trial.set_user_attr("fail_reason", outcome.reason[:500])
+    if outcome.state == TrialState.COMPLETE:
+        study.tell(trial, outcome.values, skip_if_finished=True)
+    else:
+        study.tell(trial, state=outcome.state, skip_if_finished=True)
+    values = outcome.values
+    shown = values if values is None or len(values) > 1 else values[0]
+    params = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
+    tail = f" -> {shown}" if shown is not None else (f" ({outcome.reason})" if outcome.reason else "")
+    log.info("study %s: trial %d %s %s%s", study.study_name, trial.number, outcome.state.name, params, tail)
+    return outcome
+
+
+def log_best(study: optuna.Study) -> None:
+    try:
+        if len(study.directions) == 1:
+            best = study.best_trial
+            log.info("study %s: best value %.6g with %s", study.study_name, best.value, best.params)
+        else:
+            log.info("study %s: %d Pareto-optimal trials", study.study_name, len(study.best_trials))
+    except ValueError:
+        log.info("study %s: no completed trial", study.study_name)

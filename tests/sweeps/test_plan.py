@@ -1,0 +1,114 @@
+"""Planning a sweep from its command line, without Hydra running a job."""
+import pytest
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+from scalelab.sweeps.config import SweepError, SweepSettings
+from scalelab.sweeps.plan import make_plan, parse_command_line
+
+TRIAL = {"study_name": None, "storage": None, "number": None}
+JOB = OmegaConf.create({"lr": 0.01, "x": 0.0, "width": 16, "steps": 8, "sleep": 0.0, "name": "a",
+                        "train": {"tokens": 1e5}, "trial": TRIAL})
+SETTINGS = SweepSettings(study_name="lad", params={"lr": "tag(log, interval(1e-4, 1e-1))"})
+
+
+def plan_for(*arguments, settings=SETTINGS, job=JOB, composed=None):
+    def compose(overrides):
+        if composed is not None:
+            composed.append(overrides)
+        return job
+
+    return make_plan(parse_command_line(arguments), settings, compose)
+
+
+def test_axes_become_scales_with_their_own_studies():
+    composed = []
+    plan = plan_for("width=16,32", "steps=range(2,4)", "train.tokens=1e6,4e6", "sleep=0.05", composed=composed)
+    names = [s.study_name("lad") for s in plan.scales]
+    assert len(names) == 8 and names[0] == "lad/width=16,steps=2,train.tokens=1e6"
+    assert names[-1] == "lad/width=32,steps=3,train.tokens=4e6"  # as typed, not 4000000.0
+    assert plan.scales[-1].overrides == ("width=32", "steps=3", "train.tokens=4000000.0")
+    assert plan.fixed == ["sleep=0.05"]
+    # the job config is composed once, for the first scale, to check the search space
+    assert composed == [["sleep=0.05", "width=16", "steps=2", "train.tokens=1000000.0"]]
+
+
+def test_no_axis_is_one_scale_named_after_the_study():
+    (scale,) = plan_for("sleep=0.05").scales
+    assert scale.study_name("lad") == "lad" and scale.overrides == () and scale.folder == ""
+
+
+def test_interval_and_choice_on_the_command_line_are_search_dimensions():
+    plan = plan_for("x=interval(0, 1)", "name=choice(a, b)", "width=16,32")
+    assert plan.space.distributions == {"lr": FloatDistribution(1e-4, 1e-1, log=True),
+                                        "x": FloatDistribution(0.0, 1.0),
+                                        "name": CategoricalDistribution(["a", "b"])}
+    assert [s.name for s in plan.scales] == ["width=16", "width=32"]  # a bare list stays an axis
+
+
+def test_searched_paths_are_passed_only_where_the_job_config_declares_them():
+    job = OmegaConf.merge(JOB, {"trial": {"searched": None}})
+    plan = plan_for("x=interval(0, 1)", "width=16,32", job=job)
+    overrides = plan.job_overrides(plan.scales[1], {"lr": 0.01, "x": 0.5})
+    assert overrides[:3] == ["width=32", "lr=0.01", "x=0.5"]
+    (searched,) = [o for o in overrides if o.startswith("trial.searched=")]
+    assert OverridesParser.create().parse_override(searched).value() == ["lr", "x"]
+    plain = plan_for("x=interval(0, 1)")
+    assert plain.searched is None
+    assert not any(o.startswith("trial.searched") for o in plain.job_overrides(plain.scales[0], {"lr": 0.01, "x": 0.5}))
+
+
+def test_search_paths_come_without_their_plus():
+    job = OmegaConf.merge(JOB, {"trial": {"searched": None}})
+    settings = SweepSettings(params={"+extra": {"k": "interval(0, 1)"}})
+    assert plan_for(settings=settings, job=job).searched == ["extra.k"]
+
+
+@pytest.mark.parametrize("settings, words", [
+    (SweepSettings(directions=["minimise"]), "direction must be 'minimize' or 'maximize'"),
+    (SweepSettings(directions=["minimize", "minimize"]), "2 directions need as many `objectives`"),
+    (SweepSettings(objectives=["metrics.final_val_loss", "scale.C"]), "do not match directions"),
+    (SweepSettings(n_trials=0), "n_trials must be at least 1"),
+    (SweepSettings(params={"nope": "interval(0, 1)"}), "unknown parameter path 'nope'"),
+])
+def test_bad_settings_are_one_line_errors(settings, words):
+    with pytest.raises(SweepError) as e:
+        plan_for(settings=settings)
+    assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_directions_are_kept_lower_case_with_their_objectives():
+    settings = SweepSettings(directions=["Minimize", "maximize"], objectives=["metrics.final_val_loss", "scale.C"])
+    plan = plan_for(settings=settings)
+    assert plan.directions == ["minimize", "maximize"] and plan.objectives == ["metrics.final_val_loss", "scale.C"]
+
+
+def test_job_config_without_a_trial_node_is_refused():
+    with pytest.raises(SweepError, match="no `trial.study_name` key"):
+        plan_for(job=OmegaConf.create({"lr": 0.01}))
+
+
+def test_job_config_that_does_not_compose_is_one_line():
+    def compose(overrides):
+        raise ValueError("Could not override 'nope'\nKey 'nope' is not in struct")
+
+    with pytest.raises(SweepError, match="the job config does not compose: ValueError: Could not override 'nope'$"):
+        make_plan(parse_command_line(["nope=1"]), SETTINGS, compose)
+
+
+def test_unparseable_command_line():
+    with pytest.raises(SweepError, match="cannot parse the command line"):
+        parse_command_line(["x=interval(0,"])
+
+
+def test_settings_from_hydras_node():
+    node = OmegaConf.create({"directions": ["minimize", "maximize"], "objectives": ["a.b", "c"],
+                             "params": {"optim": {"lr": "interval(0, 1)"}}, "pruner": {"_target_": "P"}})
+    s = SweepSettings.from_node(direction="maximize", directions=node.directions, objectives=node.objectives,
+                                params=node.params, pruner=node.pruner, heartbeat_interval=5, n_jobs=0)
+    assert s.directions == ["minimize", "maximize"] and s.objectives == ["a.b", "c"]
+    assert s.params == {"optim": {"lr": "interval(0, 1)"}} and s.pruner == {"_target_": "P"}
+    assert type(s.params) is dict and s.grace_period == 15 and s.n_jobs == 1
+    single = SweepSettings.from_node(direction="maximize", heartbeat_interval=0)
+    assert single.directions == ["maximize"] and single.grace_period is None

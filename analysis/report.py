@@ -218,7 +218,11 @@ def write_report(table: pd.DataFrame, out: str | Path, *, bootstrap: int = 0, se
     if len(table) == 0:
         raise AnalysisError("the report got an empty table")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file of that name, a file on the way, no permission
+        raise AnalysisError(f"cannot make the report folder {out} ({e.strerror}); name a new "
+                            "or existing folder") from None
     res = analyse(table, bootstrap=bootstrap, seed=seed, all_runs=all_runs)
     for name, err in res["errors"].items():
         warn(f"{name}: {err}")

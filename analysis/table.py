@@ -17,6 +17,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
+from urllib.parse import unquote
 
 import numpy as np
 import optuna
@@ -75,6 +76,11 @@ def records_frame(folder: Path) -> pd.DataFrame:
 def optuna_frame(url: str) -> pd.DataFrame:
     """Rows from every study in an Optuna storage; a trial's run.json is preferred when present."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    database = sqlite_file(url)
+    if database is not None and not database.exists():
+        # Opening it would create an empty database file: refuse before anything opens it.
+        raise AnalysisError(f"cannot open Optuna storage {redact_url(url)}: the SQLite database "
+                            f"{database} does not exist; name an existing database file")
     try:
         names = optuna.study.get_all_study_names(storage=url)
     except Exception as e:  # noqa: BLE001 - storage libraries raise many types
@@ -113,6 +119,36 @@ def optuna_frame(url: str) -> pd.DataFrame:
     if not rows:
         raise AnalysisError(f"no trials in Optuna storage {redact_url(url)}")
     return pd.DataFrame(rows)
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file a SQLite storage URL names, read as SQLAlchemy reads it.
+
+    `sqlite:///runs/optuna.db` -> runs/optuna.db, `sqlite:////abs/optuna.db` -> /abs/optuna.db;
+    None for other storages, an in-memory database, or SQLite's own `file:` URI form.
+    Parsed here rather than by SQLAlchemy, whose import would slow every command's start-up.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.split("+")[0].lower() != "sqlite":
+        return None
+    database = unquote(rest.partition("?")[0].partition("/")[2])
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def table_file_frame(path: Path) -> pd.DataFrame:
+    """A .csv, .tsv or .parquet file as a frame; a file its reader rejects, as an AnalysisError."""
+    suffix = path.suffix.lower()
+    parquet = suffix in (".parquet", ".pq")
+    tsv = suffix == ".tsv"
+    try:
+        return pd.read_parquet(path) if parquet else pd.read_csv(path, sep="\t" if tsv else ",")
+    except Exception as e:  # noqa: BLE001 - pandas, pyarrow and the codecs raise many types
+        expected = "a Parquet file" if parquet else \
+            f"UTF-8 text with a header row, {'tab' if tsv else 'comma'}-separated"
+        raise AnalysisError(f"cannot read {path} ({first_line(e)}); expected {expected}") \
+            from None
 
 
 def wandb_frame(path: str, api_factory: Callable[[], Any] | None = None) -> pd.DataFrame:
@@ -166,11 +202,8 @@ def raw_frame(source, api_factory=None) -> tuple[pd.DataFrame, str]:
             return pd.DataFrame([record_row(p)]), "record"
         except RecordError as e:
             raise AnalysisError(str(e)) from None
-    suffix = p.suffix.lower()
-    if suffix in (".csv", ".tsv"):
-        return pd.read_csv(p, sep="\t" if suffix == ".tsv" else ","), "table"
-    if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(p), "table"
+    if p.suffix.lower() in (".csv", ".tsv", ".parquet", ".pq"):
+        return table_file_frame(p), "table"
     raise AnalysisError(f"cannot read {s}: expected a folder of run records, .csv, .parquet, "
                         "an Optuna storage URL or wandb:ENTITY/PROJECT")
 

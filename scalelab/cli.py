@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ from scalelab.analysis.laws import (AutoLaw, ChinchillaLaw, HparamsLaw, IsoflopL
 from scalelab.analysis.sensitivity import importance_by_scale, importance_table, lr_sensitivity
 from scalelab.analysis.table import (best_per_cell, has_sweep, load_table, raw_frame,
                                      table_from_raw, warn)
+from scalelab.record import sanitize
 
 USAGE = """usage: scalelab train [HYDRA OVERRIDES...]
        scalelab fit SOURCE --law {power,chinchilla,isoflop,auto,hparams} [options]
@@ -88,20 +90,59 @@ def hydra_error_line(error: Exception) -> str:
 
 
 # ------------------------------------------------------------------------------- analysis
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors reach `main` as an AnalysisError: one line, exit status 2."""
+
+    def error(self, message: str):
+        raise AnalysisError(message)
+
+
+# Numbers a command can use; each refusal says what is allowed.
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+def _level(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"expected a level strictly between 0 and 1 "
+                                         f"(0.95 for 95%), got {text!r}")
+    return value
+
+
 def _source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="run folder, .csv/.parquet, Optuna storage URL or "
                                   "wandb:ENTITY/PROJECT")
     p.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN",
                    help="name a column of a foreign table (N, D, C, loss, lr, batch_size, "
                         "initial_loss, or any hyperparameter)")
-    p.add_argument("--context", type=float, default=None,
+    p.add_argument("--context", type=_positive, default=None,
                    help="tokens per sequence, for batch size in tokens when the table lacks it")
     p.add_argument("--status", default="completed",
                    help="comma-separated run statuses to use (default completed; 'all' for all)")
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="scalelab", description="Fit, predict and report scaling laws.")
+    ap = _Parser(prog="scalelab", description="Fit, predict and report scaling laws.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     f = sub.add_parser("fit", help="fit a law to runs")
     _source_args(f)
@@ -115,16 +156,17 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--per-cell", choices=["auto", "best", "all"], default="auto",
                    help="loss laws: use the best run of each (N, D) cell (auto: when a cell "
                         "holds several runs, i.e. a hyperparameter sweep)")
-    f.add_argument("--bootstrap", type=int, default=0, metavar="K")
-    f.add_argument("--level", type=float, default=0.95)
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--bootstrap", type=_count, default=0, metavar="K",
+                   help="bootstrap refits for intervals (0: none)")
+    f.add_argument("--level", type=_level, default=0.95)
+    f.add_argument("--seed", type=_count, default=0)
     f.add_argument("--json", default=None, metavar="FILE")
     p = sub.add_parser("predict", help="predict from fit files")
     p.add_argument("--fit", action="append", required=True, metavar="FILE")
-    p.add_argument("--N", type=float)
-    p.add_argument("--D", type=float)
-    p.add_argument("--C", type=float)
-    p.add_argument("--level", type=float, default=0.95)
+    p.add_argument("--N", type=_positive)
+    p.add_argument("--D", type=_positive)
+    p.add_argument("--C", type=_positive)
+    p.add_argument("--level", type=_level, default=0.95)
     p.add_argument("--json", action="store_true")
     s = sub.add_parser("sensitivity", help="importance and learning-rate sensitivity by scale")
     _source_args(s)
@@ -133,8 +175,8 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="plots, index.html, fits.json (and a W&B analysis run)")
     _source_args(r)
     r.add_argument("--out", required=True)
-    r.add_argument("--bootstrap", type=int, default=100)
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--bootstrap", type=_count, default=100, metavar="K")
+    r.add_argument("--seed", type=_count, default=0)
     r.add_argument("--wandb", action="store_true", help="log to a W&B run (offline unless "
                                                        "WANDB_MODE says otherwise)")
     r.add_argument("--project", default=None, help="W&B project")
@@ -268,7 +310,7 @@ def cmd_predict(args) -> int:
             out[law.y] = float(law.predict(x))
             out[f"{law.y}_interval"] = law.predict_interval(x, args.level)
     if args.json:
-        print(json.dumps(out, indent=2))
+        print(_strict_json(out, indent=2))
     else:
         for k, v in out.items():
             if k in ("inputs", "notes") or k.endswith("_interval"):
@@ -279,6 +321,11 @@ def cmd_predict(args) -> int:
         for n in out["notes"]:
             print(f"note: {n}")
     return 0
+
+
+def _strict_json(obj, **kwargs) -> str:
+    """JSON that strict parsers accept: NaN and infinities are written as null."""
+    return json.dumps(sanitize(obj), allow_nan=False, **kwargs)
 
 
 def cmd_sensitivity(args) -> int:
@@ -297,10 +344,10 @@ def cmd_sensitivity(args) -> int:
             print(importance_table(imp, ev).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({
+        Path(args.json).write_text(_strict_json({
             "lr_sensitivity": sens.to_dict(orient="records"),
             "importance": imp.to_dict(orient="records"),
-            "notes": list(table.attrs.get("notes", []))}, indent=2, default=float))
+            "notes": list(table.attrs.get("notes", []))}, indent=2))
     return 0
 
 

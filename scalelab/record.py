@@ -6,7 +6,7 @@ all three sides of that contract and imports neither torch nor the training code
 
 - the file name, the schema version and the field paths (`FIELDS`, dotted paths into the JSON);
 - `write` (atomic: a temporary file in the same folder, then a rename, so a killed run never
-  leaves half a record), `read` (schema version checked; a truncated or foreign file is a
+  leaves half a record; non-finite numbers become null and credentials `***`, `sanitize`), `read` (schema version checked; a truncated or foreign file is a
   `RecordError` that names it) and `find` (every record below a folder);
 - the FLOP convention: training FLOPs per token are 6N (forward 2, backward 4 per non-embedding
   parameter; Kaplan et al. 2020, Hoffmann et al. 2022) plus the attention scores,
@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+
+from scalelab.messages import redact_text
 
 SCHEMA_VERSION = 1
 FILE_NAME = "run.json"
@@ -81,15 +83,33 @@ def get(record: Mapping[str, Any] | None, path: str, default: Any = None) -> Any
 
 
 # --------------------------------------------------------------------------- write, read, find
+def sanitize(value: Any) -> Any:
+    """`value` as a record may hold it: strict JSON has no NaN or infinity (they become None),
+    and no text keeps a credential (a storage URL's password becomes `***`)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, Mapping):
+        return {key: sanitize(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [sanitize(item) for item in value]
+    return value
+
+
 def write(run_dir: str | Path, record: Mapping[str, Any]) -> Path:
-    """Write `run_dir/run.json` atomically; non-finite numbers must already be None."""
+    """Write `run_dir/run.json` atomically, `sanitize`d: any ending can be recorded."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / FILE_NAME
     fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".run.", suffix=".json.tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump({"schema_version": SCHEMA_VERSION, **record}, f, indent=1, allow_nan=False, default=str)
+            json.dump(sanitize({"schema_version": SCHEMA_VERSION, **record}), f, indent=1, allow_nan=False, default=str)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes it private; a record is meant to be read

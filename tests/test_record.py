@@ -15,10 +15,18 @@ def test_write_then_read_gives_the_record_with_its_schema_version(tmp_path):
     assert record.get(r, "metrics.missing", "absent") == "absent"
 
 
-def test_a_nan_is_refused_rather_than_written_as_invalid_json(tmp_path):
-    with pytest.raises(ValueError):
-        record.write(tmp_path, {"metrics": {"final_val_loss": float("nan")}})
-    assert not (tmp_path / record.FILE_NAME).exists() and not list(tmp_path.glob(".run.*"))
+def test_non_finite_numbers_are_written_as_null_and_credentials_hidden(tmp_path):
+    url = "postgresql://alice:s3cret@db:5432/optuna"
+    record.write(tmp_path, {"metrics": {"final_val_loss": float("nan"), "best": np.float32("inf"), "steps": 3},
+                            "config": {"optim": {"lr": float("-inf")}, "trial": {"storage": url}},
+                            "overrides": [f"trial.storage={url}", "optim.lr=nan"],
+                            "curve": [{"val_loss": float("nan")}, {"val_loss": 2.0}]})
+    text = (tmp_path / record.FILE_NAME).read_text()
+    r = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in strict JSON"))
+    assert r["metrics"] == {"final_val_loss": None, "best": None, "steps": 3}
+    assert r["config"]["optim"]["lr"] is None and r["curve"] == [{"val_loss": None}, {"val_loss": 2.0}]
+    assert "s3cret" not in text and r["overrides"] == ["trial.storage=postgresql://alice:***@db:5432/optuna",
+                                                       "optim.lr=nan"]
 
 
 @pytest.mark.parametrize("text,message", [

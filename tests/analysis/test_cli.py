@@ -213,3 +213,120 @@ def test_bad_inputs_give_clear_messages(capsys, tmp_path, chinchilla_table):
     assert "not a scalelab fit file" in _err(capsys, "predict", "--fit", str(tmp_path / "x.json"),
                                              "--N", "1e9", "--D", "1e10")
     assert "needs --N and --D" in _err(capsys, "predict", "--fit", str(fit), "--N", "1e9")
+
+
+def _refused(capsys, *argv) -> str:
+    """The one stderr line of a refused command (exit status 2, nothing on stdout)."""
+    rc, out, err = _run(capsys, *argv)
+    lines = err.strip().splitlines()
+    assert (rc, out, len(lines)) == (2, "", 1), err
+    assert lines[0].startswith("scalelab: error: ")
+    return lines[0]
+
+
+def _strict_json(text: str):
+    """json.loads that rejects NaN and Infinity, as strict parsers (JavaScript, jq) do."""
+    def reject(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    return json.loads(text, parse_constant=reject)
+
+
+@pytest.fixture
+def small_csv(tmp_path, chinchilla_table):
+    p = tmp_path / "small.csv"
+    chinchilla_table.iloc[:60].to_csv(p, index=False)
+    return p
+
+
+@pytest.mark.parametrize("name, content, expected", [
+    ("corrupt.parquet", bytes(np.random.default_rng(0).integers(0, 256, 512, dtype=np.uint8)),
+     "expected a Parquet file"),
+    ("binary.csv", b"\x00\xff\xfe\x89PNG\x00\x00\xc3(" * 20, "expected UTF-8 text"),
+    ("empty.csv", b"", "expected UTF-8 text"),
+])
+@pytest.mark.parametrize("command", [["fit", "--law", "power"], ["sensitivity"]])
+def test_unreadable_table_file_is_one_line_naming_the_file(capsys, tmp_path, name, content,
+                                                           expected, command):
+    path = tmp_path / name
+    path.write_bytes(content)
+    line = _refused(capsys, command[0], str(path), *command[1:])
+    assert line.startswith(f"scalelab: error: cannot read {path} (") and expected in line
+
+
+@pytest.mark.parametrize("args, allowed", [
+    (["fit", "{csv}", "--law", "power", "--bootstrap", "-5"],
+     "argument --bootstrap: expected a whole number >= 0, got '-5'"),
+    (["fit", "{csv}", "--law", "power", "--bootstrap", "2.5"],
+     "argument --bootstrap: expected a whole number >= 0, got '2.5'"),
+    (["fit", "{csv}", "--law", "power", "--seed", "-1"],
+     "argument --seed: expected a whole number >= 0, got '-1'"),
+    (["fit", "{csv}", "--law", "power", "--level", "1.5"],
+     "argument --level: expected a level strictly between 0 and 1 (0.95 for 95%), got '1.5'"),
+    (["fit", "{csv}", "--law", "power", "--level", "0"],
+     "argument --level: expected a level strictly between 0 and 1 (0.95 for 95%), got '0'"),
+    (["fit", "{csv}", "--law", "power", "--context", "0"],
+     "argument --context: expected a finite number > 0, got '0'"),
+    (["sensitivity", "{csv}", "--context", "-2048"],
+     "argument --context: expected a finite number > 0, got '-2048'"),
+    (["report", "{csv}", "--out", "{out}", "--bootstrap", "-5"],
+     "argument --bootstrap: expected a whole number >= 0, got '-5'"),
+    (["report", "{csv}", "--out", "{out}", "--context", "nan"],
+     "argument --context: expected a finite number > 0, got 'nan'"),
+])
+def test_nonsensical_numbers_are_refused_at_parsing(capsys, tmp_path, small_csv, args, allowed):
+    out_dir = tmp_path / "report"
+    argv = [a.format(csv=small_csv, out=out_dir) for a in args]
+    assert _refused(capsys, *argv) == f"scalelab: error: {allowed}"
+    assert not out_dir.exists()
+
+
+def test_other_argument_errors_are_one_line_too(capsys, small_csv):
+    assert "invalid choice: 'pwr'" in _refused(capsys, "fit", str(small_csv), "--law", "pwr")
+    assert _refused(capsys, "fit", str(small_csv)) == \
+        "scalelab: error: the following arguments are required: --law"
+
+
+def test_report_out_naming_a_file_is_refused(capsys, tmp_path, small_csv):
+    existing = tmp_path / "notes.txt"
+    existing.write_text("kept")
+    line = _refused(capsys, "report", str(small_csv), "--out", str(existing), "--bootstrap", "0")
+    assert line == (f"scalelab: error: cannot make the report folder {existing} (File exists); "
+                    "name a new or existing folder")
+    assert existing.read_text() == "kept"
+
+
+@pytest.mark.parametrize("scale", [["--N", "-1", "--D", "2e10"], ["--C", "0"],
+                                   ["--N", "nan", "--D", "2e10"], ["--N", "1e9", "--D", "inf"]])
+@pytest.mark.parametrize("as_json", [[], ["--json"]])
+def test_predict_refuses_non_positive_or_non_finite_scale(capsys, tmp_path, chinchilla_fit,
+                                                          scale, as_json):
+    fit = tmp_path / "lnd.json"
+    chinchilla_fit.save(fit)
+    line = _refused(capsys, "predict", "--fit", str(fit), *scale, *as_json)
+    bad = next(a for a in scale if a in ("-1", "0", "nan", "inf"))
+    option = scale[scale.index(bad) - 1]
+    assert line == f"scalelab: error: argument {option}: expected a finite number > 0, got '{bad}'"
+
+
+def test_predict_json_writes_non_finite_numbers_as_null(capsys, tmp_path, chinchilla_fit):
+    d = chinchilla_fit.to_dict()
+    d["metrics"]["rmse_log"] = float("nan")  # a fit file may hold NaN: the intervals become NaN
+    fit = tmp_path / "nan.json"
+    fit.write_text(json.dumps(d))
+    rc, out, err = _run(capsys, "predict", "--fit", str(fit), "--N", "3e8", "--D", "6e9",
+                        "--json")
+    assert rc == 0, err
+    pred = _strict_json(out)
+    assert np.isfinite(pred["loss"]) and pred["loss_interval"] == [None, None]
+
+
+def test_missing_sqlite_storage_is_refused_and_not_created(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    line = _refused(capsys, "fit", "sqlite:///nonexistent.db", "--law", "power")
+    assert line == ("scalelab: error: cannot open Optuna storage sqlite:///nonexistent.db: the "
+                    "SQLite database nonexistent.db does not exist; name an existing database "
+                    "file")
+    absolute = tmp_path / "sweeps" / "optuna.db"
+    assert "does not exist" in _refused(capsys, "sensitivity", f"sqlite:///{absolute}")
+    assert list(tmp_path.iterdir()) == []

@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import optuna
 import pandas as pd
 import pytest
+from sqlalchemy.engine import make_url
 
 from scalelab.analysis.errors import AnalysisError
-from scalelab.analysis.table import best_per_cell, flop_convention, has_sweep, load_table
+from scalelab.analysis.table import (best_per_cell, flop_convention, has_sweep, load_table,
+                                     sqlite_file)
 from scalelab.record import FlopConvention
 
 
@@ -226,3 +229,18 @@ def test_storage_password_stays_out_of_messages():
     with pytest.raises(AnalysisError, match="cannot open Optuna storage") as e:
         load_table("postgresql://alice:s3cret@127.0.0.1:1/optuna")
     assert "s3cret" not in str(e.value) and "postgresql://alice:***@127.0.0.1:1" in str(e.value)
+
+
+@pytest.mark.parametrize("url, path", [
+    ("sqlite:///optuna.db", Path("optuna.db")),
+    ("sqlite:///runs/optuna.db?timeout=5", Path("runs/optuna.db")),
+    ("sqlite:////srv/sweeps/optuna.db", Path("/srv/sweeps/optuna.db")),
+    ("sqlite+pysqlite:///my%20sweep.db", Path("my sweep.db")),
+    ("sqlite://", None),
+    ("sqlite:///:memory:", None),
+    ("postgresql://alice@db/optuna", None),
+])
+def test_sqlite_file_reads_the_database_path_as_sqlalchemy_does(url, path):
+    assert sqlite_file(url) == path
+    if path is not None:  # the reference: the file SQLAlchemy itself would open
+        assert Path(make_url(url).database) == path

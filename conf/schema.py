@@ -4,14 +4,20 @@ Closed choices are Enums whose member names are the values users type (`train.pr
 so a typo is refused at composition, before any logger or model exists. Each Enum mixes in `str`:
 its members compare equal to those strings, and `OmegaConf.to_container(..., enum_to_str=True)`
 writes them as plain strings into records and W&B configs.
+
+`RANGES` gives each numeric setting the values that mean something (a positive learning rate, a
+ratio in [0, 1], a budget no larger than any plausible run); `out_of_range` lists the settings
+outside theirs, and the training run refuses them before it builds anything.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
 
 
 def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
@@ -74,6 +80,8 @@ class TrainConfig:
     precision: Precision = Precision["32-true"]
     divergence_factor: float = 1.5  # a training loss this many times the initial one is divergence
     keep_checkpoint: bool = False  # the checkpoint exists to resume; kept after the end only if asked
+    fresh_start: bool = False  # discard the run folder's earlier run (checkpoint, record) and start over
+    progress_seconds: float = 30.0  # how often progress is logged when stderr is not a terminal
 
 
 @dataclass
@@ -81,6 +89,8 @@ class TrainerConfig:
     accelerator: str = "cpu"
     devices: Any = 1
     strategy: str = "auto"
+    # CPU threads per process; null: the cores divided among the processes that share them
+    threads: Optional[int] = None
 
 
 @dataclass
@@ -111,6 +121,67 @@ class RunConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     trial: TrialConfig = field(default_factory=TrialConfig)
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric setting can take: finite, from `low` to `high`, ends open where said."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+    why: str = ""
+
+    def admits(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        low, high = _number(self.low), _number(self.high)
+        if math.isinf(self.high):
+            text = f"{'>' if self.low_open else '>='} {low}"
+        else:
+            text = f"in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+        return f"{text} ({self.why})" if self.why else text
+
+
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e12 else f"{x:g}"
+
+
+POSITIVE, NON_NEGATIVE, COUNT, FRACTION = Range(0, low_open=True), Range(0), Range(1), Range(0, 1)
+# Training tokens beyond this are no run anyone can do (published runs are below 1e14).
+MAX_TOKENS = 1e15
+
+RANGES = {
+    "model.width": COUNT, "model.depth": COUNT, "model.heads": COUNT, "model.context": COUNT,
+    "data.val_fraction": Range(0, 1, True, True),
+    "data.vocab_size": Range(1, 65536, why="token ids are uint16"),
+    "optim.lr": POSITIVE, "optim.weight_decay": NON_NEGATIVE, "optim.eps": POSITIVE,
+    "optim.grad_clip": Range(0, why="0 turns clipping off"),
+    "schedule.warmup": NON_NEGATIVE, "schedule.min_lr_ratio": FRACTION, "schedule.decay_fraction": FRACTION,
+    "train.tokens": Range(0, MAX_TOKENS, low_open=True, why="more is beyond any plausible run"),
+    "train.tokens_per_param": POSITIVE,
+    "train.batch_size": COUNT, "train.eval_every": COUNT, "train.eval_tokens": COUNT,
+    "train.seed": Range(0, 2**32 - 1),
+    "train.divergence_factor": Range(1, low_open=True, why="times the initial loss"),
+    "train.progress_seconds": POSITIVE,
+    "trainer.threads": COUNT,
+}
+
+
+def out_of_range(cfg: DictConfig) -> list[str]:
+    """`key=value must be ...` for each setting outside its `RANGES` entry (None is unset)."""
+    problems = []
+    for key, allowed in RANGES.items():
+        value = OmegaConf.select(cfg, key)
+        if value is not None and not allowed.admits(value):
+            problems.append(f"{key}={value} must be {allowed}")
+    return problems
 
 
 def register_schema() -> None:

@@ -68,6 +68,8 @@ def _load_bytes(patterns: list[str], val_fraction: float) -> Corpus:
 def _load_tokens(train_path: str, val_path: str, vocab_size: int) -> Corpus:
     arrays = []
     for key, path in (("data.train_path", train_path), ("data.val_path", val_path)):
+        if not path:
+            raise ConfigError(f"{key} is required with data=tokens: a uint16 .bin file of token ids")
         if not os.path.isfile(path):
             raise ConfigError(f"{key}: no such file {path!r}")
         if os.path.getsize(path) % 2:

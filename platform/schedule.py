@@ -20,18 +20,12 @@ def warmup_steps(warmup: float, total_steps: int) -> int:
 
 
 def check_schedule(schedule, total_steps: int) -> None:
-    """Refuse settings the schedule cannot follow, naming the setting (before training starts)."""
-    if not schedule.warmup >= 0:
-        raise ConfigError(f"schedule.warmup={schedule.warmup} must be >= 0 (a fraction of the steps below 1, "
-                          "or a step count)")
+    """Refuse settings this run's schedule cannot follow, naming the setting (before training
+    starts); the ranges of the settings themselves are `scalelab.conf.schema.RANGES`."""
     if schedule.warmup >= 1 and schedule.warmup != int(schedule.warmup):
         raise ConfigError(f"schedule.warmup={schedule.warmup} must be a whole number of steps, or a fraction below 1")
     if warmup_steps(schedule.warmup, total_steps) > total_steps:
         raise ConfigError(f"schedule.warmup={schedule.warmup:g} steps is longer than the run ({total_steps} steps)")
-    if not 0 <= schedule.min_lr_ratio <= 1:
-        raise ConfigError(f"schedule.min_lr_ratio={schedule.min_lr_ratio} must be in [0, 1]")
-    if not 0 <= schedule.decay_fraction <= 1:
-        raise ConfigError(f"schedule.decay_fraction={schedule.decay_fraction} must be in [0, 1]")
 
 
 def lr_multiplier(schedule, total_steps: int):

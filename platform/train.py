@@ -1,7 +1,7 @@
 """One training run: `scalelab train [overrides]`.
 
-Hydra composes the config, `train(cfg)` builds the data, model and Lightning trainer from it,
-trains (resuming from the run folder's last checkpoint if there is one) and writes `run.json`
+Hydra composes the config, `train(cfg)` checks it, builds the data, model and Lightning trainer
+from it, trains (resuming the run folder's checkpoint, see `run_folder`) and writes `run.json`
 whatever the ending. `hydra_task` is the function Hydra runs, once per job.
 """
 from __future__ import annotations
@@ -23,20 +23,23 @@ import optuna
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from scalelab import record as rec
-from scalelab.conf.schema import register_schema
-from scalelab.messages import redact_url
+from scalelab.conf.schema import MAX_TOKENS, out_of_range, register_schema
+from scalelab.messages import first_line
 from scalelab.platform.checkpoint import ResumeCheckpoint
 from scalelab.platform.data import Corpus, TrainBatches, load_corpus, validation_set
 from scalelab.platform.errors import ConfigError
 from scalelab.platform.model import GPT, GPTShape, count_parameters
 from scalelab.platform.module import LanguageModelTask
-from scalelab.platform.progress import RunProgressBar, wants_progress_bar
+from scalelab.platform.progress import ProgressLog, RunProgressBar, wants_progress_bar
 from scalelab.platform.pruning import TrialPruning
+from scalelab.platform.run_folder import CHECKPOINT, open_run_folder, remember_config, run_id_for
 from scalelab.platform.schedule import check_schedule
+from scalelab.platform.threads import thread_count
 
 register_schema()
 # Lightning's banners (accelerators, tips, checkpoint notes) say nothing about the run.
@@ -73,17 +76,13 @@ def _require(ok: bool, message: str) -> None:
 
 def plan_run(cfg: DictConfig) -> Plan:
     m, t = cfg.model, cfg.train
-    for key in ("width", "depth", "heads", "context"):
-        _require(m[key] >= 1, f"model.{key}={m[key]} must be a positive integer")
+    problems = out_of_range(cfg)
+    _require(not problems, "; ".join(problems))
     _require(m.width % m.heads == 0, f"model.width={m.width} must be divisible by model.heads={m.heads}")
-    _require(t.batch_size >= 1, f"train.batch_size={t.batch_size} must be a positive integer")
     if isinstance(cfg.trainer.devices, int) and cfg.trainer.devices > 1:
         _require(t.batch_size % cfg.trainer.devices == 0,
                  f"train.batch_size={t.batch_size} must be divisible by trainer.devices={cfg.trainer.devices} "
                  "(each device takes an equal share of the batch)")
-    _require(t.eval_every >= 1, f"train.eval_every={t.eval_every} must be a positive number of steps")
-    _require(t.eval_tokens >= 1, f"train.eval_tokens={t.eval_tokens} must be positive")
-    _require(cfg.optim.lr > 0, f"optim.lr={cfg.optim.lr} must be positive")
     _require(len(cfg.optim.betas) == 2 and all(0 <= b < 1 for b in cfg.optim.betas),
              f"optim.betas={list(cfg.optim.betas)} must be two numbers in [0, 1)")
     _require(cfg.trainer.accelerator not in ("gpu", "cuda") or torch.cuda.is_available(),
@@ -106,9 +105,10 @@ def plan_run(cfg: DictConfig) -> Plan:
     model = GPT(shape)
     n_params, n_total = count_parameters(model)
     if t.tokens_per_param is not None:
-        _require(t.tokens_per_param > 0, f"train.tokens_per_param={t.tokens_per_param} must be positive")
         tokens = t.tokens_per_param * n_params
         setting = f"train.tokens_per_param={t.tokens_per_param} (D={tokens:.4g})"
+        _require(tokens <= MAX_TOKENS, f"{setting} must be at most {MAX_TOKENS:g} tokens (more is beyond any "
+                                       "plausible run)")
     else:
         tokens = t.tokens
         setting = f"train.tokens={tokens:g}"
@@ -138,17 +138,6 @@ def build_logger(cfg: DictConfig, run_dir: Path, run_id: str, config: dict, scal
     )
 
 
-def run_id_for(run_dir: Path) -> str:
-    """A run folder keeps its id across restarts, so a resumed run is the same run everywhere."""
-    path = run_dir / ".run_id"
-    if path.exists():
-        return path.read_text().strip()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    run_id = rec.new_run_id()
-    path.write_text(run_id)
-    return run_id
-
-
 def summarize(module: LanguageModelTask | None, plan: Plan | None, fit_seconds: float) -> dict:
     metrics = dict.fromkeys(("final_val_loss", "best_val_loss", "initial_loss", "steps", "tokens_seen",
                              "tokens_per_second"))
@@ -166,24 +155,47 @@ def summarize(module: LanguageModelTask | None, plan: Plan | None, fit_seconds: 
         tokens_per_second=(steps - module.start_step) * plan.tokens_per_step / train_seconds
         if train_seconds > 0 else None,
     )
-    return {k: rec.finite_or_none(v) for k, v in metrics.items()}
+    return metrics
+
+
+def build_trainer(cfg: DictConfig, plan: Plan, run_dir: Path, logger, callbacks: list) -> L.Trainer:
+    try:
+        return L.Trainer(
+            accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, strategy=cfg.trainer.strategy,
+            precision=cfg.train.precision.value, max_steps=plan.total_steps, max_epochs=-1,
+            logger=logger or False, callbacks=callbacks, enable_progress_bar=False,
+            enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0,
+            default_root_dir=str(run_dir), gradient_clip_val=cfg.optim.grad_clip or None, log_every_n_steps=10,
+            use_distributed_sampler=False,  # training batches are shared out by TrainBatches; every
+        )                                   # process evaluates the whole held-out set
+    except (ValueError, TypeError, MisconfigurationException) as e:  # Lightning checks the trainer.* values
+        t = cfg.trainer
+        raise ConfigError(f"trainer.accelerator={t.accelerator} trainer.devices={t.devices} "
+                          f"trainer.strategy={t.strategy}: {first_line(str(e))}") from None
 
 
 def train(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
     """Train one run and write its record; returns the final validation loss.
 
     `run_dir` defaults to Hydra's output folder. A ConfigError (bad input) or any exception is
-    recorded as status `failed` and raised again; a pruned trial is recorded and returns."""
+    recorded as status `failed` and raised again; a pruned trial is recorded and returns. A
+    folder whose run already finished is not trained again: its recorded loss is returned."""
     started_wall, started_at = time.perf_counter(), rec.now()
     hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
     run_dir = Path(run_dir or hydra_cfg.runtime.output_dir)
+    config = rec.sanitize(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+    finished = open_run_folder(run_dir, config, cfg.train.fresh_start)
+    if finished is not None:
+        log.info("%s already holds a %s run (record: %s); nothing to do (train.fresh_start=true trains it again)",
+                 run_dir, finished["status"], run_dir / rec.FILE_NAME)
+        return rec.get(finished, "metrics.final_val_loss")
     run_id = run_id_for(run_dir)
-    config = _without_credentials(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     status, error = "failed", None
     plan = module = logger = None
     fit_seconds = 0.0
     try:
         plan = plan_run(cfg)
+        remember_config(run_dir, config)
         module = LanguageModelTask(plan.model, TrainBatches(plan.corpus.train, cfg.train.batch_size,
                                                             cfg.model.context, cfg.train.seed,
                                                             plan.total_steps, cfg.train.eval_every),
@@ -193,20 +205,16 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
         logger = build_logger(cfg, run_dir, run_id, config, plan.scale(cfg.model.name))
         if logger is not None:
             logger.experiment  # start it now (W&B is lazy), so its start-up is not counted as training
-        checkpoint = run_dir / "checkpoints" / "last.ckpt"
+        checkpoint = run_dir / CHECKPOINT
         callbacks = [ResumeCheckpoint(checkpoint)]
         if wants_progress_bar():
             callbacks.append(RunProgressBar(plan.total_steps))
+        else:
+            callbacks.append(ProgressLog(plan.total_steps, cfg.train.progress_seconds))
         if cfg.trial.number is not None:
             callbacks.append(TrialPruning(cfg.trial.study_name, cfg.trial.storage, cfg.trial.number))
-        trainer = L.Trainer(
-            accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, strategy=cfg.trainer.strategy,
-            precision=cfg.train.precision.value, max_steps=plan.total_steps, max_epochs=-1,
-            logger=logger or False, callbacks=callbacks, enable_progress_bar=False,
-            enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0, default_root_dir=str(run_dir),
-            gradient_clip_val=cfg.optim.grad_clip or None, log_every_n_steps=10,
-            use_distributed_sampler=False,  # training batches are shared out by TrainBatches; every
-        )                                   # process evaluates the whole held-out set
+        trainer = build_trainer(cfg, plan, run_dir, logger, callbacks)
+        torch.set_num_threads(thread_count(cfg.trainer.threads, trainer.num_devices))
         if checkpoint.exists():
             log.info("resuming %s from %s", run_dir, checkpoint)
         fit_started = time.perf_counter()
@@ -239,7 +247,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
             "hparams": hparams(cfg),
             "metrics": metrics,
             "curve": module.curve if module else [],
-            "environment": rec.environment(cfg.train.seed, _device(module)),
+            "environment": {**rec.environment(cfg.train.seed, _device(module)), "threads": torch.get_num_threads()},
             "started_at": started_at, "ended_at": rec.now(),
         }
         if _is_global_zero(module):  # one record per run, whatever the number of processes
@@ -257,14 +265,6 @@ def hparams(cfg: DictConfig) -> dict:
         value = OmegaConf.select(cfg, path)
         values[path] = value.value if isinstance(value, Enum) else value
     return values
-
-
-def _without_credentials(config: dict) -> dict:
-    """Records and W&B must never hold a storage password."""
-    trial = config.get("trial") or {}
-    if trial.get("storage"):
-        config = {**config, "trial": {**trial, "storage": redact_url(trial["storage"])}}
-    return config
 
 
 def _is_global_zero(module) -> bool:

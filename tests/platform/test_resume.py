@@ -7,7 +7,10 @@ import time
 
 import pytest
 
-from scalelab.platform.train import run_id_for, train
+from scalelab.platform.errors import ConfigError
+from scalelab.platform.run_folder import CHECKPOINT, run_id_for
+from scalelab.platform.train import train
+from scalelab.record import read
 
 RUN = ["model.width=16", "model.depth=1", "model.heads=2", "model.context=32", "train.batch_size=8",
        "train.tokens=2e5", "train.eval_every=100", "train.eval_tokens=2048", "logger=none"]
@@ -32,6 +35,14 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_final_loss(make_cf
     assert not (run_dir / "run.json").exists()  # killed mid-way: no record yet, and never half a one
     run_id = (run_dir / ".run_id").read_text()
 
+    other = subprocess.run([*cmd, "optim.lr=3e-2", "train.seed=5"], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert other.returncode == 2 and other.stderr.strip().splitlines()[-1] == (
+        f"scalelab: error: {run_dir} holds an unfinished run (its checkpoint) started with other settings "
+        "(optim.lr: 0.003 -> 0.03; train.seed: 0 -> 5); choose another hydra.run.dir, or add "
+        "train.fresh_start=true to discard it")
+    assert checkpoint.exists() and not (run_dir / "run.json").exists()  # nothing touched
+
     out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "resuming" in out.stdout + out.stderr
@@ -46,3 +57,44 @@ def test_a_run_folder_keeps_its_run_id(tmp_path):
     first = run_id_for(tmp_path / "a")
     assert run_id_for(tmp_path / "a") == first  # a restart in the same folder is the same run
     assert run_id_for(tmp_path / "b") != first
+
+
+def test_a_finished_run_is_not_trained_again(make_cfg, tmp_path, caplog):
+    loss = train(make_cfg(), run_dir=tmp_path)
+    record = read(tmp_path)
+    caplog.set_level("INFO")
+    # a setting that changes only where results go may differ
+    assert train(make_cfg("logger=csv", "train.keep_checkpoint=true"), run_dir=tmp_path) == loss
+    assert read(tmp_path) == record and not (tmp_path / "csv").exists()
+    assert "already holds a completed run" in caplog.text
+
+
+def test_other_settings_are_refused_in_a_finished_folder(make_cfg, tmp_path):
+    train(make_cfg(), run_dir=tmp_path)
+    record = read(tmp_path)
+    with pytest.raises(ConfigError, match=r"holds a finished run started with other settings "
+                                          r"\(model.width: 16 -> 32; optim.lr: 0.003 -> 0.03\)"):
+        train(make_cfg("model.width=32", "optim.lr=3e-2"), run_dir=tmp_path)
+    assert read(tmp_path) == record  # the refused command wrote nothing
+
+
+def test_an_unfinished_run_resumes_only_with_its_own_settings(make_cfg, tmp_path):
+    # A run killed after its last checkpoint: the checkpoint is there, the record is not.
+    loss = train(make_cfg("train.keep_checkpoint=true"), run_dir=tmp_path)
+    (tmp_path / "run.json").unlink()
+    with pytest.raises(ConfigError, match=r"holds an unfinished run \(its checkpoint\) started with other "
+                                          r"settings \(train.seed: 0 -> 5\)"):
+        train(make_cfg("train.seed=5"), run_dir=tmp_path)
+    assert (tmp_path / CHECKPOINT).exists()
+    assert train(make_cfg(), run_dir=tmp_path) == loss  # the same settings resume it
+    assert read(tmp_path)["status"] == "completed"
+
+
+def test_fresh_start_discards_the_earlier_run(make_cfg, tmp_path):
+    train(make_cfg("train.keep_checkpoint=true"), run_dir=tmp_path)
+    first = read(tmp_path)
+    train(make_cfg("optim.lr=3e-2", "train.fresh_start=true"), run_dir=tmp_path)
+    second = read(tmp_path)
+    assert second["run_id"] != first["run_id"] and second["hparams"]["lr"] == 0.03
+    assert second["metrics"]["final_val_loss"] != first["metrics"]["final_val_loss"]
+    assert not (tmp_path / CHECKPOINT).exists()  # the old checkpoint went, and this run kept none

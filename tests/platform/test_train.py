@@ -99,8 +99,22 @@ def test_pre_tokenized_uint16_files(make_cfg, tmp_path):
     (["train.batch_size=1000000", "train.tokens=1e9"], "train.batch_size=1000000 x model.context=32 .* is larger than the training split"),
     (["train.tokens=100"], "train.tokens=100 is smaller than one step"),
     (["model.width=30", "model.heads=4"], "model.width=30 must be divisible by model.heads=4"),
-    (["optim.lr=-1"], "optim.lr=-1.0 must be positive"),
+    (["optim.lr=-1"], "optim.lr=-1.0 must be > 0"),
+    (["optim.lr=nan"], "optim.lr=nan must be > 0"),
+    (["optim.lr=inf"], "optim.lr=inf must be > 0"),
+    (["optim.lr=-1", "optim.eps=0"], "optim.lr=-1.0 must be > 0; optim.eps=0.0 must be > 0"),
+    (["optim.weight_decay=-1"], "optim.weight_decay=-1.0 must be >= 0"),
+    (["optim.grad_clip=-1"], r"optim.grad_clip=-1.0 must be >= 0 \(0 turns clipping off\)"),
     (["schedule.warmup=-1"], r"schedule.warmup=-1.0 must be >= 0"),
+    (["schedule.min_lr_ratio=2"], r"schedule.min_lr_ratio=2.0 must be in \[0, 1\]"),
+    (["train.tokens=1e30"], r"train.tokens=1e\+30 must be in \(0, 1e\+15\] \(more is beyond any plausible run\)"),
+    (["train.tokens_per_param=1e20"], r"train.tokens_per_param=1e\+20 .* must be at most 1e\+15 tokens"),
+    (["train.divergence_factor=-1"], r"train.divergence_factor=-1.0 must be > 1"),
+    (["train.seed=-1"], r"train.seed=-1 must be in \[0, 4294967295\]"),
+    (["trainer.strategy=bogus"], "trainer.accelerator=cpu trainer.devices=1 trainer.strategy=bogus: You selected an "
+                                 "invalid strategy name"),
+    (["trainer.devices=0"], r"trainer.accelerator=cpu trainer.devices=0 trainer.strategy=auto: `Trainer\(devices=0\)`"),
+    (["data=tokens"], "data.train_path is required with data=tokens"),
     (["schedule.warmup=2.5"], r"schedule.warmup=2.5 must be a whole number of steps"),
     (["schedule.warmup=1000"], r"schedule.warmup=1000 steps is longer than the run \(78 steps\)"),
     (["schedule=wsd", "schedule.decay_fraction=1.5"], r"schedule.decay_fraction=1.5 must be in \[0, 1\]"),
@@ -111,8 +125,10 @@ def test_pre_tokenized_uint16_files(make_cfg, tmp_path):
 def test_bad_input_is_refused_with_a_message_naming_the_setting(make_cfg, tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message):
         train(make_cfg(*overrides), run_dir=tmp_path)
-    r = read(tmp_path)
-    assert r["status"] == "failed" and r["error"].startswith(message.split(" ")[0])
+    r = read(tmp_path)  # a record for every ending, non-finite values as null
+    assert r["status"] == "failed" and r["error"].startswith(message.split("=")[0])
+    if "nan" in message or "inf" in message:
+        assert r["config"]["optim"]["lr"] is None
 
 
 def test_an_empty_corpus_is_refused(make_cfg, tmp_path):
@@ -143,6 +159,8 @@ def test_a_bad_closed_choice_is_refused_at_composition(make_cfg, override):
 @pytest.mark.parametrize("override,allowed", [
     ("train.precision=fp8", "expected one of [32-true, 32, 64-true, 16-mixed, bf16-mixed, bf16-true, 16-true]"),
     ("schedule=linear", "Available options in 'schedule': constant, cosine, wsd"),
+    ("model=gpt_zz", "Available options in 'model': gpt_l, gpt_m, gpt_s, gpt_xs"),
+    ("optim.lr=abc", "Value 'abc' of type 'str' could not be converted to Float"),
 ])
 def test_cli_bad_choice_is_one_line_before_any_run_starts(tmp_path, run_cli, override, allowed):
     out = run_cli(override, cwd=tmp_path)
@@ -153,10 +171,16 @@ def test_cli_bad_choice_is_one_line_before_any_run_starts(tmp_path, run_cli, ove
 
 
 @pytest.mark.slow
-def test_cli_bad_input_is_one_clear_line_and_a_failed_record(tmp_path, run_cli):
-    out = run_cli("model.width=30", "model.heads=4", "logger=none", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+@pytest.mark.parametrize("overrides,line", [
+    (["model.width=30", "model.heads=4"], "model.width=30 must be divisible by model.heads=4"),
+    (["optim.lr=nan"], "optim.lr=nan must be > 0"),
+    (["trainer.devices=0"], "trainer.accelerator=cpu trainer.devices=0 trainer.strategy=auto: `Trainer(devices=0)` "
+                            "value is not a valid input using cpu accelerator."),
+])
+def test_cli_bad_input_is_one_clear_line_and_a_failed_record(tmp_path, run_cli, overrides, line):
+    out = run_cli(*overrides, "logger=none", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
     assert out.returncode == 2
-    assert out.stderr.strip().splitlines()[-1] == "scalelab: error: model.width=30 must be divisible by model.heads=4"
+    assert out.stderr.strip().splitlines()[-1] == f"scalelab: error: {line}"
     assert "Traceback" not in out.stderr
     assert read(tmp_path)["status"] == "failed"
 

@@ -1,0 +1,92 @@
+"""A run folder is one run: it keeps its id, and remembers the config that started it.
+
+Running a command again with the same `hydra.run.dir` continues what the folder holds:
+
+- a checkpoint (the run was killed or preempted) is resumed, but only with the settings that
+  started the run: resuming other weights under new settings would record a run that never
+  happened, so a changed setting is refused with the keys that differ;
+- a finished run (`completed`, `diverged`, `pruned`) is not trained again: `open_run_folder`
+  returns its record, and a changed setting is refused the same way;
+- anything else (a fresh folder, a run that failed before its first checkpoint) starts over.
+
+`train.fresh_start=true` discards the folder's earlier run (checkpoint, record, id, remembered
+config) and starts a new one there. Settings that change only where results go or how the run
+is watched (`IGNORED`) may differ.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+from lightning.pytorch.utilities import rank_zero_only
+
+from scalelab import record as rec
+from scalelab.platform.errors import ConfigError
+
+RUN_ID_FILE = ".run_id"
+CONFIG_FILE = ".run_config.json"
+CHECKPOINT = Path("checkpoints") / "last.ckpt"
+FINISHED = ("completed", "diverged", "pruned")
+# Settings that do not change what is trained.
+IGNORED = ("logger.", "trial.", "train.keep_checkpoint", "train.fresh_start", "train.progress_seconds",
+           "trainer.threads")
+
+
+def run_id_for(run_dir: Path) -> str:
+    """A run folder keeps its id across restarts, so a resumed run is the same run everywhere."""
+    path = run_dir / RUN_ID_FILE
+    if path.exists():
+        return path.read_text().strip()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run_id = rec.new_run_id()
+    path.write_text(run_id)
+    return run_id
+
+
+def differences(started: dict, now: dict) -> list[str]:
+    """`key: old -> new` for each setting that differs between two configs, `IGNORED` aside."""
+    old, new = rec.flatten(started), rec.flatten(now)
+    keys = sorted(k for k in old.keys() | new.keys() if not k.startswith(IGNORED) and old.get(k) != new.get(k))
+    return [f"{k}: {old.get(k)} -> {new.get(k)}" for k in keys]
+
+
+def _finished_record(run_dir: Path) -> Optional[dict]:
+    try:
+        record = rec.read(run_dir)
+    except rec.RecordError:  # no record, or one a crash cut short: nothing finished here
+        return None
+    return record if record.get("status") in FINISHED else None
+
+
+def open_run_folder(run_dir: Path, config: dict, fresh_start: bool = False) -> Optional[dict]:
+    """Check that `config` may run in `run_dir` (see the module docstring); the finished
+    record when there is nothing left to do. Raises ConfigError when the settings differ."""
+    if fresh_start and rank_zero_only.rank == 0:  # data-parallel workers start after rank 0 cleared it
+        shutil.rmtree(run_dir / CHECKPOINT.parent, ignore_errors=True)
+        for name in (rec.FILE_NAME, RUN_ID_FILE, CONFIG_FILE):
+            (run_dir / name).unlink(missing_ok=True)
+    finished = _finished_record(run_dir)
+    config_file = run_dir / CONFIG_FILE
+    if (finished or (run_dir / CHECKPOINT).exists()) and config_file.exists():
+        changed = differences(json.loads(config_file.read_text()), config)
+        if changed:
+            what = "a finished run" if finished else "an unfinished run (its checkpoint)"
+            raise ConfigError(f"{run_dir} holds {what} started with other settings ({'; '.join(changed)}); "
+                              "choose another hydra.run.dir, or add train.fresh_start=true to discard it")
+    return finished
+
+
+def remember_config(run_dir: Path, config: dict) -> None:
+    """Keep the config that starts the run in its folder (atomically: a resume reads it)."""
+    if rank_zero_only.rank != 0:
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".run_config.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(rec.sanitize(config), f, indent=1, default=str)
+    os.replace(tmp, run_dir / CONFIG_FILE)
+

@@ -10,6 +10,7 @@ import logging
 import math
 import os
 import shutil
+import signal
 import sys
 import time
 import traceback
@@ -48,6 +49,8 @@ for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.trainer
 warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
 
 log = logging.getLogger(__name__)
+# How Ctrl-C and SIGTERM reach the end of a run, and their signals.
+INTERRUPTING_SIGNALS = {"KeyboardInterrupt": signal.SIGINT, "SIGTERMException": signal.SIGTERM}
 
 
 @dataclass
@@ -229,7 +232,13 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
         error = str(e)
         raise
     except BaseException as e:
-        error = traceback.format_exc() if isinstance(e, Exception) else f"interrupted ({type(e).__name__})"
+        if isinstance(e, Exception):
+            error = traceback.format_exc()
+            raise
+        cause = _interruption(e)
+        error = f"interrupted ({cause})"
+        if cause in INTERRUPTING_SIGNALS:  # Lightning exits 1 or 0 here; a shell reports 128 + the signal
+            raise SystemExit(128 + INTERRUPTING_SIGNALS[cause]) from e
         raise
     finally:
         # Only a preempted run needs the checkpoint. One process removes it: with several, another
@@ -265,6 +274,14 @@ def hparams(cfg: DictConfig) -> dict:
         value = OmegaConf.select(cfg, path)
         values[path] = value.value if isinstance(value, Enum) else value
     return values
+
+
+def _interruption(e: BaseException) -> str:
+    """What stopped the run: Lightning turns Ctrl-C into sys.exit(1), raised while it handles the
+    KeyboardInterrupt, and SIGTERM into SIGTERMException."""
+    if type(e) is SystemExit and isinstance(e.__context__, KeyboardInterrupt):
+        e = e.__context__
+    return type(e).__name__
 
 
 def _is_global_zero(module) -> bool:

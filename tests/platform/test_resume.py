@@ -98,3 +98,21 @@ def test_fresh_start_discards_the_earlier_run(make_cfg, tmp_path):
     assert second["run_id"] != first["run_id"] and second["hparams"]["lr"] == 0.03
     assert second["metrics"]["final_val_loss"] != first["metrics"]["final_val_loss"]
     assert not (tmp_path / CHECKPOINT).exists()  # the old checkpoint went, and this run kept none
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signal_number,cause", [(signal.SIGINT, "KeyboardInterrupt"),
+                                                 (signal.SIGTERM, "SIGTERMException")])
+def test_an_interrupted_run_is_recorded_and_keeps_its_checkpoint(tmp_path, signal_number, cause):
+    cmd = [sys.executable, "-m", "scalelab", "train", *RUN, f"hydra.run.dir={tmp_path}"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env={**os.environ, "WANDB_MODE": "disabled"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = tmp_path / CHECKPOINT
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal_number)
+    assert proc.wait(timeout=60) == 128 + signal_number  # 130, 143: as a shell reports a signal
+    record = read(tmp_path)
+    assert record["status"] == "failed" and record["error"] == f"interrupted ({cause})"
+    assert checkpoint.exists()  # to resume from

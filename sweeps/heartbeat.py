@@ -5,6 +5,10 @@ at each report. `RDBStorage` keeps beats in Optuna's own heartbeat table; the jo
 has none, so there the last beat is a trial system attribute. A RUNNING trial without a beat
 for `grace_period` seconds is failed with a reason (`fail_stale_trials`), so that a restarted
 sweep neither waits for it forever nor counts it as work in progress.
+
+A trial whose process went away (failed as stale here, or interrupted by the sweeper's own
+Ctrl-C) did not fail because of its configuration: it carries `UNCOUNTED_ATTR` and does not use
+up the study's budget (`fail_uncounted`), so the same command run again still completes it.
 """
 from __future__ import annotations
 
@@ -17,6 +21,9 @@ from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
 from optuna.trial import TrialState
 
 HEARTBEAT_ATTR = "scalelab:heartbeat"
+# A trial system attribute: this FAIL is the process's, not the trial's, and does not use up
+# the budget. Its value says why (the trial's `fail_reason`).
+UNCOUNTED_ATTR = "scalelab:uncounted"
 STALE_REASON = "stale: no heartbeat (process killed?)"
 
 
@@ -58,30 +65,36 @@ def fail_stale_trials(study: optuna.Study, grace_period: float | None = None) ->
         ]
     else:
         return []
-    failed = []
-    for trial_id in stale_ids:
-        try:
-            storage.set_trial_user_attr(trial_id, "fail_reason", STALE_REASON)
-            if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
-                failed.append(storage.get_trial_number_from_id(trial_id))
-        except optuna.exceptions.UpdateFinishedTrialError:
-            pass  # another process got there first
-    return failed
+    return [storage.get_trial_number_from_id(i) for i in stale_ids if fail_uncounted(storage, i, STALE_REASON)]
+
+
+def fail_uncounted(storage: Any, trial_id: int, reason: str) -> bool:
+    """Mark a RUNNING trial FAIL with `reason`, as one that does not use up the budget; False when
+    it had finished already (its own process, or another sweep, got there first)."""
+    try:
+        # the attribute first: a trial that is FAIL without it would count
+        storage.set_trial_system_attr(trial_id, UNCOUNTED_ATTR, reason)
+        storage.set_trial_user_attr(trial_id, "fail_reason", reason)
+        return bool(storage.set_trial_state_values(trial_id, state=TrialState.FAIL))
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
 
 
 def wait_for_orphans(study: optuna.Study, numbers: set[int], grace_period: float | None,
-                     interval: float) -> None:
-    """Wait until each trial in `numbers` (RUNNING when this sweep started: maybe orphans of a
-    killed sweep) has finished elsewhere or, without a heartbeat for the grace period, is
-    failed, so that a resumed sweep does not end with trials left RUNNING."""
+                     interval: float) -> list[int]:
+    """Wait until each trial in `numbers` (RUNNING in other processes: maybe orphans of a killed
+    sweep) has finished elsewhere or, without a heartbeat for the grace period, is failed; a
+    trial still beating after that is left to its live process. The numbers of those failed."""
+    failed: list[int] = []
     if not numbers or not grace_period:
-        return
+        return failed
     deadline = time.time() + grace_period + max(1, interval)
     while time.time() < deadline:
-        fail_stale_trials(study, grace_period)
+        failed += fail_stale_trials(study, grace_period)
         if not running_numbers(study) & numbers:
-            return
+            break
         time.sleep(min(1.0, max(0.2, interval / 2)))
+    return failed
 
 
 class Heartbeat:

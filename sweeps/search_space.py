@@ -10,18 +10,23 @@ The syntax is Hydra's override grammar, as users know it from hydra-optuna-sweep
     schedule: cosine                           # a fixed value, passed through
 
 `range(a, b[, step])` means what it means on Hydra's command line: a, a+step, ... < b.
+Checked against the composed job config: every path must exist (or be written `+path`), and
+where the config is typed (a structured config), every choice and both ends of an interval
+must have the key's type, so that no trial fails composing its config.
 Every problem is a `SearchSpaceError` with a one-line message naming the parameter.
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
 from hydra.errors import HydraException
-from omegaconf import ListConfig, OmegaConf
+from omegaconf import ListConfig, OmegaConf, read_write
+from omegaconf.errors import ValidationError
 from optuna.distributions import (BaseDistribution, CategoricalDistribution, FloatDistribution,
                                   IntDistribution)
 
@@ -121,22 +126,61 @@ def distribution_for(name: str, override: Override) -> BaseDistribution:
     raise SearchSpaceError(f"params.{name}: unsupported sweep {value!r}")
 
 
+def _is_group(config: Any, key: str) -> bool:
+    """Whether `key` picks a config group option (`model=gpt_s`) rather than a value."""
+    choices = OmegaConf.select(config, "hydra.runtime.choices", default=None)
+    return choices is not None and key in choices
+
+
 def _key_exists(config: Any, key: str) -> bool:
     if config is None:
         return True
-    choices = OmegaConf.select(config, "hydra.runtime.choices", default=None)
-    if choices is not None and key in choices:
+    if _is_group(config, key):
         return True
-    if "/" in key:  # a config group such as optim/schedule
-        return choices is not None and key in choices
+    if "/" in key:  # a config group such as optim/schedule, and not one of this config
+        return False
     sentinel = object()
     return OmegaConf.select(config, key, default=sentinel, throw_on_missing=False) is not sentinel
+
+
+def _type_name(config: Any, path: str) -> Optional[str]:
+    """The declared type of the value at `path` (`int`, `ScheduleName`, `List[float]`)."""
+    parent, _, last = path.rpartition(".")
+    container = OmegaConf.select(config, parent) if parent else config
+    try:
+        ref = container._get_node(last)._metadata.ref_type
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None  # a list element or another node without metadata of its own
+    return ref.__name__ if isinstance(ref, type) else str(ref).replace("typing.", "")
+
+
+def check_types(name: str, path: str, distribution: BaseDistribution, config: Any) -> None:
+    """Refuse a choice or an interval end that the typed job config would not take at `path`.
+
+    `config` is a copy that this changes: each value is set as a trial's override would set it,
+    and a structured config raises a ValidationError for a value of the wrong type."""
+    if isinstance(distribution, CategoricalDistribution):
+        values, what = list(distribution.choices), "choice"
+    else:
+        values, what = [distribution.low, distribution.high], "interval bound"
+    for value in values:
+        try:
+            with read_write(config):
+                OmegaConf.update(config, path, value, merge=True)
+        except ValidationError as e:
+            expected = _type_name(config, path) or "the config's type"
+            hint = ("; an int needs int(interval(...))"
+                    if expected == "int" and isinstance(distribution, FloatDistribution) else "")
+            detail = str(e).strip().splitlines()[0]
+            raise SearchSpaceError(f"params.{name}: {what} {value!r} is not a valid {expected} for "
+                                   f"{path} ({detail}){hint}") from None
 
 
 def parse_params(params: Mapping[str, Any] | None, config: Any = None) -> SearchSpace:
     """Parse and check `hydra.sweeper.params` against the composed job config `config`."""
     parser = OverridesParser.create()
     space = SearchSpace()
+    typed = copy.deepcopy(config)  # check_types sets values in it
     for key, raw in flatten(params).items():
         text = _as_override_text(raw)
         try:
@@ -155,6 +199,8 @@ def parse_params(params: Mapping[str, Any] | None, config: Any = None) -> Search
         if override.is_sweep_override():
             space.distributions[name] = distribution_for(name, override)
             space.keys[name] = key
+            if typed is not None and not is_add and not _is_group(typed, override.key_or_group):
+                check_types(name, override.key_or_group, space.distributions[name], typed)
         else:
             space.fixed.append(f"{key}={override.get_value_element_as_str()}")
     return space

@@ -53,8 +53,9 @@ def _journal_path(url: str) -> str | None:
 
 
 def _sqlite_path(url: str) -> str | None:
-    """The database file of a SQLite URL; None for an in-memory database or another URL."""
-    path = url[len(_SQLITE):] if url.startswith(_SQLITE) else ""
+    """The database file of a SQLite URL (without its `?query`); None for an in-memory database
+    or another URL."""
+    path = url[len(_SQLITE):].split("?", 1)[0] if url.startswith(_SQLITE) else ""
     return path if path and path != ":memory:" else None
 
 
@@ -70,7 +71,7 @@ def url_for_jobs(url: str | None) -> str:
     if journal is not None:
         url = "journal:" + os.path.abspath(journal)
     elif database is not None:
-        url = _SQLITE + os.path.abspath(database)
+        url = _SQLITE + os.path.abspath(database) + url[len(_SQLITE) + len(database):]
     return format_value(url)
 
 

@@ -3,6 +3,8 @@
 The budget is counted in the storage (finished and running trials), so several processes
 started with the same command share the work and a restarted sweep continues where it
 stopped; a trial's output folder is new by construction, never one an earlier trial wrote.
+A trial failed because its process went away (stale, or interrupted: `fail_interrupted`) is
+not counted, so `n_trials` is always the number of trials that ran to their own end.
 """
 from __future__ import annotations
 
@@ -18,14 +20,17 @@ from scalelab.messages import first_line
 from scalelab.record import FILE_NAME, RecordError, read
 from scalelab.sweeps import algorithms
 from scalelab.sweeps.config import SweepError, SweepSettings
-from scalelab.sweeps.heartbeat import fail_stale_trials
+from scalelab.sweeps.heartbeat import UNCOUNTED_ATTR, fail_stale_trials, fail_uncounted
 from scalelab.sweeps.outcome import Outcome, classify
 from scalelab.sweeps.plan import Scale
 
 log = logging.getLogger(__name__)
 
-# Trials that use up the budget: all but those still waiting to be asked for.
-_COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING)
+# Trials that use up the budget: all but those still waiting to be asked for, and FAILs that
+# carry UNCOUNTED_ATTR.
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+_IN_FLIGHT = (TrialState.RUNNING, TrialState.WAITING)
+INTERRUPTED_REASON = "interrupted"
 
 
 def open_study(storage: Any, name: str, settings: SweepSettings) -> optuna.Study:
@@ -43,12 +48,24 @@ def open_study(storage: Any, name: str, settings: SweepSettings) -> optuna.Study
     return study
 
 
-def budget_left(study: optuna.Study, n_trials: int, grace_period: Optional[float]) -> int:
-    """Trials still to start; trials of killed processes are failed first, and count."""
+def budget_left(study: optuna.Study, n_trials: int, grace_period: Optional[float],
+                count_running: bool = True) -> int:
+    """Trials still to start. Trials of killed processes are failed first, and do not count;
+    with `count_running=False`, only finished trials count."""
     stale = fail_stale_trials(study, grace_period)
     if stale:
-        log.warning("study %s: trials %s had no heartbeat: marked FAIL", study.study_name, stale)
-    return n_trials - len(study.get_trials(deepcopy=False, states=_COUNTED))
+        log.warning("study %s: trials %s had no heartbeat: marked FAIL, not counted", study.study_name, stale)
+    states = _FINISHED + _IN_FLIGHT if count_running else _FINISHED
+    used = [t for t in study.get_trials(deepcopy=False, states=states)
+            # only a FAIL: the attribute may be left on a trial its own process finished meanwhile
+            if not (t.state == TrialState.FAIL and t.system_attrs.get(UNCOUNTED_ATTR))]
+    return n_trials - len(used)
+
+
+def fail_interrupted(study: optuna.Study, trials: Sequence[optuna.Trial]) -> list[int]:
+    """Mark this process's `trials`, cut short by an interruption, FAIL and not counted; return
+    the numbers of those that were still running."""
+    return [t.number for t in trials if fail_uncounted(study._storage, t._trial_id, INTERRUPTED_REASON)]
 
 
 def new_subdir(sweep_dir: Path, scale: Scale, number: int) -> Path:

@@ -15,24 +15,33 @@
 
 Several processes started with the same command share one study, and a restarted sweep
 continues where it stopped (`study`); output folders are `<hydra.sweep.dir>/<scale>/trial_<n>`.
+A trial left RUNNING by a killed process does not use up the budget: once its heartbeats have
+stopped for the grace period it is failed, not counted, and the sweep runs another in its place.
+Ctrl-C (or SIGTERM) marks the trials in flight FAIL, not counted, and exits with status 130;
+the same command then continues the sweep.
+
+Jobs find the number of trials running at once in `SCALELAB_PARALLEL_TRIALS`, to share the
+machine's cores, and the storage URL never in `sys.argv` (W&B records it) when it holds a password.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import sys
 import threading
 import warnings
 from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import Any, Iterator, List, Optional, Sequence
 
 import optuna
-from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from scalelab.messages import first_line, has_credentials, redact_url
+from scalelab.messages import first_line, has_credentials, redact_text, redact_url
+from scalelab.platform.threads import PARALLEL_TRIALS_ENV  # the jobs divide the cores by it
 from scalelab.record import FILE_NAME
 from scalelab.sweeps import algorithms
 from scalelab.sweeps import study as studies
@@ -50,8 +59,11 @@ warnings.filterwarnings("ignore", message=_HEARTBEAT_WARNING)
 log = logging.getLogger(__name__)
 
 DEFAULT_SWEEP_ROOT = "runs/sweeps"
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
 # Launchers whose launch() may run in several threads at once (each waits on its own jobs).
 LANE_LAUNCHERS = ("SubmititLauncher", "LocalLauncher", "SlurmLauncher")
+# Hydra's basic launcher runs the jobs of a batch one after another, in this process.
+IN_PROCESS_LAUNCHER = "BasicLauncher"
 
 
 class OptunaSweeper(Sweeper):
@@ -64,6 +76,9 @@ class OptunaSweeper(Sweeper):
         self.config: Optional[DictConfig] = None
         self.launcher: Any = None
         self.job_idx = 0
+        self.stop_signal: Optional[str] = None  # SIGINT or SIGTERM, once one has come
+        # (study name, trial numbers) marked FAIL by the interruption
+        self.interrupted: tuple[str, list[int]] = ("", [])
 
     # ------------------------------------------------------------------ hydra interface
     def setup(self, *, hydra_context: Any, task_function: Any, config: DictConfig) -> None:
@@ -82,18 +97,51 @@ class OptunaSweeper(Sweeper):
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config
         )
+        # The settings hold the storage URL now; the raw command line must not (W&B records it).
+        # In place: whoever holds the list sees the redacted one.
+        sys.argv[:] = [redact_text(arg) for arg in sys.argv]
 
     def sweep(self, arguments: List[str]) -> Any:
         # again here: Hydra's plugin scan imports this module inside catch_warnings()
         warnings.filterwarnings("ignore", message=_HEARTBEAT_WARNING)
         try:
-            plan, storage = self._prepare(arguments)
-            return self._run_studies(plan, storage)
+            with self._stop_signals_interrupt():
+                plan, storage = self._prepare(arguments)
+                return self._run_studies(plan, storage)
         except SweepError as e:
             # One clear line, and no traceback to bury it (Hydra, too, exits through
             # SystemExit after reporting an error).
             print(f"scalelab sweeper: error: {e}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
+        except (KeyboardInterrupt, SystemExit) as e:
+            if not self._is_interruption(e):
+                raise
+            print(interrupted_line(*self.interrupted), file=sys.stderr, flush=True)
+            raise SystemExit(INTERRUPTED_EXIT) from None
+
+    @contextlib.contextmanager
+    def _stop_signals_interrupt(self) -> Iterator[None]:
+        """SIGINT (Ctrl-C) and SIGTERM (a scheduler's or `kill`'s stop) raise KeyboardInterrupt,
+        as Ctrl-C does by default, and are noted: a job may turn the KeyboardInterrupt into
+        SystemExit on its way out (Lightning exits with 1). Signals are the main thread's only."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def stop(signum: int, frame: Any) -> None:
+            self.stop_signal = signal.Signals(signum).name
+            raise KeyboardInterrupt(self.stop_signal)
+
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                # None: a handler installed from outside Python, which cannot be put back
+                signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+    def _is_interruption(self, error: BaseException) -> bool:
+        return isinstance(error, KeyboardInterrupt) or (isinstance(error, SystemExit) and self.stop_signal is not None)
 
     # ------------------------------------------------------------------ before any trial
     def _prepare(self, arguments: Sequence[str]) -> tuple[Plan, Any]:
@@ -117,6 +165,8 @@ class OptunaSweeper(Sweeper):
     def _run_studies(self, plan: Plan, storage: Any) -> list:
         """One study per scale, in turn, with this process's trials kept alive by heartbeats."""
         interval = self.settings.heartbeat_interval
+        at_once = 1 if IN_PROCESS_LAUNCHER in _class_names(self.launcher) else self.settings.n_jobs
+        os.environ[PARALLEL_TRIALS_ENV] = str(at_once)
         heartbeat = Heartbeat(storage, interval) if interval else None
         try:
             return [batch for scale in plan.scales for batch in self._run_study(plan, storage, scale, heartbeat)]
@@ -132,27 +182,48 @@ class OptunaSweeper(Sweeper):
         sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve()
         sweep_dir.mkdir(parents=True, exist_ok=True)
         self._save_multirun_yaml(sweep_dir)
-        if studies.budget_left(study, s.n_trials, s.grace_period) <= 0:
+        if studies.budget_left(study, s.n_trials, s.grace_period, count_running=False) <= 0:
             log.info("study %s: %d trials already done", study.study_name, s.n_trials)
             return []
-        running_at_start = running_numbers(study)
-        if running_at_start:
-            # Another worker is on this study (or was killed): do not sample the same random
-            # start-up points again.
+        if study.get_trials(deepcopy=False):
+            # Another worker is on this study, or an earlier (killed, interrupted) run left trials:
+            # a seeded sampler would sample their random start-up points again.
             study.sampler.reseed_rng()
-        log.info("study %s: up to %d trials, %d at a time", study.study_name, s.n_trials, s.n_jobs)
         lanes = _Lanes(self, plan, study, scale, sweep_dir, heartbeat)
-        in_lanes = type(self.launcher).__name__ in LANE_LAUNCHERS and not isinstance(self.launcher, BasicLauncher)
-        if s.n_jobs == 1 or not in_lanes:
-            # In-process jobs (Hydra's job state is global) and joblib (one Parallel at a
-            # time): batches of n_jobs trials.
-            while lanes.one_batch(s.n_jobs):
-                pass
-        else:
-            lanes.run(s.n_jobs)
-        wait_for_orphans(study, running_at_start, s.grace_period, s.heartbeat_interval)
+        try:
+            self._fill_budget(study, lanes)
+        except (KeyboardInterrupt, SystemExit) as e:
+            if self._is_interruption(e):
+                self.interrupted = (study.study_name, lanes.interrupt())
+            raise
         studies.log_best(study)
         return lanes.returns
+
+    def _fill_budget(self, study: optuna.Study, lanes: "_Lanes") -> None:
+        """Trials until `n_trials` have run to their own end. While the budget is spent only by
+        trials RUNNING in other processes, wait for them: a dead process's trial is failed
+        without counting and its place is run here; a live worker's is left to that worker."""
+        s = self.settings
+        names = _class_names(self.launcher)
+        in_lanes = bool(names & set(LANE_LAUNCHERS)) and IN_PROCESS_LAUNCHER not in names
+        while True:
+            left = studies.budget_left(study, s.n_trials, s.grace_period)
+            if left > 0:
+                log.info("study %s: up to %d trials, %d at a time", study.study_name, left, s.n_jobs)
+                lanes.run(s.n_jobs, in_lanes)
+            others = running_numbers(study)  # this process's trials have all been told by now
+            if not others or not s.grace_period:
+                return  # nothing to wait for, or no heartbeats to tell a dead trial from a live one
+            if studies.budget_left(study, s.n_trials, s.grace_period, count_running=False) <= 0:
+                return  # spent by finished trials alone
+            log.info("study %s: waiting for trial(s) %s of other processes (failed if silent for %ss)",
+                     study.study_name, sorted(others), s.grace_period)
+            stale = wait_for_orphans(study, others, s.grace_period, s.heartbeat_interval)
+            if stale:
+                log.warning("study %s: trial(s) %s had no heartbeat: marked FAIL, not counted",
+                            study.study_name, stale)
+            if studies.budget_left(study, s.n_trials, s.grace_period) <= 0:
+                return
 
     def _save_multirun_yaml(self, sweep_dir: Path) -> None:
         path = sweep_dir / "multirun.yaml"
@@ -172,18 +243,39 @@ class _Lanes:
         self.sweep_dir, self.heartbeat = sweep_dir, heartbeat
         self.storage_arg = url_for_jobs(sweeper.settings.storage)
         self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.in_flight: dict[int, optuna.Trial] = {}  # by trial number: asked, not yet told
         self.returns: list = []
 
-    def run(self, n: int) -> None:
+    def run(self, n: int, in_lanes: bool) -> None:
+        """Trials until the budget is spent: `n` lanes in threads, or batches of `n` in this thread
+        (in-process jobs: Hydra's job state is global; joblib: one Parallel at a time)."""
+        if n == 1 or not in_lanes:
+            while self.one_batch(n):
+                pass
+            return
+
         def lane() -> None:
             while self.one_batch(1):
                 pass
 
-        threads = [threading.Thread(target=lane, name=f"scalelab-lane-{i}") for i in range(n)]
+        # daemons: an interrupted sweep exits without waiting for the jobs its lanes wait on
+        threads = [threading.Thread(target=lane, name=f"scalelab-lane-{i}", daemon=True) for i in range(n)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+
+    def interrupt(self) -> list[int]:
+        """Stop asking for trials, and mark those in flight FAIL as interrupted (not counted)."""
+        self.stopped.set()
+        with self.lock:
+            trials = list(self.in_flight.values())
+            self.in_flight.clear()
+        if self.heartbeat is not None:
+            for trial in trials:
+                self.heartbeat.discard(trial._trial_id)
+        return studies.fail_interrupted(self.study, trials)
 
     def _ask(self) -> tuple[optuna.Trial, List[str], Path]:
         """A new trial, its job overrides and its run folder."""
@@ -203,12 +295,15 @@ class _Lanes:
             trial.set_user_attr("scale", self.scale.name)
         if self.heartbeat is not None:
             self.heartbeat.add(trial._trial_id)
+        self.in_flight[trial.number] = trial
         return trial, overrides, run_dir
 
     def one_batch(self, k: int) -> bool:
         """Launch up to `k` trials and tell their results; False once the budget is spent."""
         settings = self.sweeper.settings
         with self.lock:
+            if self.stopped.is_set():
+                return False
             left = studies.budget_left(self.study, settings.n_trials, settings.grace_period)
             if left <= 0:
                 return False
@@ -222,12 +317,31 @@ class _Lanes:
             launcher_error = f"launcher: {first_line(e)}"
             log.error("study %s: %s", self.study.study_name, launcher_error)
             results = [None] * len(batch)
-        for (trial, _, run_dir), job in zip(batch, results):
-            try:
-                studies.finish_trial(self.study, trial, job, run_dir, self.plan.objectives, launcher_error)
-            finally:
-                if self.heartbeat is not None:
-                    self.heartbeat.discard(trial._trial_id)
-        with self.lock:
+        with self.lock:  # not while `interrupt` marks the same trials
+            if self.stopped.is_set():
+                return False
+            for (trial, _, run_dir), job in zip(batch, results):
+                try:
+                    studies.finish_trial(self.study, trial, job, run_dir, self.plan.objectives, launcher_error)
+                finally:
+                    self.in_flight.pop(trial.number, None)
+                    if self.heartbeat is not None:
+                        self.heartbeat.discard(trial._trial_id)
             self.returns.append(results)
         return True
+
+
+def _class_names(launcher: Any) -> set[str]:
+    """The names of the launcher's classes. Names, not classes: Hydra's plugin scan loads its
+    launcher modules a second time, so their classes are not the ones this module imports."""
+    return {c.__name__ for c in type(launcher).__mro__}
+
+
+def interrupted_line(study_name: str, numbers: Sequence[int]) -> str:
+    """What an interrupted sweep says, in one line."""
+    if numbers:
+        shown = ", ".join(str(n) for n in sorted(numbers))
+        what = f"trial(s) {shown} of study {study_name} marked FAIL (interrupted)"
+    else:
+        what = "no trial of this process was running"
+    return f"scalelab sweeper: interrupted; {what}; rerun the same command to continue"

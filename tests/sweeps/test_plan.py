@@ -1,4 +1,7 @@
 """Planning a sweep from its command line, without Hydra running a job."""
+from dataclasses import dataclass, field
+from typing import Any, Dict
+
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
@@ -8,8 +11,22 @@ from scalelab.sweeps.config import SweepError, SweepSettings
 from scalelab.sweeps.plan import make_plan, parse_command_line
 
 TRIAL = {"study_name": None, "storage": None, "number": None}
-JOB = OmegaConf.create({"lr": 0.01, "x": 0.0, "width": 16, "steps": 8, "sleep": 0.0, "name": "a",
-                        "train": {"tokens": 1e5}, "trial": TRIAL})
+
+
+@dataclass
+class Job:  # typed, as the training run's structured config is
+    lr: float = 0.01
+    x: float = 0.0
+    width: int = 16
+    steps: int = 8
+    sleep: float = 0.0
+    name: str = "a"
+    train: Dict[str, float] = field(default_factory=lambda: {"tokens": 1e5})
+    trial: Dict[str, Any] = field(default_factory=lambda: dict(TRIAL))
+
+
+JOB = OmegaConf.structured(Job)
+OmegaConf.set_struct(JOB, False)  # the tests add `trial.searched`
 SETTINGS = SweepSettings(study_name="lad", params={"lr": "tag(log, interval(1e-4, 1e-1))"})
 
 
@@ -71,6 +88,9 @@ def test_search_paths_come_without_their_plus():
     (SweepSettings(objectives=["metrics.final_val_loss", "scale.C"]), "do not match directions"),
     (SweepSettings(n_trials=0), "n_trials must be at least 1"),
     (SweepSettings(params={"nope": "interval(0, 1)"}), "unknown parameter path 'nope'"),
+    (SweepSettings(params={"width": "choice(8, abc)"}), "params.width: choice 'abc' is not a valid int for width"),
+    (SweepSettings(params={"width": "interval(8, 64)"}), "an int needs int(interval(...))"),
+    (SweepSettings(params={"lr": "choice(0.1, none)"}), "choice 'none' is not a valid float for lr"),
 ])
 def test_bad_settings_are_one_line_errors(settings, words):
     with pytest.raises(SweepError) as e:

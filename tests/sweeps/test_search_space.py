@@ -1,4 +1,7 @@
 """The `params:` syntax -> Optuna distributions, and its one-line errors."""
+from dataclasses import dataclass, field
+from enum import Enum
+
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
@@ -6,7 +9,30 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 
 from scalelab.sweeps.search_space import SearchSpaceError, format_value, parse_params
 
-CFG = OmegaConf.create({"optim": {"lr": 0.1, "wd": 0.0}, "model": {"depth": 2, "heads": 2}, "name": "x"})
+Kind = Enum("Kind", [("a", "a"), ("b", "b")], type=str)
+
+
+@dataclass
+class Optim:
+    lr: float = 0.1
+    wd: float = 0.0
+
+
+@dataclass
+class Model:
+    depth: int = 2
+    heads: int = 2
+    kind: Kind = Kind.a
+
+
+@dataclass
+class Config:  # typed, as the training run's structured config is
+    optim: Optim = field(default_factory=Optim)
+    model: Model = field(default_factory=Model)
+    name: str = "x"
+
+
+CFG = OmegaConf.structured(Config)
 
 
 def test_syntax_maps_to_optuna_distributions():
@@ -46,6 +72,11 @@ def test_fixed_values_and_lists():
     ({"optim.lr": "tag(log, interval(-1, 1))"}, "log scale needs a positive range"),
     ({"model.depth": "range(5, 1)"}, "is empty"),
     ({"optim.lr": "interval(1,"}, "cannot parse"),
+    ({"model.depth": "choice(2, abc)"}, "params.model.depth: choice 'abc' is not a valid int for model.depth"),
+    ({"model.depth": "interval(1, 6)"}, "interval bound 1.0 is not a valid int for model.depth"),
+    ({"model.depth": "interval(1, 6)"}, "an int needs int(interval(...))"),
+    ({"optim.lr": "choice(0.1, fast)"}, "choice 'fast' is not a valid float for optim.lr"),
+    ({"model.kind": "choice(a, z)"}, "choice 'z' is not a valid Kind for model.kind"),
 ])
 def test_bad_params_one_line(params, words):
     with pytest.raises(SearchSpaceError) as e:
@@ -55,6 +86,13 @@ def test_bad_params_one_line(params, words):
 
 def test_new_key_with_plus_is_allowed():
     assert "extra.k" in parse_params({"+extra.k": "interval(0, 1)"}, CFG).distributions
+
+
+def test_values_of_the_keys_type_pass_and_leave_the_config_alone():
+    space = parse_params({"model.depth": "choice(1, 4)", "model.kind": "choice(a, b)", "optim.lr": "choice(1, 0.5)"},
+                         CFG)
+    assert space.distributions["model.kind"] == CategoricalDistribution(["a", "b"])
+    assert CFG.model.depth == 2 and CFG.model.kind == Kind.a and CFG.optim.lr == 0.1
 
 
 @pytest.mark.parametrize("value", [1, 0.5, 1e-5, "a b", "it's", True, None, "sqlite:///x.db"])

@@ -9,7 +9,7 @@ from optuna.storages import RDBStorage
 from optuna.storages.journal import JournalStorage
 
 from scalelab.messages import redact_url
-from scalelab.sweeps.heartbeat import fail_stale_trials, record_heartbeat
+from scalelab.sweeps.heartbeat import STALE_REASON, UNCOUNTED_ATTR, fail_stale_trials, record_heartbeat
 from scalelab.sweeps.hydra_patch import overrides_for_jobs
 from scalelab.sweeps.storage import STORAGE_ENV, StorageError, make_storage, url_for_jobs
 
@@ -85,4 +85,5 @@ def test_stale_running_trials_are_failed_with_a_reason(tmp_path, kind):
     trials = {t.number: t for t in study.get_trials()}
     assert trials[dead.number].state.name == "FAIL"
     assert "heartbeat" in trials[dead.number].user_attrs["fail_reason"]
+    assert trials[dead.number].system_attrs[UNCOUNTED_ATTR] == STALE_REASON  # the budget is not used up
     assert trials[alive.number].state.name == "RUNNING"

@@ -1,4 +1,5 @@
-"""The sweeper end to end on a toy Hydra app (seconds each): budget, results, ladder, bad input."""
+"""The sweeper end to end on a toy Hydra app (seconds each): budget, results, ladder, bad input,
+killed and interrupted sweeps, what jobs see of the command line."""
 from __future__ import annotations
 
 import json
@@ -13,6 +14,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
 from sweep_helpers import load_study, run, start, states, toy_cmd  # noqa: E402
 
+from scalelab.sweeps.heartbeat import STALE_REASON, UNCOUNTED_ATTR  # noqa: E402
+
 pytestmark = pytest.mark.slow  # every test here runs sweeps in subprocesses
 
 LR = "+hydra.sweeper.params.lr=tag(log, interval(1e-4, 1e-1))"
@@ -20,7 +23,9 @@ LR = "+hydra.sweeper.params.lr=tag(log, interval(1e-4, 1e-1))"
 
 def test_study_of_n_trials_ends_with_n_finished(tmp_path):
     workdir = tmp_path
-    run(toy_cmd("hydra.sweeper.study_name=s", "hydra.sweeper.n_trials=4", LR, "x=interval(0, 1)"), workdir)
+    # n_jobs=2: batches of two, which Hydra's basic launcher runs one after another
+    run(toy_cmd("hydra.sweeper.study_name=s", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2", LR,
+                "x=interval(0, 1)"), workdir)
     study = load_study(workdir, "s")
     assert states(study) == {"COMPLETE": 4}
     for t in study.trials:
@@ -31,8 +36,10 @@ def test_study_of_n_trials_ends_with_n_finished(tmp_path):
         assert t.value == pytest.approx(record["metrics"]["final_val_loss"])
         assert set(t.params) == {"lr", "x"}
         assert record["searched"] == ["lr", "x"]  # from `trial.searched`, which the toy config declares
+        assert record["parallel_trials"] == "1"  # so the job takes all the cores
     # the same command again: the budget is counted in the storage, nothing new runs
-    run(toy_cmd("hydra.sweeper.study_name=s", "hydra.sweeper.n_trials=4", LR, "x=interval(0, 1)"), workdir)
+    run(toy_cmd("hydra.sweeper.study_name=s", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2", LR,
+                "x=interval(0, 1)"), workdir)
     assert len(load_study(workdir, "s").trials) == 4
 
 
@@ -122,38 +129,99 @@ def test_two_workers_share_one_sqlite_study(tmp_path):
     assert all("COMPLETE" in o for o in outs), outs
 
 
+def _kill_when(proc, runs: Path, records: int, then: float) -> dict:
+    """SIGKILL the sweep `then` seconds after `records` trials have written their record; the
+    records' modification times."""
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(runs.glob("trial_*/run.json"))) < records:
+        time.sleep(0.05)
+    time.sleep(then)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return {str(p.relative_to(runs)): p.stat().st_mtime for p in runs.glob("trial_*/run.json")}
+
+
+def _uncounted(study) -> list:
+    return [t for t in study.trials if t.state.name == "FAIL" and t.system_attrs.get(UNCOUNTED_ATTR)]
+
+
 def test_kill_and_resume(tmp_path):
     workdir = tmp_path
     cmd = toy_cmd("hydra.sweeper.study_name=r", "hydra.sweeper.n_trials=5", LR, "sleep=0.25", "steps=4",
                   "hydra.sweeper.grace_period=2")
-    proc = start(cmd, workdir)
-    deadline = time.time() + 60
     runs = workdir / "runs/sweeps/r"
-    while time.time() < deadline and len(list(runs.glob("trial_*/run.json"))) < 2:
-        time.sleep(0.1)
-    time.sleep(0.5)  # inside the third trial
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    before = {str(p.relative_to(runs)): p.stat().st_mtime for p in runs.glob("trial_*/run.json")}
+    before = _kill_when(start(cmd, workdir), runs, records=2, then=0.5)  # inside the third trial
     assert len(before) >= 2
     out = run(cmd, workdir)  # at once: the killed trial still looks alive for the grace period
     study = load_study(workdir, "r")
     s = states(study)
-    assert s.get("RUNNING", 0) == 0 and sum(s.values()) == 5, s
-    stale = [t for t in study.trials if t.state.name == "FAIL"]
-    assert len(stale) == 1 and "heartbeat" in stale[0].user_attrs["fail_reason"], s
-    assert s["COMPLETE"] == 4
+    # the killed trial is failed as stale and does not count: five trials still ran to their end
+    assert s == {"COMPLETE": 5, "FAIL": 1}, s
+    (stale,) = _uncounted(study)
+    assert stale.user_attrs["fail_reason"] == STALE_REASON == stale.system_attrs[UNCOUNTED_ATTR]
     # earlier records untouched, every trial in its own folder
     for name, mtime in before.items():
         assert (runs / name).stat().st_mtime == mtime
-    assert len({t.user_attrs["run_dir"] for t in study.trials}) == 5
+    assert len({t.user_attrs["run_dir"] for t in study.trials}) == 6
     assert out.returncode == 0
+
+
+def test_rerun_at_once_waits_for_the_killed_trial_and_runs_its_place(tmp_path):
+    # killed in its last trial, the sweep's budget looks spent to a rerun: the trial is RUNNING
+    cmd = toy_cmd("hydra.sweeper.study_name=k", "hydra.sweeper.n_trials=2", LR, "sleep=0.25",
+                  "hydra.sweeper.grace_period=3")
+    _kill_when(start(cmd, tmp_path), tmp_path / "runs/sweeps/k", records=1, then=0.6)
+    assert states(load_study(tmp_path, "k")) == {"COMPLETE": 1, "RUNNING": 1}
+    run(cmd, tmp_path)
+    study = load_study(tmp_path, "k")
+    assert states(study) == {"COMPLETE": 2, "FAIL": 1}, states(study)
+    assert [t.number for t in _uncounted(study)] == [1]
+
+
+@pytest.mark.parametrize("sig, on_interrupt", [(signal.SIGINT, "raise"), (signal.SIGTERM, "raise"),
+                                               (signal.SIGINT, "exit")], ids=["SIGINT", "SIGTERM", "SIGINT-exit"])
+def test_interrupted_sweep_fails_its_trials_uncounted_and_says_so(tmp_path, sig, on_interrupt):
+    cmd = toy_cmd("hydra.sweeper.study_name=i", "hydra.sweeper.n_trials=2", LR, "sleep=0.25",
+                  f"on_interrupt={on_interrupt}")
+    proc = start(cmd, tmp_path)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (tmp_path / "runs/sweeps/i/trial_0").exists():
+        time.sleep(0.05)
+    time.sleep(0.5)  # inside trial 0
+    proc.send_signal(sig)
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 130, out[-3000:]
+    assert ("scalelab sweeper: interrupted; trial(s) 0 of study i marked FAIL (interrupted); "
+            "rerun the same command to continue") in out.splitlines(), out[-3000:]
+    assert "Traceback" not in out
+    (trial,) = load_study(tmp_path, "i").trials
+    assert trial.state.name == "FAIL" and trial.user_attrs["fail_reason"] == "interrupted"
+    assert trial.system_attrs[UNCOUNTED_ATTR] == "interrupted"
+    # the same command continues: two trials still run to their end
+    run(cmd, tmp_path)
+    assert states(load_study(tmp_path, "i")) == {"COMPLETE": 2, "FAIL": 1}
+
+
+@pytest.mark.filterwarnings("ignore:Query string argument")  # SQLAlchemy on the password in the URL
+def test_jobs_never_see_the_storage_password_on_the_command_line(tmp_path):
+    # SQLite ignores the query: a storage URL that holds a password and needs no server
+    url = f"sqlite:///{tmp_path}/studies.db?password=s3cretPW"
+    run(toy_cmd("hydra.sweeper.study_name=pw", "hydra.sweeper.n_trials=1", LR, f"hydra.sweeper.storage='{url}'"),
+        tmp_path)
+    (trial,) = load_study(tmp_path, "pw", storage=url).trials
+    argv = " ".join(json.loads((Path(trial.user_attrs["run_dir"]) / "argv.json").read_text()))
+    assert "password=***" in argv and "s3cretPW" not in argv
+    shown = [p for p in tmp_path.rglob("*") if "s3cretPW" in p.name or p.is_file() and b"s3cretPW" in p.read_bytes()]
+    assert shown == []
 
 
 @pytest.mark.parametrize("override, words", [
     ("+hydra.sweeper.params.nope=interval(0, 1)", "unknown parameter path 'nope'"),
     ("+hydra.sweeper.params.lr=interval(0.1, 0.01)", "empty or inverted"),
     ("+hydra.sweeper.params.lr=tag(log, interval(0, 0.1))", "log scale needs a positive range"),
+    ("+hydra.sweeper.params.width=choice(8, abc)", "choice 'abc' is not a valid int for width"),
+    ("x=choice(0.5, abc)", "choice 'abc' is not a valid float for x"),
+    ("+hydra.sweeper.params.width=interval(8, 64)", "an int needs int(interval(...))"),
     ("hydra.sweeper.storage='postgresql://u:topsecret@127.0.0.1:1/db'", "cannot open Optuna storage"),
     ("hydra.sweeper.sampler._target_=optuna.samplers.NoSuchSampler", "cannot create sampler"),
     ("+hydra.sweeper.pruner._target_=optuna.pruners.NoSuchPruner", "cannot create pruner"),
@@ -161,7 +229,7 @@ def test_kill_and_resume(tmp_path):
 def test_bad_input_one_clear_line_before_any_trial(tmp_path, override, words):
     workdir = tmp_path
     proc = run(toy_cmd("hydra.sweeper.study_name=bad", override), workdir, check=False)
-    assert proc.returncode != 0
+    assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("scalelab sweeper: error:")]
     assert lines and words in lines[0], proc.stderr[-2000:]
     assert "topsecret" not in proc.stdout + proc.stderr

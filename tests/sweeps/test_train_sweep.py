@@ -1,14 +1,17 @@
-"""Sweeps through the real training run (`python -m scalelab train -m ...`), tiny models."""
+"""Sweeps through the real training run (`python -m scalelab train -m ...`), tiny models: results,
+pruning, Ctrl-C, and a search space its typed config refuses."""
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
-from sweep_helpers import load_study, run, states  # noqa: E402
+from sweep_helpers import load_study, run, start, states  # noqa: E402
 
 TINY = ["model.width=16", "model.depth=1", "model.heads=2", "model.context=32", "train.tokens=1e4",
         "train.batch_size=8", "train.eval_every=8", "train.eval_tokens=1024", "logger=none"]
@@ -47,3 +50,33 @@ def test_pruner_stops_real_runs(tmp_path):
         assert record["status"] == "pruned"
         assert record["hparams"]["optim.lr"] == pytest.approx(t.params["optim.lr"])
         assert record["metrics"]["steps"] < 39  # stopped before the end
+
+
+@pytest.mark.slow
+def test_a_value_of_the_wrong_type_is_refused_before_any_trial(tmp_path):
+    proc = run(train_cmd("-m", "hydra/sweeper=scalelab", "hydra.sweeper.study_name=ty",
+                         "+hydra.sweeper.params.train.batch_size=choice(8, abc)"), tmp_path, check=False)
+    assert proc.returncode == 2
+    assert ("scalelab sweeper: error: params.train.batch_size: choice 'abc' is not a valid int for "
+            "train.batch_size (Value 'abc' of type 'str' could not be converted to Integer)") in proc.stderr.splitlines()
+    assert not list(tmp_path.glob("runs/sweeps/ty/trial_*"))
+
+
+@pytest.mark.slow
+def test_ctrl_c_fails_the_trial_uncounted(tmp_path):
+    # Lightning turns the KeyboardInterrupt into sys.exit(1): still the sweep's interruption
+    cmd = train_cmd("-m", "hydra/sweeper=scalelab", "hydra.sweeper.study_name=cc", "hydra.sweeper.n_trials=1",
+                    "hydra.sweeper.heartbeat_interval=1")
+    proc = start(cmd + ["train.tokens=1e6"], tmp_path)  # after TINY's: a run long enough to interrupt
+    deadline = time.time() + 120
+    while time.time() < deadline and not (tmp_path / "runs/sweeps/cc/trial_0/.hydra").exists():
+        time.sleep(0.1)
+    time.sleep(3)  # training
+    proc.send_signal(signal.SIGINT)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, out[-3000:]
+    assert "scalelab sweeper: interrupted; trial(s) 0 of study cc marked FAIL (interrupted)" in out
+    (trial,) = load_study(tmp_path, "cc").trials
+    assert trial.state.name == "FAIL" and trial.user_attrs["fail_reason"] == "interrupted"
+    record = json.loads(Path(trial.user_attrs["record"]).read_text())
+    assert record["status"] == "failed" and record["error"].startswith("interrupted")

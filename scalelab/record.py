@@ -162,13 +162,6 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def finite_or_none(value: Any) -> Any:
-    """JSON has no NaN: a non-finite number is recorded as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def environment(seed: int, device: str) -> dict[str, Any]:
     versions = {}
     for name in PACKAGES:

@@ -10,7 +10,6 @@ import logging
 import math
 import os
 import shutil
-import signal
 import sys
 import time
 import traceback
@@ -34,6 +33,7 @@ from scalelab.messages import first_line
 from scalelab.platform.checkpoint import ResumeCheckpoint
 from scalelab.platform.data import Corpus, TrainBatches, load_corpus, validation_set
 from scalelab.platform.errors import ConfigError
+from scalelab.platform.interrupt import StopOnCtrlC, exit_status, stop_cause
 from scalelab.platform.model import GPT, GPTShape, count_parameters
 from scalelab.platform.module import LanguageModelTask
 from scalelab.platform.progress import ProgressLog, RunProgressBar, wants_progress_bar
@@ -49,8 +49,6 @@ for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.trainer
 warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
 
 log = logging.getLogger(__name__)
-# How Ctrl-C and SIGTERM reach the end of a run, and their signals.
-INTERRUPTING_SIGNALS = {"KeyboardInterrupt": signal.SIGINT, "SIGTERMException": signal.SIGTERM}
 
 
 @dataclass
@@ -209,7 +207,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
         if logger is not None:
             logger.experiment  # start it now (W&B is lazy), so its start-up is not counted as training
         checkpoint = run_dir / CHECKPOINT
-        callbacks = [ResumeCheckpoint(checkpoint)]
+        callbacks = [ResumeCheckpoint(checkpoint), StopOnCtrlC()]
         if wants_progress_bar():
             callbacks.append(RunProgressBar(plan.total_steps))
         else:
@@ -235,10 +233,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
         if isinstance(e, Exception):
             error = traceback.format_exc()
             raise
-        cause = _interruption(e)
-        error = f"interrupted ({cause})"
-        if cause in INTERRUPTING_SIGNALS:  # Lightning exits 1 or 0 here; a shell reports 128 + the signal
-            raise SystemExit(128 + INTERRUPTING_SIGNALS[cause]) from e
+        error = f"interrupted ({stop_cause(e)})"
+        if exit_status(e) is not None:
+            raise SystemExit(exit_status(e)) from e
         raise
     finally:
         # Only a preempted run needs the checkpoint. One process removes it: with several, another
@@ -274,14 +271,6 @@ def hparams(cfg: DictConfig) -> dict:
         value = OmegaConf.select(cfg, path)
         values[path] = value.value if isinstance(value, Enum) else value
     return values
-
-
-def _interruption(e: BaseException) -> str:
-    """What stopped the run: Lightning turns Ctrl-C into sys.exit(1), raised while it handles the
-    KeyboardInterrupt, and SIGTERM into SIGTERMException."""
-    if type(e) is SystemExit and isinstance(e.__context__, KeyboardInterrupt):
-        e = e.__context__
-    return type(e).__name__
 
 
 def _is_global_zero(module) -> bool:

@@ -141,7 +141,13 @@ class OptunaSweeper(Sweeper):
                 signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
     def _is_interruption(self, error: BaseException) -> bool:
-        return isinstance(error, KeyboardInterrupt) or (isinstance(error, SystemExit) and self.stop_signal is not None)
+        """A signal came, or a job turned the KeyboardInterrupt it got into SystemExit (Lightning
+        does, and a training run then exits 130 from it): the interrupt is in the chain."""
+        if isinstance(error, KeyboardInterrupt) or (isinstance(error, SystemExit) and self.stop_signal is not None):
+            return True
+        while isinstance(error, SystemExit):
+            error = error.__cause__ or error.__context__
+        return isinstance(error, KeyboardInterrupt)
 
     # ------------------------------------------------------------------ before any trial
     def _prepare(self, arguments: Sequence[str]) -> tuple[Plan, Any]:

@@ -71,6 +71,11 @@ def train(args: list[str]) -> int:
             raise
         print(f"scalelab: error: {hydra_error_line(e)}", file=sys.stderr)
         return 2
+    finally:
+        if full_error is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = full_error
     return 0
 
 

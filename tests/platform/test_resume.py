@@ -17,7 +17,7 @@ RUN = ["model.width=16", "model.depth=1", "model.heads=2", "model.context=32", "
 
 
 @pytest.mark.slow
-def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_final_loss(make_cfg, tmp_path):
+def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_final_loss(make_cfg, run_cli, tmp_path):
     uninterrupted = train(make_cfg(*RUN), run_dir=tmp_path / "whole")
 
     run_dir = tmp_path / "killed"
@@ -35,8 +35,7 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_final_loss(make_cf
     assert not (run_dir / "run.json").exists()  # killed mid-way: no record yet, and never half a one
     run_id = (run_dir / ".run_id").read_text()
 
-    other = subprocess.run([*cmd, "optim.lr=3e-2", "train.seed=5"], cwd=tmp_path, env=env, capture_output=True,
-                           text=True, timeout=300)
+    other = run_cli(*RUN, f"hydra.run.dir={run_dir}", "optim.lr=3e-2", "train.seed=5", cwd=tmp_path)
     assert other.returncode == 2 and other.stderr.strip().splitlines()[-1] == (
         f"scalelab: error: {run_dir} holds an unfinished run (its checkpoint) started with other settings "
         "(optim.lr: 0.003 -> 0.03; train.seed: 0 -> 5); choose another hydra.run.dir, or add "

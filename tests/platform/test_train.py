@@ -155,7 +155,6 @@ def test_a_bad_closed_choice_is_refused_at_composition(make_cfg, override):
     assert key in str(info.value.__cause__)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("override,allowed", [
     ("train.precision=fp8", "expected one of [32-true, 32, 64-true, 16-mixed, bf16-mixed, bf16-true, 16-true]"),
     ("schedule=linear", "Available options in 'schedule': constant, cosine, wsd"),
@@ -170,7 +169,6 @@ def test_cli_bad_choice_is_one_line_before_any_run_starts(tmp_path, run_cli, ove
     assert not list(tmp_path.iterdir())  # no run folder, no W&B files: nothing started
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("overrides,line", [
     (["model.width=30", "model.heads=4"], "model.width=30 must be divisible by model.heads=4"),
     (["optim.lr=nan"], "optim.lr=nan must be > 0"),
@@ -185,7 +183,6 @@ def test_cli_bad_input_is_one_clear_line_and_a_failed_record(tmp_path, run_cli, 
     assert read(tmp_path)["status"] == "failed"
 
 
-@pytest.mark.slow
 def test_cli_unknown_key_names_it(tmp_path, run_cli):
     out = run_cli("model.colour=red", cwd=tmp_path)
     assert out.returncode == 2 and "Traceback" not in out.stderr
@@ -193,7 +190,6 @@ def test_cli_unknown_key_names_it(tmp_path, run_cli):
                                   "'ModelConfig'; To append to your config use +model.colour=red")
 
 
-@pytest.mark.slow
 def test_a_crashing_run_records_the_error_and_exits_non_zero(tmp_path, run_cli):
     # a corrupt checkpoint in the run folder: the resume fails inside Lightning, mid-run
     (tmp_path / "checkpoints").mkdir()

@@ -102,36 +102,24 @@ class _Parser(argparse.ArgumentParser):
         raise AnalysisError(message)
 
 
-# Numbers a command can use; each refusal says what is allowed.
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return value
+def _number(kind: type, ok, allowed: str):
+    """An argparse type for numbers a command can use; a refusal says what is allowed."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not ok(value):  # NaN fails every comparison
+            raise argparse.ArgumentTypeError(f"expected {allowed}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
-    return value
-
-
-def _level(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value < 1:  # NaN fails too
-        raise argparse.ArgumentTypeError(f"expected a level strictly between 0 and 1 "
-                                         f"(0.95 for 95%), got {text!r}")
-    return value
+_count = _number(int, lambda v: v >= 0, "a whole number >= 0")
+_positive = _number(float, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
+_level = _number(float, lambda v: 0 < v < 1, "a level strictly between 0 and 1 (0.95 for 95%)")
 
 
 def _source_args(p: argparse.ArgumentParser) -> None:

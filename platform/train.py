@@ -160,6 +160,7 @@ def summarize(module: LanguageModelTask | None, plan: Plan | None, fit_seconds: 
 
 
 def build_trainer(cfg: DictConfig, plan: Plan, run_dir: Path, logger, callbacks: list) -> L.Trainer:
+    """The Lightning trainer; `trainer.*` values Lightning rejects are a ConfigError naming them."""
     try:
         return L.Trainer(
             accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, strategy=cfg.trainer.strategy,

@@ -1,6 +1,6 @@
 """A regular (wheel) install: Hydra's own plugin scan finds the sweeper and the presets,
-without `scalelab.sweeps.registration.register()` (which covers editable installs; the other
-tests use those)."""
+without `scalelab.sweeps.registration.register()`, which the other sweeper tests call.
+test_plugin_discovery.py covers an editable install (`make install`)."""
 from __future__ import annotations
 
 import os

@@ -22,9 +22,10 @@ import optuna
 # makes the final losses noisy at the 0.5% level, and "best of 24" then rewards luck).
 SCALE = ["model.width=16", "model.depth=1", "model.heads=2", "model.context=32", "train.batch_size=8",
          "train.eval_every=30", "train.eval_tokens=8192", "logger=none"]
-# Rungs at 60 and 180 steps: a trial goes on only if in the best third of those at its rung.
+# Rungs at 15,360 and 46,080 tokens (60 and 180 steps of 256 tokens; trials report against tokens
+# seen): a trial goes on only if in the best third of those at its rung.
 PRUNER = ["+hydra.sweeper.pruner._target_=optuna.pruners.SuccessiveHalvingPruner",
-          "+hydra.sweeper.pruner.min_resource=60", "+hydra.sweeper.pruner.reduction_factor=3"]
+          "+hydra.sweeper.pruner.min_resource=15360", "+hydra.sweeper.pruner.reduction_factor=3"]
 
 
 def sweep(work: Path, name: str, trials: int, tokens: str, extra: list[str]) -> tuple[list, float]:
@@ -62,7 +63,7 @@ def main() -> None:
     best_pruned = min(r[2] for r in pruned if r[2] is not None)
     n_pruned = sum(r[0] == "PRUNED" for r in pruned)
     print(f"sweep_pruning: {args.trials}-trial lr search, {args.tokens} tokens per full trial, TPE seed 0")
-    print(f"  pruner: SuccessiveHalvingPruner(min_resource=60, reduction_factor=3); {n_pruned} trials pruned")
+    print(f"  pruner: SuccessiveHalvingPruner(min_resource=15360 tokens, reduction_factor=3); {n_pruned} trials pruned")
     print(f"  training tokens, pruned / unpruned: {tokens_pruned} / {tokens_full} = "
           f"{tokens_pruned / tokens_full:.3f}  (target <= 0.6)")
     print(f"  best final val loss: unpruned {best_full:.4f}, pruned {best_pruned:.4f} "

@@ -75,6 +75,9 @@ class TrainConfig:
     tokens_per_param: Optional[float] = None  # when set, D = tokens_per_param * N
     batch_size: int = 32  # sequences per step
     eval_every: int = 100  # steps
+    # when set, an evaluation every this many tokens instead (a multiple of the tokens per step):
+    # runs of any batch size are then evaluated, and pruned, at the same token counts
+    eval_every_tokens: Optional[float] = None
     eval_tokens: int = 65536
     seed: int = 0
     precision: Precision = Precision["32-true"]
@@ -167,6 +170,7 @@ RANGES = {
     "train.tokens": Range(0, MAX_TOKENS, low_open=True, why="more is beyond any plausible run"),
     "train.tokens_per_param": POSITIVE,
     "train.batch_size": COUNT, "train.eval_every": COUNT, "train.eval_tokens": COUNT,
+    "train.eval_every_tokens": POSITIVE,
     "train.seed": Range(0, 2**32 - 1),
     "train.divergence_factor": Range(1, low_open=True, why="times the initial loss"),
     "train.progress_seconds": POSITIVE,

@@ -61,6 +61,7 @@ class Plan:
     n_total: int
     total_steps: int
     tokens_per_step: int
+    eval_every: int  # steps
     flops_per_token: float
 
     def scale(self, model_name: str) -> dict:
@@ -117,7 +118,13 @@ def plan_run(cfg: DictConfig) -> Plan:
     _require(total_steps >= 1, f"{setting} is smaller than one step: train.batch_size x model.context = "
                                f"{tokens_per_step} tokens")
     check_schedule(cfg.schedule, total_steps)
-    return Plan(corpus, model, n_params, n_total, total_steps, tokens_per_step,
+    eval_every = t.eval_every
+    if t.eval_every_tokens is not None:
+        eval_every = int(t.eval_every_tokens // tokens_per_step)
+        _require(eval_every * tokens_per_step == t.eval_every_tokens,
+                 f"train.eval_every_tokens={t.eval_every_tokens:g} must be a multiple of the tokens per step, "
+                 f"train.batch_size x model.context = {tokens_per_step}")
+    return Plan(corpus, model, n_params, n_total, total_steps, tokens_per_step, eval_every,
                 rec.flops_per_token(n_params, m.depth, m.context, m.width))
 
 
@@ -200,7 +207,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
         remember_config(run_dir, config)
         module = LanguageModelTask(plan.model, TrainBatches(plan.corpus.train, cfg.train.batch_size,
                                                             cfg.model.context, cfg.train.seed,
-                                                            plan.total_steps, cfg.train.eval_every),
+                                                            plan.total_steps, plan.eval_every),
                                    validation_set(plan.corpus.val, cfg.train.eval_tokens, cfg.model.context,
                                                   cfg.train.batch_size),
                                    cfg, plan.total_steps)
@@ -214,7 +221,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
         else:
             callbacks.append(ProgressLog(plan.total_steps, cfg.train.progress_seconds))
         if cfg.trial.number is not None:
-            callbacks.append(TrialPruning(cfg.trial.study_name, cfg.trial.storage, cfg.trial.number))
+            callbacks.append(TrialPruning(cfg.trial.study_name, cfg.trial.storage, cfg.trial.number,
+                                          plan.tokens_per_step))
         trainer = build_trainer(cfg, plan, run_dir, logger, callbacks)
         torch.set_num_threads(thread_count(cfg.trainer.threads, trainer.num_devices))
         if checkpoint.exists():

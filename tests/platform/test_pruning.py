@@ -31,15 +31,28 @@ def test_a_pruned_trial_stops_at_its_first_evaluation(make_cfg, tmp_path):
     train(make_cfg(*trial_of(tmp_path, True)), run_dir=tmp_path / "run")
     r = read(tmp_path / "run")
     assert r["status"] == "pruned" and r["metrics"]["steps"] == 20  # train.eval_every=20
-    assert reported(tmp_path) == {20: pytest.approx(r["curve"][-1]["val_loss"])}
+    # reported against tokens seen: 20 steps of 8 sequences of 32 tokens
+    assert reported(tmp_path) == {5120: pytest.approx(r["curve"][-1]["val_loss"])}
 
 
 def test_a_trial_that_is_not_pruned_reports_every_evaluation(make_cfg, tmp_path):
     train(make_cfg(*trial_of(tmp_path, False)), run_dir=tmp_path / "run")
     r = read(tmp_path / "run")
     assert r["status"] == "completed"
-    evaluations = {p["step"]: p["val_loss"] for p in r["curve"] if p["step"] > 0}  # step 0 is before training
+    evaluations = {p["tokens"]: p["val_loss"] for p in r["curve"] if p["step"] > 0}  # step 0 is before training
     assert reported(tmp_path) == pytest.approx(evaluations)
+
+
+def test_evaluations_every_n_tokens_fall_on_the_same_token_counts_for_any_batch_size(make_cfg, tmp_path):
+    keys = []
+    for batch_size in (4, 8, 16):
+        folder = tmp_path / str(batch_size)
+        folder.mkdir()
+        train(make_cfg(f"train.batch_size={batch_size}", "train.eval_every_tokens=4096",
+                       *trial_of(folder, False)), run_dir=folder / "run")
+        keys.append(list(reported(folder)))
+    assert keys[0] == keys[1] == keys[2] == [4096, 8192, 12288, 16384, 19968]  # then the end of the run
+
 
 
 @pytest.mark.slow
@@ -51,4 +64,4 @@ def test_data_parallel_processes_stop_together_on_the_first_ones_decision(make_c
     assert out.returncode == 0, out.stderr[-2000:]
     r = read(tmp_path / "run")
     assert r["status"] == "pruned" and r["metrics"]["steps"] == 20
-    assert list(reported(tmp_path)) == [20]  # one report: the first process's
+    assert list(reported(tmp_path)) == [5120]  # one report: the first process's

@@ -12,6 +12,7 @@ import optuna
 from hydra.utils import instantiate
 
 from scalelab.messages import first_line
+from scalelab.sweeps import samplers
 from scalelab.sweeps.config import SweepError
 
 PRUNER_ATTR = "scalelab:pruner"
@@ -32,11 +33,14 @@ def normalize(kind: str, cfg: Any) -> dict | None:
 def build(kind: str, cfg: Any) -> Any:
     """A new `kind` ("sampler" or "pruner") from `cfg`.
 
-    No config means Optuna's default sampler (None, for `create_study`) and no pruning.
+    No config means Optuna's default sampler (None, for `create_study`) and no pruning. A grid
+    sampler's config is built after `samplers.resolve` has filled in its grid.
     """
     cfg = normalize(kind, cfg)
     if cfg is None:
         return optuna.pruners.NopPruner() if kind == "pruner" else None
+    if kind == "sampler":
+        samplers.check(cfg)
     try:
         built = instantiate(cfg)
     except Exception as e:  # noqa: BLE001 - any failure of a user's class is bad input

@@ -1,8 +1,9 @@
 """The sweeper's settings: the Hydra node users write, and the same as plain Python values.
 
-`ScalelabSweeperConf` is the `hydra/sweeper=scalelab` node (the keys the README documents);
-`SweepSettings` holds those values with OmegaConf containers turned into lists and dicts and
-the derived defaults filled in, so that planning and result handling run without Hydra.
+`ScalelabSweeperConf` is the `hydra/sweeper=scalelab` node (the keys the README documents, a
+superset of hydra-optuna-sweeper's); `SweepSettings` holds those values with OmegaConf containers
+turned into lists and dicts and the derived defaults filled in, so that planning and result
+handling run without Hydra.
 """
 from __future__ import annotations
 
@@ -11,30 +12,44 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import OmegaConf
 
+DEFAULT_STUDY_NAME = "scalelab"
+
 
 class SweepError(ValueError):
     """Bad sweep input: reported in one line before any trial starts."""
+
+
+def _default_sampler() -> dict:
+    return {"_target_": "optuna.samplers.TPESampler", "seed": 0}
 
 
 @dataclass
 class ScalelabSweeperConf:
     _target_: str = "hydra_plugins.scalelab_sweeper.ScalelabSweeper"
     _recursive_: bool = False  # sampler/pruner are built per study, from their configs
-    study_name: str = "scalelab"
+    # `hydra/sweeper/sampler=NAME` (scalelab.sweeps.samplers) replaces `sampler` below: `_self_`
+    # comes first so that a chosen option is merged over it; with none chosen it stays.
+    defaults: List[Any] = field(default_factory=lambda: ["_self_", {"sampler": None}])
+    # null (as hydra-optuna-sweeper's examples allow): "scalelab"
+    study_name: Optional[str] = DEFAULT_STUDY_NAME
     # None: sqlite:///runs/sweeps/studies.db. Also `journal:PATH` and postgresql:// URLs.
     storage: Optional[str] = None
-    sampler: Any = field(
-        default_factory=lambda: {"_target_": "optuna.samplers.TPESampler", "seed": 0}
-    )
+    sampler: Any = field(default_factory=_default_sampler)
     pruner: Any = None
-    direction: str = "minimize"
+    # `minimize`, `maximize`, or a list of them, one per objective (as in hydra-optuna-sweeper)
+    direction: Any = "minimize"
     # Multi-objective: e.g. [minimize, minimize] with objectives [metrics.final_val_loss, scale.C]
     directions: Optional[List[str]] = None
-    # Dotted paths into run.json, one per direction; default: the final validation loss.
+    # Dotted paths into run.json, one per direction; default: the final validation loss, or
+    # the job's return value when it writes no run.json.
     objectives: Optional[List[str]] = None
     n_trials: int = 20
     n_jobs: int = 1
+    # After the sweep: exit 1 when a larger share of this process's finished trials FAILed.
+    max_failure_rate: float = 0.0
     params: Dict[str, Any] = field(default_factory=dict)
+    # Dotted path to `fn(cfg, trial)` that suggests more parameters (scalelab.sweeps.custom_space).
+    custom_search_space: Optional[str] = None
     heartbeat_interval: int = 10
     # Seconds without a heartbeat after which a RUNNING trial is failed; default 3 beats.
     grace_period: Optional[int] = None
@@ -44,12 +59,18 @@ def _plain(value: Any) -> Any:
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
+def _direction_names(value: Any) -> List[str]:
+    """`minimize`, `[minimize, maximize]` or Direction enums (upstream's type) as a list of names."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return [str(getattr(d, "name", d)) for d in values]
+
+
 @dataclass
 class SweepSettings:
     """`ScalelabSweeperConf`'s values as plain Python, with `direction` folded into `directions`
     and the default grace period (3 heartbeats) filled in."""
 
-    study_name: str = "scalelab"
+    study_name: str = DEFAULT_STUDY_NAME
     storage: Optional[str] = None
     sampler: Any = None
     pruner: Any = None
@@ -57,21 +78,24 @@ class SweepSettings:
     objectives: List[str] = field(default_factory=list)
     n_trials: int = 20
     n_jobs: int = 1
+    max_failure_rate: float = 0.0
     params: Dict[str, Any] = field(default_factory=dict)
+    custom_search_space: Optional[str] = None
     heartbeat_interval: int = 10
     grace_period: Optional[int] = None
 
     def __post_init__(self) -> None:
-        self.study_name = str(self.study_name)
+        self.study_name = DEFAULT_STUDY_NAME if self.study_name is None else str(self.study_name)
         self.n_trials, self.n_jobs = int(self.n_trials), max(1, int(self.n_jobs))
+        self.max_failure_rate = float(self.max_failure_rate)
         self.heartbeat_interval = int(self.heartbeat_interval or 0)
         self.grace_period = self.grace_period or (3 * self.heartbeat_interval or None)
 
     @classmethod
-    def from_node(cls, direction: str = "minimize", directions: Any = None, **values: Any) -> "SweepSettings":
+    def from_node(cls, direction: Any = "minimize", directions: Any = None, **values: Any) -> "SweepSettings":
         """The settings from the keyword arguments Hydra instantiates the sweeper with."""
         plain = {key: _plain(value) for key, value in values.items()}
-        plain["directions"] = [str(d) for d in (_plain(directions) or [direction])]
+        plain["directions"] = _direction_names(_plain(directions) or _plain(direction))
         plain["objectives"] = [str(p) for p in (plain.get("objectives") or [])]
         plain["params"] = plain.get("params") or {}
         return cls(**plain)

@@ -8,7 +8,8 @@ sweep neither waits for it forever nor counts it as work in progress.
 
 A trial whose process went away (failed as stale here, or interrupted by the sweeper's own
 Ctrl-C) did not fail because of its configuration: it carries `UNCOUNTED_ATTR` and does not use
-up the study's budget (`fail_uncounted`), so the same command run again still completes it.
+up the study's budget (`fail_uncounted`), so the same command run again still completes it; a
+grid sampler's point that such a trial held is left unvisited, so it runs again too.
 """
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ HEARTBEAT_ATTR = "scalelab:heartbeat"
 # the budget. Its value says why (the trial's `fail_reason`).
 UNCOUNTED_ATTR = "scalelab:uncounted"
 STALE_REASON = "stale: no heartbeat (process killed?)"
+# GridSampler marks each trial with its point and grid; a finished trial whose grid is the
+# sampler's own counts as that point visited.
+_GRID_ID, _GRID_SPACE = "grid_id", "search_space"
 
 
 def record_heartbeat(storage: Any, trial_id: int) -> None:
@@ -74,6 +78,8 @@ def fail_uncounted(storage: Any, trial_id: int, reason: str) -> bool:
     try:
         # the attribute first: a trial that is FAIL without it would count
         storage.set_trial_system_attr(trial_id, UNCOUNTED_ATTR, reason)
+        if _GRID_ID in storage.get_trial_system_attrs(trial_id):
+            storage.set_trial_system_attr(trial_id, _GRID_SPACE, {})  # no grid's: its point is not visited
         storage.set_trial_user_attr(trial_id, "fail_reason", reason)
         return bool(storage.set_trial_state_values(trial_id, state=TrialState.FAIL))
     except optuna.exceptions.UpdateFinishedTrialError:

@@ -6,7 +6,12 @@ From the command line's parsed overrides and the `SweepSettings`:
   with its own study `<study_name>/<axis=value,...>`;
 - `interval(...)` and `choice(...)` are search dimensions, added to `params`;
 - anything else is passed to every trial as it is;
-- directions are minimize/maximize, and several need as many objectives (dotted run.json paths).
+- directions are minimize/maximize; several need as many objectives, as dotted run.json paths
+  (`objectives`) or as the values the job returns;
+- the sampler's config, with a grid sampler's grid filled in from the params, and the budget
+  (`n_trials`, at most the grid's size);
+- whether the job config has the `trial` node (study_name, storage, number) that lets a job
+  report intermediate values: a plain app has none and gets no `trial.*` overrides.
 
 `make_plan` touches no storage and launches nothing: it only composes the job config (through
 the `compose` it is given) to check the search space against it. Every problem is a
@@ -26,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from scalelab.messages import first_line
 from scalelab.record import flatten
+from scalelab.sweeps import custom_space, samplers
 from scalelab.sweeps.config import SweepError, SweepSettings
 from scalelab.sweeps.search_space import SearchSpace, SearchSpaceError, format_value, parse_params
 
@@ -57,15 +63,22 @@ class Plan:
     fixed: list[str]  # command-line overrides passed to every trial as they are
     space: SearchSpace
     directions: list[str]  # lower case
-    objectives: list[str]  # dotted run.json paths; empty: the final validation loss
+    objectives: list[str]  # dotted run.json paths; empty: the final validation loss or the return value
     searched: Optional[list[str]]  # for `trial.searched`; None when the job config lacks it
+    reports: bool = True  # the job config has the `trial` node: pass `trial.*` to each job
+    sampler: Any = None  # the sampler's config, a grid's search space filled in
+    n_trials: int = 20  # each study's budget
+    job_config: Optional[DictConfig] = None  # composed for the first scale: which keys exist
 
     def job_overrides(self, scale: Scale, params: Mapping[str, Any]) -> list[str]:
         """One trial's overrides for its job, before the `trial.*` bookkeeping: the scale, the
-        fixed values, the sampled `params`, and the searched paths where the config takes them."""
-        out = [*scale.overrides, *self.fixed, *self.space.fixed, *self.space.overrides(params)]
+        fixed values, the sampled `params` (those a `custom_search_space` suggested too), and
+        the searched paths where the config takes them."""
+        extra = custom_space.overrides(params, self.space.distributions, self.job_config)
+        out = [*scale.overrides, *self.fixed, *self.space.fixed, *self.space.overrides(params), *extra]
         if self.searched is not None:
-            out.append(f"{SEARCHED_KEY}=[{','.join(format_value(n) for n in self.searched)}]")
+            searched = [*self.searched, *(custom_space.path(n) for n in params if n not in self.space.distributions)]
+            out.append(f"{SEARCHED_KEY}=[{','.join(format_value(n) for n in searched)}]")
         return out
 
 
@@ -77,20 +90,28 @@ def parse_command_line(arguments: Sequence[str], config_loader: Any = None) -> l
         raise SweepError(f"cannot parse the command line: {first_line(e)}") from None
 
 
-def check_objectives(settings: SweepSettings) -> None:
+def check_settings(settings: SweepSettings) -> None:
     if settings.n_trials < 1:
         raise SweepError(f"n_trials must be at least 1, got {settings.n_trials}")
+    if not 0.0 <= settings.max_failure_rate <= 1.0:
+        raise SweepError(f"max_failure_rate must be between 0.0 and 1.0, got {settings.max_failure_rate}")
     directions, objectives = settings.directions, settings.objectives
     for d in directions:
         if str(d).lower() not in ("minimize", "maximize"):
             raise SweepError(f"direction must be 'minimize' or 'maximize', got {d!r}")
-    if len(directions) > 1 and len(objectives) != len(directions):
+    if objectives and len(objectives) != len(directions):
+        raise SweepError(f"objectives {objectives} do not match directions {directions}")
+
+
+def check_objectives(settings: SweepSettings, reports: bool) -> None:
+    """A job with the `trial` node writes a run record, whose one loss cannot be several
+    objectives: it needs `objectives` paths. A plain app returns its values instead."""
+    directions, objectives = settings.directions, settings.objectives
+    if reports and len(directions) > 1 and not objectives:
         raise SweepError(
             f"{len(directions)} directions need as many `objectives` (dotted paths in "
             f"run.json, e.g. [metrics.final_val_loss, scale.C]), got {objectives}"
         )
-    if objectives and len(objectives) != len(directions):
-        raise SweepError(f"objectives {objectives} do not match directions {directions}")
 
 
 def _as_typed(override: Override, values: list[str]) -> list[str]:
@@ -132,25 +153,33 @@ def split_overrides(overrides: Sequence[Override]) -> tuple[list[Scale], list[st
     return scales or [Scale("", ())], fixed, dimensions
 
 
+def _declared(job_config: DictConfig, path: str) -> bool:
+    return OmegaConf.select(job_config, path, default=_ABSENT) is not _ABSENT
+
+
+def reports_trials(job_config: DictConfig) -> bool:
+    """Whether the job config has the `trial` node the sweeper fills in (all of it, or none:
+    a plain app, whose jobs then get no `trial.*` overrides)."""
+    declared = [path for path in TRIAL_KEYS if _declared(job_config, path)]
+    if declared and len(declared) < len(TRIAL_KEYS):
+        missing = next(path for path in TRIAL_KEYS if path not in declared)
+        raise SweepError(
+            f"the job config has no `{missing}` key: a job config with a `trial` node must declare "
+            "all of {study_name, storage, number} (all null)"
+        )
+    return bool(declared)
+
+
 def searched_paths(job_config: DictConfig, space: SearchSpace) -> Optional[list[str]]:
-    """Check the job config has the `trial` node the sweeper fills in; the searched paths when
-    it also declares `trial.searched`."""
-    for path in TRIAL_KEYS:
-        if OmegaConf.select(job_config, path, default=_ABSENT) is _ABSENT:
-            raise SweepError(
-                f"the job config has no `{path}` key: the training config must declare a "
-                "`trial` node {study_name, storage, number} (all null)"
-            )
-    if OmegaConf.select(job_config, SEARCHED_KEY, default=_ABSENT) is _ABSENT:
-        return None
-    return list(space.distributions)
+    """The searched paths, where the job config declares `trial.searched`."""
+    return list(space.distributions) if _declared(job_config, SEARCHED_KEY) else None
 
 
 def make_plan(overrides: Sequence[Override], settings: SweepSettings,
               compose: Callable[[list[str]], DictConfig]) -> Plan:
     """The plan for `overrides` (the sweep's command line); `compose(overrides)` is the job
     config for those overrides, used to check every parameter path exists."""
-    check_objectives(settings)
+    check_settings(settings)
     scales, fixed, dimensions = split_overrides(overrides)
     try:
         job_config = compose(fixed + list(scales[0].overrides))
@@ -160,7 +189,15 @@ def make_plan(overrides: Sequence[Override], settings: SweepSettings,
         space = parse_params({**flatten(settings.params), **dimensions}, job_config)
     except SearchSpaceError as e:
         raise SweepError(str(e)) from None
-    if not space.distributions:
+    if not space.distributions and not settings.custom_search_space:
         log.warning("scalelab sweeper: empty search space; every trial runs the same config")
+    reports = reports_trials(job_config)
+    check_objectives(settings, reports)
+    sampler = samplers.resolve(settings.sampler, space.distributions)
+    n_trials = settings.n_trials
+    size = samplers.grid_size(sampler)
+    if size is not None and size < n_trials:
+        log.info("scalelab sweeper: a grid of %d points: n_trials %d -> %d", size, n_trials, size)
+        n_trials = size
     return Plan(scales, fixed, space, [d.lower() for d in settings.directions], list(settings.objectives),
-                searched_paths(job_config, space))
+                searched_paths(job_config, space) if reports else None, reports, sampler, n_trials, job_config)

@@ -1,9 +1,11 @@
 """Make `hydra/sweeper=scalelab` and the presets `sweeps=NAME` known to Hydra.
 
-Hydra's plugin scan reads `hydra_plugins` folders on disk, which misses an editable install,
-so the sweeper class is registered explicitly; the presets live outside `conf/`, so each is
-stored in the ConfigStore under the group `sweeps`. An app calls `register()` before Hydra
-composes its config; both functions may be called any number of times.
+In an installed scalelab (a wheel or an editable install), Hydra's plugin scan imports
+`hydra_plugins.scalelab_sweeper`, which calls `store_configs()`: any Hydra app then finds
+`hydra/sweeper=scalelab` and its sampler group with nothing but the override. `register()`
+also registers the class itself, for code run from a checkout that is not installed, and is
+what `scalelab train` calls; the presets live outside `conf/`, so each is stored in the
+ConfigStore under the group `sweeps`. Both functions may be called any number of times.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.plugins import Plugins
 from omegaconf import OmegaConf
 
+from scalelab.sweeps import samplers
 from scalelab.sweeps.config import ScalelabSweeperConf
 from scalelab.sweeps.hydra_patch import allow_params_on_command_line
 
@@ -21,12 +24,15 @@ _stored = False
 
 
 def store_configs() -> None:
-    """Put `hydra/sweeper=scalelab` and every preset `sweeps=NAME` in Hydra's ConfigStore."""
+    """Put `hydra/sweeper=scalelab`, its `hydra/sweeper/sampler=NAME` options and every preset
+    `sweeps=NAME` in Hydra's ConfigStore."""
     global _stored
     if _stored:
         return
     cs = ConfigStore.instance()
     cs.store(group="hydra/sweeper", name="scalelab", node=ScalelabSweeperConf, provider="scalelab")
+    for name, node in samplers.OPTIONS.items():
+        cs.store(group=samplers.GROUP, name=name, node=node, provider="scalelab")
     for entry in sorted(resources.files("scalelab.sweeps").iterdir(), key=lambda p: p.name):
         if entry.name.endswith(".yaml"):
             node = OmegaConf.create(entry.read_text())

@@ -132,7 +132,7 @@ def _is_group(config: Any, key: str) -> bool:
     return choices is not None and key in choices
 
 
-def _key_exists(config: Any, key: str) -> bool:
+def key_exists(config: Any, key: str) -> bool:
     if config is None:
         return True
     if _is_group(config, key):
@@ -191,7 +191,7 @@ def parse_params(params: Mapping[str, Any] | None, config: Any = None) -> Search
         is_add = key.startswith(SWEEP_KEY_PREFIXES)
         if override.package is not None:
             name = f"{name}@{override.package}"
-        if not is_add and not _key_exists(config, override.key_or_group):
+        if not is_add and not key_exists(config, override.key_or_group):
             raise SearchSpaceError(
                 f"params.{key}: unknown parameter path '{override.key_or_group}' "
                 f"(not in the composed job config; a new key is written `+{override.key_or_group}` in params)"

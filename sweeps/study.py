@@ -5,6 +5,8 @@ started with the same command share the work and a restarted sweep continues whe
 stopped; a trial's output folder is new by construction, never one an earlier trial wrote.
 A trial failed because its process went away (stale, or interrupted: `fail_interrupted`) is
 not counted, so `n_trials` is always the number of trials that ran to their own end.
+A grid sampler stops its study once every point has run (`GridSampler` calls `Study.stop`,
+which only works inside `Study.optimize`): here the budget, at most the grid's size, ends it.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from scalelab.record import FILE_NAME, RecordError, read
 from scalelab.sweeps import algorithms
 from scalelab.sweeps.config import SweepError, SweepSettings
 from scalelab.sweeps.heartbeat import UNCOUNTED_ATTR, fail_stale_trials, fail_uncounted
-from scalelab.sweeps.outcome import Outcome, classify
+from scalelab.sweeps.outcome import MISSING_RECORD, Outcome, classify
 from scalelab.sweeps.plan import Scale
 
 log = logging.getLogger(__name__)
@@ -33,12 +35,12 @@ _IN_FLIGHT = (TrialState.RUNNING, TrialState.WAITING)
 INTERRUPTED_REASON = "interrupted"
 
 
-def open_study(storage: Any, name: str, settings: SweepSettings) -> optuna.Study:
-    """Create the study `name`, or load it with the same directions, and leave the pruner's
-    config on it for the jobs."""
+def open_study(storage: Any, name: str, settings: SweepSettings, sampler: Any) -> optuna.Study:
+    """Create the study `name`, or load it with the same directions, with a new sampler from its
+    config `sampler` (`Plan.sampler`), and leave the pruner's config on it for the jobs."""
     directions = [d.lower() for d in settings.directions]
     study = optuna.create_study(
-        storage=storage, study_name=name, sampler=algorithms.build("sampler", settings.sampler),
+        storage=storage, study_name=name, sampler=algorithms.build("sampler", sampler),
         pruner=algorithms.build("pruner", settings.pruner), directions=directions, load_if_exists=True,
     )
     existing = [d.name.lower() for d in study.directions]
@@ -83,26 +85,37 @@ def read_record(run_dir: Path) -> tuple[Optional[dict], Optional[str]]:
     """The run record in `run_dir`, or None and why it is not there."""
     path = run_dir / FILE_NAME
     if not path.is_file():
-        return None, f"missing record {path}"
+        return None, f"{MISSING_RECORD} {path}"
     try:
         return read(path), None
     except RecordError as e:
         return None, f"unreadable record: {first_line(e)}"
 
 
-def finish_trial(study: optuna.Study, trial: optuna.Trial, job: Optional[JobReturn], run_dir: Path,
-                 objectives: Sequence[str], launcher_error: Optional[str] = None) -> Outcome:
-    """Tell `study` how `trial` ended, from its job and its run record, and log one line."""
-    record, problem = (None, launcher_error) if job is None else read_record(run_dir)
-    outcome = classify(job, record, objectives, problem)
+def tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> None:
+    """Tell `study` the `outcome` of `trial`, with its status and reason as user attributes."""
     if outcome.status:
         trial.set_user_attr("status", outcome.status)
     if outcome.reason:
         trial.set_user_attr("fail_reason", outcome.reason[:500])
-    if outcome.state == TrialState.COMPLETE:
-        study.tell(trial, outcome.values, skip_if_finished=True)
-    else:
-        study.tell(trial, state=outcome.state, skip_if_finished=True)
+    try:
+        if outcome.state == TrialState.COMPLETE:
+            study.tell(trial, outcome.values, skip_if_finished=True)
+        else:
+            study.tell(trial, state=outcome.state, skip_if_finished=True)
+    except RuntimeError:
+        # GridSampler.after_trial calls Study.stop once the grid is done, which raises outside
+        # Study.optimize; the trial's state is stored by then, and the budget ends the study.
+        if not isinstance(study.sampler, optuna.samplers.GridSampler):
+            raise
+
+
+def finish_trial(study: optuna.Study, trial: optuna.Trial, job: Optional[JobReturn], run_dir: Path,
+                 objectives: Sequence[str], launcher_error: Optional[str] = None, n_values: int = 1) -> Outcome:
+    """Tell `study` how `trial` ended, from its job and its run record, and log one line."""
+    record, problem = (None, launcher_error) if job is None else read_record(run_dir)
+    outcome = classify(job, record, objectives, problem, n_values)
+    tell(study, trial, outcome)
     values = outcome.values
     shown = values if values is None or len(values) > 1 else values[0]
     params = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())

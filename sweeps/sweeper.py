@@ -6,12 +6,17 @@
   combination of axis values is a *scale* with its own study `<study_name>/<axis=value,...>`
   and its own budget of `n_trials` (`plan`);
 - `params` (and `interval(...)`/`choice(...)` sweeps on the command line) is the search
-  space, sampled with `study.ask()`;
-- each trial is one Hydra job, handed to the configured launcher with the overrides
-  `trial.study_name`, `trial.storage`, `trial.number` (and `trial.searched` where the job
-  config declares it), so the job reports intermediate values through
+  space, sampled with `study.ask()`, then extended by `custom_search_space` where one is set;
+- each trial is one Hydra job, handed to the configured launcher; where the job config has a
+  `trial` node it also gets `trial.study_name`, `trial.storage`, `trial.number` (and
+  `trial.searched` where declared), so the job reports intermediate values through
   `scalelab.sweeps.reporting.TrialReporter` and can be pruned;
-- the job's `run.json` decides what is told (`outcome`).
+- the job's `run.json`, or without one its return value, decides what is told (`outcome`);
+- at the end each study's `optimization_results.yaml` is written, and the sweep exits 1 when
+  more than `max_failure_rate` of the trials it finished FAILed (`results`).
+
+Apps written for hydra-optuna-sweeper run unchanged: `hydra/sweeper=scalelab` takes its keys
+(`direction` as a list, `max_failure_rate`, `custom_search_space`, `hydra/sweeper/sampler=NAME`).
 
 Several processes started with the same command share one study, and a restarted sweep
 continues where it stopped (`study`); output folders are `<hydra.sweep.dir>/<scale>/trial_<n>`.
@@ -33,21 +38,23 @@ import sys
 import threading
 import warnings
 from pathlib import Path
-from typing import Any, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Iterator, List, Optional, Sequence
 
 import optuna
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from optuna.trial import TrialState
 
 from scalelab.messages import first_line, has_credentials, redact_text, redact_url
 from scalelab.platform.threads import PARALLEL_TRIALS_ENV  # the jobs divide the cores by it
 from scalelab.record import FILE_NAME
-from scalelab.sweeps import algorithms
+from scalelab.sweeps import algorithms, custom_space, results
 from scalelab.sweeps import study as studies
 from scalelab.sweeps.config import SweepError, SweepSettings
 from scalelab.sweeps.heartbeat import Heartbeat, running_numbers, wait_for_orphans
 from scalelab.sweeps.hydra_patch import overrides_for_jobs
+from scalelab.sweeps.outcome import Outcome
 from scalelab.sweeps.plan import Plan, Scale, make_plan, parse_command_line
 from scalelab.sweeps.search_space import format_value
 from scalelab.sweeps.storage import StorageError, make_storage, url_for_jobs
@@ -76,6 +83,9 @@ class OptunaSweeper(Sweeper):
         self.config: Optional[DictConfig] = None
         self.launcher: Any = None
         self.job_idx = 0
+        self.custom_search_space: Optional[Callable[[Any, Any], None]] = None
+        # (study name, trial number, outcome) of every trial this process told, in order
+        self.told: list[tuple[str, int, Outcome]] = []
         self.stop_signal: Optional[str] = None  # SIGINT or SIGTERM, once one has come
         # (study name, trial numbers) marked FAIL by the interruption
         self.interrupted: tuple[str, list[int]] = ("", [])
@@ -107,7 +117,7 @@ class OptunaSweeper(Sweeper):
         try:
             with self._stop_signals_interrupt():
                 plan, storage = self._prepare(arguments)
-                return self._run_studies(plan, storage)
+                returns = self._run_studies(plan, storage)
         except SweepError as e:
             # One clear line, and no traceback to bury it (Hydra, too, exits through
             # SystemExit after reporting an error).
@@ -118,6 +128,11 @@ class OptunaSweeper(Sweeper):
                 raise
             print(interrupted_line(*self.interrupted), file=sys.stderr, flush=True)
             raise SystemExit(INTERRUPTED_EXIT) from None
+        failed = results.failure_line(self.told, self.settings.max_failure_rate)
+        if failed:
+            print(failed, file=sys.stderr, flush=True)
+            raise SystemExit(results.FAILED_EXIT)
+        return returns
 
     @contextlib.contextmanager
     def _stop_signals_interrupt(self) -> Iterator[None]:
@@ -157,8 +172,12 @@ class OptunaSweeper(Sweeper):
         plan = make_plan(parse_command_line(arguments, loader), self.settings,
                          lambda overrides: loader.load_sweep_config(self.config, overrides))
         s = self.settings
-        algorithms.build("sampler", s.sampler)  # only to fail now: each study builds its own
+        algorithms.build("sampler", plan.sampler)  # only to fail now: each study builds its own
         algorithms.build("pruner", s.pruner)
+        self.custom_search_space = custom_space.load(s.custom_search_space)
+        if s.pruner is not None and not plan.reports:
+            log.warning("scalelab sweeper: the job config has no `trial` node: its jobs cannot report "
+                        "intermediate values, so the pruner never stops one")
         try:
             storage = make_storage(s.storage, heartbeat_interval=s.heartbeat_interval or None,
                                    grace_period=s.grace_period, check=True)
@@ -183,13 +202,14 @@ class OptunaSweeper(Sweeper):
     def _run_study(self, plan: Plan, storage: Any, scale: Scale, heartbeat: Optional[Heartbeat]) -> list:
         assert self.config is not None and self.launcher is not None
         s = self.settings
-        study = studies.open_study(storage, scale.study_name(s.study_name), s)
+        study = studies.open_study(storage, scale.study_name(s.study_name), s, plan.sampler)
         # absolute, so that jobs find it whatever their working directory (submitit, chdir)
         sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve()
         sweep_dir.mkdir(parents=True, exist_ok=True)
         self._save_multirun_yaml(sweep_dir)
-        if studies.budget_left(study, s.n_trials, s.grace_period, count_running=False) <= 0:
-            log.info("study %s: %d trials already done", study.study_name, s.n_trials)
+        if studies.budget_left(study, plan.n_trials, s.grace_period, count_running=False) <= 0:
+            log.info("study %s: %d trials already done", study.study_name, plan.n_trials)
+            results.write(study, sweep_dir / scale.folder)
             return []
         if study.get_trials(deepcopy=False):
             # Another worker is on this study, or an earlier (killed, interrupted) run left trials:
@@ -203,24 +223,25 @@ class OptunaSweeper(Sweeper):
                 self.interrupted = (study.study_name, lanes.interrupt())
             raise
         studies.log_best(study)
+        results.write(study, sweep_dir / scale.folder)
         return lanes.returns
 
     def _fill_budget(self, study: optuna.Study, lanes: "_Lanes") -> None:
         """Trials until `n_trials` have run to their own end. While the budget is spent only by
         trials RUNNING in other processes, wait for them: a dead process's trial is failed
         without counting and its place is run here; a live worker's is left to that worker."""
-        s = self.settings
+        s, n_trials = self.settings, lanes.plan.n_trials
         names = _class_names(self.launcher)
         in_lanes = bool(names & set(LANE_LAUNCHERS)) and IN_PROCESS_LAUNCHER not in names
         while True:
-            left = studies.budget_left(study, s.n_trials, s.grace_period)
+            left = studies.budget_left(study, n_trials, s.grace_period)
             if left > 0:
                 log.info("study %s: up to %d trials, %d at a time", study.study_name, left, s.n_jobs)
                 lanes.run(s.n_jobs, in_lanes)
             others = running_numbers(study)  # this process's trials have all been told by now
             if not others or not s.grace_period:
                 return  # nothing to wait for, or no heartbeats to tell a dead trial from a live one
-            if studies.budget_left(study, s.n_trials, s.grace_period, count_running=False) <= 0:
+            if studies.budget_left(study, n_trials, s.grace_period, count_running=False) <= 0:
                 return  # spent by finished trials alone
             log.info("study %s: waiting for trial(s) %s of other processes (failed if silent for %ss)",
                      study.study_name, sorted(others), s.grace_period)
@@ -228,7 +249,7 @@ class OptunaSweeper(Sweeper):
             if stale:
                 log.warning("study %s: trial(s) %s had no heartbeat: marked FAIL, not counted",
                             study.study_name, stale)
-            if studies.budget_left(study, s.n_trials, s.grace_period) <= 0:
+            if studies.budget_left(study, n_trials, s.grace_period) <= 0:
                 return
 
     def _save_multirun_yaml(self, sweep_dir: Path) -> None:
@@ -283,26 +304,39 @@ class _Lanes:
                 self.heartbeat.discard(trial._trial_id)
         return studies.fail_interrupted(self.study, trials)
 
-    def _ask(self) -> tuple[optuna.Trial, List[str], Path]:
-        """A new trial, its job overrides and its run folder."""
+    def _ask(self) -> Optional[tuple[optuna.Trial, List[str], Path]]:
+        """A new trial, its job overrides and its run folder; None when `custom_search_space`
+        failed on it (the trial is then FAIL, with the error as its reason)."""
         trial = self.study.ask(fixed_distributions=self.plan.space.distributions)
+        self.in_flight[trial.number] = trial  # from here on, an interruption marks it
+        custom = self.sweeper.custom_search_space
+        if custom is not None:
+            try:
+                custom(self.sweeper.config, trial)
+            except Exception as e:  # noqa: BLE001 - the user's function: this trial fails, the sweep goes on
+                self.in_flight.pop(trial.number, None)
+                self._tell(trial, Outcome(TrialState.FAIL, reason=f"custom_search_space: {first_line(e)}"))
+                return None
         subdir = studies.new_subdir(self.sweep_dir, self.scale, trial.number)
         run_dir = (self.sweep_dir / subdir).resolve()
-        overrides = self.plan.job_overrides(self.scale, trial.params) + [
-            f"trial.study_name={format_value(self.study.study_name)}",
-            f"trial.storage={self.storage_arg}",
-            f"trial.number={trial.number}",
-            f"hydra.sweep.dir={format_value(str(self.sweep_dir))}",
-            f"hydra.sweep.subdir={format_value(str(subdir))}",
-        ]
+        overrides = self.plan.job_overrides(self.scale, trial.params)
+        if self.plan.reports:
+            overrides += [f"trial.study_name={format_value(self.study.study_name)}",
+                          f"trial.storage={self.storage_arg}", f"trial.number={trial.number}"]
+        overrides += [f"hydra.sweep.dir={format_value(str(self.sweep_dir))}",
+                      f"hydra.sweep.subdir={format_value(str(subdir))}"]
         trial.set_user_attr("run_dir", str(run_dir))
         trial.set_user_attr("record", str(run_dir / FILE_NAME))
         if self.scale.name:
             trial.set_user_attr("scale", self.scale.name)
         if self.heartbeat is not None:
             self.heartbeat.add(trial._trial_id)
-        self.in_flight[trial.number] = trial
         return trial, overrides, run_dir
+
+    def _tell(self, trial: optuna.Trial, outcome: Outcome) -> None:
+        studies.tell(self.study, trial, outcome)
+        log.info("study %s: trial %d %s (%s)", self.study.study_name, trial.number, outcome.state.name, outcome.reason)
+        self.sweeper.told.append((self.study.study_name, trial.number, outcome))
 
     def one_batch(self, k: int) -> bool:
         """Launch up to `k` trials and tell their results; False once the budget is spent."""
@@ -310,30 +344,34 @@ class _Lanes:
         with self.lock:
             if self.stopped.is_set():
                 return False
-            left = studies.budget_left(self.study, settings.n_trials, settings.grace_period)
+            left = studies.budget_left(self.study, self.plan.n_trials, settings.grace_period)
             if left <= 0:
                 return False
-            batch = [self._ask() for _ in range(min(k, left))]
+            batch = [b for b in (self._ask() for _ in range(min(k, left))) if b is not None]
+            if not batch:
+                return True
             first_idx = self.sweeper.job_idx
             self.sweeper.job_idx += len(batch)
         launcher_error = None
         try:
-            results = list(self.sweeper.launcher.launch([b[1] for b in batch], initial_job_idx=first_idx))
+            launched = list(self.sweeper.launcher.launch([b[1] for b in batch], initial_job_idx=first_idx))
         except Exception as e:  # noqa: BLE001 - the launcher itself failed: FAIL, go on
             launcher_error = f"launcher: {first_line(e)}"
             log.error("study %s: %s", self.study.study_name, launcher_error)
-            results = [None] * len(batch)
+            launched = [None] * len(batch)
         with self.lock:  # not while `interrupt` marks the same trials
             if self.stopped.is_set():
                 return False
-            for (trial, _, run_dir), job in zip(batch, results):
+            for (trial, _, run_dir), job in zip(batch, launched):
                 try:
-                    studies.finish_trial(self.study, trial, job, run_dir, self.plan.objectives, launcher_error)
+                    outcome = studies.finish_trial(self.study, trial, job, run_dir, self.plan.objectives,
+                                                   launcher_error, len(self.plan.directions))
+                    self.sweeper.told.append((self.study.study_name, trial.number, outcome))
                 finally:
                     self.in_flight.pop(trial.number, None)
                     if self.heartbeat is not None:
                         self.heartbeat.discard(trial._trial_id)
-            self.returns.append(results)
+            self.returns.append(launched)
         return True
 
 

@@ -14,6 +14,7 @@ from scalelab.sweeps.storage import make_storage
 
 HERE = Path(__file__).parent
 TOY_APP = str(HERE / "toy_app.py")
+EXAMPLES = HERE / "examples"  # hydra-optuna-sweeper's example apps, on the scalelab sweeper
 
 
 def sweep_env() -> dict:
@@ -27,6 +28,12 @@ def sweep_env() -> dict:
 def toy_cmd(*overrides: str) -> list[str]:
     return [sys.executable, TOY_APP, "-m", "hydra/sweeper=scalelab",
             "hydra.sweeper.heartbeat_interval=1", *overrides]
+
+
+def example_cmd(app: str, *overrides: str) -> list[str]:
+    """`python examples/APP -m OVERRIDES`: the app never imports scalelab; Hydra's plugin scan
+    finds the sweeper in the installed package."""
+    return [sys.executable, str(EXAMPLES / app), "-m", *overrides]
 
 
 def run(cmd: list[str], cwd: Path, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:

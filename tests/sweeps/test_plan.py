@@ -104,9 +104,71 @@ def test_directions_are_kept_lower_case_with_their_objectives():
     assert plan.directions == ["minimize", "maximize"] and plan.objectives == ["metrics.final_val_loss", "scale.C"]
 
 
-def test_job_config_without_a_trial_node_is_refused():
-    with pytest.raises(SweepError, match="no `trial.study_name` key"):
-        plan_for(job=OmegaConf.create({"lr": 0.01}))
+PLAIN = OmegaConf.create({"lr": 0.01, "x": 1, "y": 1})  # a plain Hydra app: no `trial` node
+
+
+def test_plain_app_gets_no_trial_overrides():
+    plan = plan_for("x=interval(0, 1)", job=PLAIN)
+    assert plan.reports is False and plan.searched is None
+    overrides = plan.job_overrides(plan.scales[0], {"lr": 0.01, "x": 0.5})
+    assert overrides == ["lr=0.01", "x=0.5"]
+
+
+def test_plain_app_may_return_several_objectives_without_objectives_paths():
+    plan = plan_for(settings=SweepSettings(directions=["minimize", "maximize"]), job=PLAIN)
+    assert plan.directions == ["minimize", "maximize"] and plan.objectives == []
+
+
+def test_job_config_with_part_of_a_trial_node_is_refused():
+    with pytest.raises(SweepError, match="no `trial.number` key"):
+        plan_for(job=OmegaConf.create({"lr": 0.01, "trial": {"study_name": None, "storage": None}}))
+
+
+def test_params_a_custom_search_space_suggested_become_overrides():
+    job = OmegaConf.merge(JOB, {"trial": {"searched": None}})
+    plan = plan_for(job=job)
+    overrides = plan.job_overrides(plan.scales[0], {"lr": 0.01, "x": 0.5, "w": 2, "+v": "a"})
+    # `x` is in the job config, `w` is not (so `+w`), `+v` is named with its `+` already
+    assert overrides[:4] == ["lr=0.01", "x=0.5", "+w=2", "+v='a'"]
+    (searched,) = [o for o in overrides if o.startswith("trial.searched=")]
+    assert OverridesParser.create().parse_override(searched).value() == ["lr", "x", "w", "v"]
+
+
+@pytest.mark.parametrize("params, grid, n_trials", [
+    ({"x": "choice(-1, 1)", "steps": "range(-1, 2)", "name": "choice(a, b)"},
+     {"x": [-1, 1], "steps": [-1, 0, 1], "name": ["a", "b"]}, 12),
+    ({"width": "range(8, 64, 8)"}, {"width": [8, 16, 24, 32, 40, 48, 56]}, 7),
+    ({"steps": "int(interval(1, 3))"}, {"steps": [1, 2, 3]}, 3),
+])
+def test_grid_sampler_gets_its_grid_from_the_params(params, grid, n_trials):
+    for partial in ({}, {"_partial_": True}):  # upstream's node leaves the grid to be filled in
+        settings = SweepSettings(n_trials=50, params=params,
+                                 sampler={"_target_": "optuna.samplers.GridSampler", "seed": None, **partial})
+        plan = plan_for(settings=settings)
+        assert plan.sampler == {"_target_": "optuna.samplers.GridSampler", "seed": None, "search_space": grid}
+        assert plan.n_trials == n_trials  # at most the grid's size
+
+
+def test_grid_sampler_keeps_an_explicit_search_space_and_a_smaller_budget():
+    sampler = {"_target_": "optuna.samplers.GridSampler", "search_space": {"lr": [0.1, 0.01], "x": [0.0]}}
+    plan = plan_for("x=choice(0.0, 1.0)", settings=SweepSettings(n_trials=1, params={"lr": "choice(0.1, 0.01)"},
+                                                                 sampler=sampler))
+    assert plan.sampler == sampler and plan.n_trials == 1
+
+
+@pytest.mark.parametrize("settings, words", [
+    (SweepSettings(params={"x": "interval(0, 1)"}, sampler={"_target_": "optuna.samplers.GridSampler"}),
+     "grid sampler: params.x is a continuous interval"),
+    (SweepSettings(sampler={"_target_": "optuna.samplers.GridSampler"}), "grid sampler: no params"),
+    (SweepSettings(params={"x": "choice(0.0, 1.0)"},
+                   sampler={"_target_": "optuna.samplers.GridSampler", "search_space": {"y": [1]}}),
+     "grid sampler: search_space has no values for x"),
+    (SweepSettings(max_failure_rate=1.5), "max_failure_rate must be between 0.0 and 1.0, got 1.5"),
+])
+def test_bad_sampler_and_failure_settings(settings, words):
+    with pytest.raises(SweepError) as e:
+        plan_for(settings=settings)
+    assert words in str(e.value) and "\n" not in str(e.value)
 
 
 def test_job_config_that_does_not_compose_is_one_line():
@@ -132,3 +194,11 @@ def test_settings_from_hydras_node():
     assert type(s.params) is dict and s.grace_period == 15 and s.n_jobs == 1
     single = SweepSettings.from_node(direction="maximize", heartbeat_interval=0)
     assert single.directions == ["maximize"] and single.grace_period is None
+
+
+def test_settings_from_upstreams_keys():
+    # hydra-optuna-sweeper writes several directions as a list in `direction`, and allows a null study name
+    s = SweepSettings.from_node(direction=OmegaConf.create(["minimize", "maximize"]), study_name=None,
+                                max_failure_rate=1, custom_search_space="app.configure")
+    assert s.directions == ["minimize", "maximize"] and s.study_name == "scalelab"
+    assert s.max_failure_rate == 1.0 and s.custom_search_space == "app.configure"

@@ -1,4 +1,4 @@
-"""`register()`: the sweeper, the presets and command-line search spaces known to Hydra, once."""
+"""`register()`: the sweeper, its samplers, the presets and command-line search spaces known to Hydra, once."""
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra.core.config_store import ConfigStore
 from hydra.core.plugins import Plugins
@@ -14,6 +14,8 @@ def test_register_is_idempotent_and_complete():
     assert ConfigLoaderImpl.validate_sweep_overrides_legal is patched  # not wrapped twice
     repo = ConfigStore.instance().repo
     assert "scalelab.yaml" in repo["hydra"]["sweeper"]
+    assert {f"{name}.yaml" for name in ("tpe", "random", "cmaes", "nsgaii", "qmc", "gp", "grid")} <= set(
+        repo["hydra"]["sweeper"]["sampler"])
     assert {"lr.yaml", "lr_bs.yaml"} <= set(repo["sweeps"])
     names = {f"{c.__module__}.{c.__name__}" for c in Plugins.instance().discover(Sweeper)}
     assert "hydra_plugins.scalelab_sweeper.ScalelabSweeper" in names

@@ -45,9 +45,9 @@ def test_study_of_n_trials_ends_with_n_finished(tmp_path):
 
 def test_bad_results_do_not_stop_the_sweep(tmp_path):
     workdir = tmp_path
-    # one study per mode (a ladder), one trial each
+    # one study per mode (a ladder), one trial each; failures expected (the presets' setting)
     proc = run(toy_cmd("hydra.sweeper.study_name=m", "hydra.sweeper.n_trials=1", LR,
-                       "mode=ok,nanloss,diverge,crash,fail,norecord"), workdir)
+                       "hydra.sweeper.max_failure_rate=1.0", "mode=ok,nanloss,diverge,crash,fail,norecord"), workdir)
     by_mode = {}
     for mode in ["ok", "nanloss", "diverge", "crash", "fail", "norecord"]:
         (t,) = load_study(workdir, f"m/mode={mode}").trials

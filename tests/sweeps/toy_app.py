@@ -1,5 +1,6 @@
 """A tiny Hydra app standing in for `scalelab train`: writes a run.json-shaped record and
-returns a loss computed from its params; it can raise, return NaN, diverge or be pruned.
+returns a loss computed from its params; it can raise, return NaN, diverge, be pruned, or
+leave neither a record nor a value (`mode=norecord`).
 
 Its config is typed, as the training run's is (a structured-config schema). It also keeps what a
 job sees of the sweeper: the trials running at once (in the record) and the command line as
@@ -113,8 +114,9 @@ def task(cfg: DictConfig) -> float:
     if mode == "fail":
         record["status"] = "failed"
         record["error"] = "toy failure"
-    if mode != "norecord":
-        write(out, record)
+    if mode == "norecord":
+        return None  # neither a record nor a value: nothing to tell
+    write(out, record)
     return loss
 
 

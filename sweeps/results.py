@@ -1,0 +1,65 @@
+"""What a sweep leaves at its end: `optimization_results.yaml` per study, and the failure check.
+
+`optimization_results.yaml` has hydra-optuna-sweeper's fields, `name: optuna` and, for one
+direction, `best_params` and `best_value`, for several the Pareto front as `solutions` (each
+with `params` and `values`). It is written in the study's folder (the sweep folder, or the
+scale's folder below it for a ladder) from the whole study, earlier runs and other processes
+included; a study without a completed trial has none.
+
+`failure_line` applies `max_failure_rate` to the trials this process finished: a larger share
+of FAILs ends the sweep with status 1 and one line naming the share and the first failure.
+Trials failed only because their process went away (stale, interrupted) are not among them.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import optuna
+from omegaconf import OmegaConf
+from optuna.trial import TrialState
+
+from scalelab.sweeps.outcome import Outcome
+
+FILE_NAME = "optimization_results.yaml"
+FAILED_EXIT = 1
+
+
+def summary(study: optuna.Study) -> Optional[dict[str, Any]]:
+    """Upstream's fields for `study`, or None without a completed trial."""
+    try:
+        if len(study.directions) == 1:
+            best = study.best_trial
+            return {"name": "optuna", "best_params": dict(best.params), "best_value": best.value}
+        front = study.best_trials
+    except ValueError:  # no completed trial
+        return None
+    if not front:
+        return None
+    return {"name": "optuna", "solutions": [{"params": dict(t.params), "values": list(t.values)} for t in front]}
+
+
+def write(study: optuna.Study, folder: Path) -> Optional[Path]:
+    """Write `optimization_results.yaml` in `folder` (atomically: workers may end together)."""
+    content = summary(study)
+    if content is None:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / FILE_NAME
+    tmp = path.with_suffix(f".yaml.{os.getpid()}.tmp")
+    OmegaConf.save(OmegaConf.create(content), tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def failure_line(told: Sequence[tuple[str, int, Outcome]], max_failure_rate: float) -> Optional[str]:
+    """The line that ends a sweep whose share of FAILs among `told` (study name, trial number,
+    outcome, in the order they finished) is above `max_failure_rate`; None when it is not."""
+    failed = [(name, number, o) for name, number, o in told if o.state == TrialState.FAIL]
+    if not told or len(failed) / len(told) <= max_failure_rate:
+        return None
+    name, number, first = failed[0]
+    return (f"scalelab sweeper: error: {len(failed)} of {len(told)} trials failed ({len(failed) / len(told):.0%}), "
+            f"more than max_failure_rate {max_failure_rate} allows; first, trial {number} of study {name}: "
+            f"{first.reason or 'failed'}")

@@ -13,6 +13,8 @@ from typing import Any, Dict, List, Optional
 from omegaconf import OmegaConf
 
 DEFAULT_STUDY_NAME = "scalelab"
+# The sweeper's own default; an explicit null is an in-memory study, as in hydra-optuna-sweeper.
+DEFAULT_STORAGE = "sqlite:///runs/sweeps/studies.db"
 
 
 class SweepError(ValueError):
@@ -32,8 +34,9 @@ class ScalelabSweeperConf:
     defaults: List[Any] = field(default_factory=lambda: ["_self_", {"sampler": None}])
     # null (as hydra-optuna-sweeper's examples allow): "scalelab"
     study_name: Optional[str] = DEFAULT_STUDY_NAME
-    # None: sqlite:///runs/sweeps/studies.db. Also `journal:PATH` and postgresql:// URLs.
-    storage: Optional[str] = None
+    # Also `journal:PATH` and postgresql:// URLs; null: an in-memory study (as upstream), which
+    # a rerun cannot resume and whose jobs cannot report to it.
+    storage: Optional[str] = DEFAULT_STORAGE
     sampler: Any = field(default_factory=_default_sampler)
     pruner: Any = None
     # `minimize`, `maximize`, or a list of them, one per objective (as in hydra-optuna-sweeper)
@@ -48,6 +51,9 @@ class ScalelabSweeperConf:
     # After the sweep: exit 1 when a larger share of this process's finished trials FAILed.
     max_failure_rate: float = 0.0
     params: Dict[str, Any] = field(default_factory=dict)
+    # Keys whose command-line sweeps are ladder axes (one study per combination); `model` also
+    # covers `model.width`. A sweep on any other key is a search dimension.
+    ladder: List[str] = field(default_factory=list)
     # Dotted path to `fn(cfg, trial)` that suggests more parameters (scalelab.sweeps.custom_space).
     custom_search_space: Optional[str] = None
     heartbeat_interval: int = 10
@@ -71,7 +77,7 @@ class SweepSettings:
     and the default grace period (3 heartbeats) filled in."""
 
     study_name: str = DEFAULT_STUDY_NAME
-    storage: Optional[str] = None
+    storage: Optional[str] = DEFAULT_STORAGE  # None: in memory
     sampler: Any = None
     pruner: Any = None
     directions: List[str] = field(default_factory=lambda: ["minimize"])
@@ -80,6 +86,7 @@ class SweepSettings:
     n_jobs: int = 1
     max_failure_rate: float = 0.0
     params: Dict[str, Any] = field(default_factory=dict)
+    ladder: List[str] = field(default_factory=list)
     custom_search_space: Optional[str] = None
     heartbeat_interval: int = 10
     grace_period: Optional[int] = None
@@ -98,4 +105,5 @@ class SweepSettings:
         plain["directions"] = _direction_names(_plain(directions) or _plain(direction))
         plain["objectives"] = [str(p) for p in (plain.get("objectives") or [])]
         plain["params"] = plain.get("params") or {}
+        plain["ladder"] = [str(key) for key in (plain.get("ladder") or [])]
         return cls(**plain)

@@ -2,10 +2,12 @@
 
 From the command line's parsed overrides and the `SweepSettings`:
 
-- a comma list or `range(...)` is a ladder axis; each combination of axis values is a *scale*
-  with its own study `<study_name>/<axis=value,...>`;
-- `interval(...)` and `choice(...)` are search dimensions, added to `params`;
-- anything else is passed to every trial as it is;
+- a sweep (comma list, `range(...)`, `choice(...)`) on a key listed in `ladder`, or below one,
+  is a ladder axis; each combination of axis values is a *scale* with its own study
+  `<study_name>/<axis=value,...>`;
+- any other sweep is a search dimension, added to `params` with hydra-optuna-sweeper's meaning;
+- anything else is passed to every trial as it is, and a plain value for a key that `params`
+  searches takes that key out of the search;
 - directions are minimize/maximize; several need as many objectives, as dotted run.json paths
   (`objectives`) or as the values the job returns;
 - the sampler's config, with a grid sampler's grid filled in from the params, and the budget
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import IntervalSweep, Override, ValueType
+from hydra.core.override_parser.types import IntervalSweep, Override
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
@@ -60,6 +62,7 @@ class Scale:
 @dataclass
 class Plan:
     scales: list[Scale]
+    axes: list[str]  # the ladder's swept keys, in command-line order
     fixed: list[str]  # command-line overrides passed to every trial as they are
     space: SearchSpace
     directions: list[str]  # lower case
@@ -69,6 +72,12 @@ class Plan:
     sampler: Any = None  # the sampler's config, a grid's search space filled in
     n_trials: int = 20  # each study's budget
     job_config: Optional[DictConfig] = None  # composed for the first scale: which keys exist
+
+    def summary(self) -> str:
+        """The sweep's size in one line, e.g. `6 studies (model.width x train.tokens) x 12 trials`."""
+        n = len(self.scales)
+        studies = f"{n} studies ({' x '.join(self.axes)})" if self.axes else f"{n} study"
+        return f"{studies} x {self.n_trials} trial{'s' if self.n_trials != 1 else ''}"
 
     def job_overrides(self, scale: Scale, params: Mapping[str, Any]) -> list[str]:
         """One trial's overrides for its job, before the `trial.*` bookkeeping: the scale, the
@@ -124,17 +133,20 @@ def _as_typed(override: Override, values: list[str]) -> list[str]:
     return tokens
 
 
-def _is_search_dimension(o: Override) -> bool:
-    """`interval(...)`, or `choice(...)` written out (a bare comma list is a ladder axis)."""
-    if isinstance(o.value(), IntervalSweep):
-        return True
-    return (o.is_discrete_sweep() and o.value_type == ValueType.CHOICE_SWEEP
-            and not getattr(o.value(), "simple_form", True))
+def _bare(key: str) -> str:
+    return key.lstrip("+~")
 
 
-def split_overrides(overrides: Sequence[Override]) -> tuple[list[Scale], list[str], dict[str, str]]:
-    """The command line as (scales, fixed overrides, search dimensions by override key)."""
+def on_ladder(key: str, ladder: Sequence[str]) -> bool:
+    """Whether `key` is a ladder entry or below one: `model` covers `model` and `model.width`."""
+    return any(key == entry or key.startswith((entry + ".", entry + "/")) for entry in ladder)
+
+
+def split_overrides(overrides: Sequence[Override], ladder: Sequence[str] = ()
+                    ) -> tuple[list[Scale], list[str], list[str], dict[str, str]]:
+    """The command line as (scales, ladder axes, fixed overrides, search dimensions by key)."""
     axes: list[list[str]] = []
+    axis_keys: list[str] = []
     axis_names: list[list[str]] = []
     fixed: list[str] = []
     dimensions: dict[str, str] = {}
@@ -142,15 +154,34 @@ def split_overrides(overrides: Sequence[Override]) -> tuple[list[Scale], list[st
         key = o.get_key_element()
         if not o.is_sweep_override():
             fixed.append(o.input_line or f"{key}={o.get_value_element_as_str()}")
-        elif _is_search_dimension(o):
+        elif not on_ladder(o.key_or_group, ladder):
             dimensions[key] = o.input_line.split("=", 1)[1] if o.input_line else ""
+        elif isinstance(o.value(), IntervalSweep):
+            raise SweepError(f"ladder axis {o.key_or_group}: interval(...) has no list of values; "
+                             "give a comma list, range(...) or choice(...)")
         else:
             values = list(o.sweep_string_iterator())
             axes.append([f"{key}={v}" for v in values])
+            axis_keys.append(o.key_or_group)
             axis_names.append([f"{o.key_or_group}={v}" for v in _as_typed(o, values)])
     scales = [Scale(",".join(names), tuple(combo))
               for combo, names in zip(itertools.product(*axes), itertools.product(*axis_names))]
-    return scales or [Scale("", ())], fixed, dimensions
+    return scales or [Scale("", ())], axis_keys, fixed, dimensions
+
+
+def search_params(params: Mapping[str, Any], axes: Sequence[str], overrides: Sequence[Override]) -> dict[str, Any]:
+    """`params` less the keys the command line fixes (a plain value wins, as upstream); a key
+    both on the ladder and searched is refused."""
+    fixed = {_bare(o.key_or_group) for o in overrides if not o.is_sweep_override()}
+    out = {}
+    for key, value in params.items():
+        bare = _bare(key)
+        if bare in axes:
+            raise SweepError(f"{bare} is both a ladder axis (a sweep on the command line of a key in "
+                             f"hydra.sweeper.ladder) and searched in params.{key}; drop one of them")
+        if bare not in fixed:
+            out[key] = value
+    return out
 
 
 def _declared(job_config: DictConfig, path: str) -> bool:
@@ -180,13 +211,14 @@ def make_plan(overrides: Sequence[Override], settings: SweepSettings,
     """The plan for `overrides` (the sweep's command line); `compose(overrides)` is the job
     config for those overrides, used to check every parameter path exists."""
     check_settings(settings)
-    scales, fixed, dimensions = split_overrides(overrides)
+    scales, axes, fixed, dimensions = split_overrides(overrides, settings.ladder)
+    params = search_params(flatten(settings.params), axes, overrides)
     try:
         job_config = compose(fixed + list(scales[0].overrides))
     except Exception as e:  # noqa: BLE001 - Hydra's composition errors have many types
         raise SweepError(f"the job config does not compose: {first_line(e)}") from None
     try:
-        space = parse_params({**flatten(settings.params), **dimensions}, job_config)
+        space = parse_params({**params, **dimensions}, job_config)
     except SearchSpaceError as e:
         raise SweepError(str(e)) from None
     if not space.distributions and not settings.custom_search_space:
@@ -199,5 +231,5 @@ def make_plan(overrides: Sequence[Override], settings: SweepSettings,
     if size is not None and size < n_trials:
         log.info("scalelab sweeper: a grid of %d points: n_trials %d -> %d", size, n_trials, size)
         n_trials = size
-    return Plan(scales, fixed, space, [d.lower() for d in settings.directions], list(settings.objectives),
+    return Plan(scales, axes, fixed, space, [d.lower() for d in settings.directions], list(settings.objectives),
                 searched_paths(job_config, space) if reports else None, reports, sampler, n_trials, job_config)

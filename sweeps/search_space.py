@@ -6,10 +6,13 @@ The syntax is Hydra's override grammar, as users know it from hydra-optuna-sweep
     optim.weight_decay: interval(0.0, 0.2)     # float, uniform
     model.depth: int(interval(2, 8))           # int (both ends included)
     train.batch_size: choice(16, 32, 64)       # categorical (also `16,32,64`)
-    model.heads: range(2, 10, 2)               # ints 2, 4, 6, 8: Hydra's end-exclusive range
+    model.heads: range(2, 10, 2)               # ints 2, 4, ..., 10 (both ends included)
+    optim.warmup: range(0.0, 0.1, 0.05)        # floats 0.0, 0.05, 0.1
+    model.seed: shuffle(range(0, 3))           # categorical 0, 1, 2
     schedule: cosine                           # a fixed value, passed through
 
-`range(a, b[, step])` means what it means on Hydra's command line: a, a+step, ... < b.
+The meanings are hydra-optuna-sweeper's: `range(a, b[, step])` is Optuna's stepped distribution
+from a to b, b included (a float one when any part is a float), not Hydra's end-exclusive list.
 Checked against the composed job config: every path must exist (or be written `+path`), and
 where the config is typed (a structured config), every choice and both ends of an interval
 must have the key's type, so that no trial fails composing its config.
@@ -98,21 +101,7 @@ def distribution_for(name: str, override: Override) -> BaseDistribution:
             return IntDistribution(low, high, log=log)
         return FloatDistribution(float(low), float(high), log=log)
     if isinstance(value, RangeSweep):
-        values = list(override.sweep_iterator())
-        if not values:
-            raise SearchSpaceError(
-                f"params.{name}: range({value.start}, {value.stop}, {value.step}) is empty "
-                "(range is end-exclusive, like Python's and Hydra's)"
-            )
-        if log and min(values) <= 0:
-            raise SearchSpaceError(f"params.{name}: log scale needs a positive range, got {values}")
-        if all(isinstance(v, int) for v in (value.start, value.stop, value.step)) and value.step > 0:
-            if log and value.step != 1:
-                raise SearchSpaceError(f"params.{name}: log scale needs step 1 in range()")
-            return IntDistribution(values[0], values[-1], step=1 if log else value.step, log=log)
-        if log:
-            raise SearchSpaceError(f"params.{name}: log scale is not supported on a float range()")
-        return CategoricalDistribution(values)
+        return _range_distribution(name, override, value, log)
     if isinstance(value, ChoiceSweep):
         if log:
             raise SearchSpaceError(f"params.{name}: log scale does not apply to choice()")
@@ -124,6 +113,35 @@ def distribution_for(name: str, override: Override) -> BaseDistribution:
             raise SearchSpaceError(f"params.{name}: choice() values must be scalars, got {bad!r}")
         return CategoricalDistribution(choices)
     raise SearchSpaceError(f"params.{name}: unsupported sweep {value!r}")
+
+
+def _range_distribution(name: str, override: Override, value: RangeSweep, log: bool) -> BaseDistribution:
+    """`range(a, b[, step])` as hydra-optuna-sweeper reads it: a stepped distribution from a to b,
+    b included (Optuna's `high`), a float one when any part is a float; `shuffle(range(...))` is a
+    categorical of Hydra's points."""
+    start, stop, step = value.start, value.stop, value.step
+    text = f"range({start}, {stop}, {step})"
+    if value.shuffle:
+        # Sorted: a shared or resumed study must see the same choices in the same order.
+        values = sorted(override.sweep_iterator())
+        if not values:
+            raise SearchSpaceError(f"params.{name}: shuffle({text}) is empty")
+        if log:
+            raise SearchSpaceError(f"params.{name}: log scale does not apply to shuffle(range(...))")
+        return CategoricalDistribution(values)
+    if not step or step < 0:
+        raise SearchSpaceError(f"params.{name}: {text} needs a positive step")
+    if start > stop:
+        raise SearchSpaceError(f"params.{name}: {text} is empty (start > end; the end is included)")
+    if log and start <= 0:
+        raise SearchSpaceError(f"params.{name}: log scale needs a positive range, got {text}")
+    if any(isinstance(v, float) for v in (start, stop, step)):
+        if log:
+            raise SearchSpaceError(f"params.{name}: log scale is not supported on a float range()")
+        return FloatDistribution(float(start), float(stop), step=float(step))
+    if log and step != 1:
+        raise SearchSpaceError(f"params.{name}: log scale needs step 1 in range()")
+    return IntDistribution(int(start), int(stop), step=int(step), log=log)
 
 
 def _is_group(config: Any, key: str) -> bool:

@@ -2,7 +2,8 @@
 
 The storage ladder:
 
-- ``None`` / empty: one SQLite file, ``sqlite:///runs/sweeps/studies.db`` (created as needed).
+- ``None`` / empty: one SQLite file, ``sqlite:///runs/sweeps/studies.db`` (created as needed);
+  the sweeper's own ``storage: null`` is an in-memory study instead, which it never builds here.
 - ``sqlite:///path.db``: SQLite through SQLAlchemy, with a busy timeout so that several
   processes on one file wait for the lock instead of failing with "database is locked".
 - ``journal:PATH`` or a plain file path (no ``://``): Optuna's ``JournalFileBackend``, an
@@ -27,9 +28,9 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 from scalelab.messages import first_line, has_credentials, redact_url
+from scalelab.sweeps.config import DEFAULT_STORAGE
 from scalelab.sweeps.search_space import format_value
 
-DEFAULT_STORAGE = "sqlite:///runs/sweeps/studies.db"
 SQLITE_BUSY_TIMEOUT_S = 60
 # Jobs read a storage URL that holds a password from here, never from their overrides.
 STORAGE_ENV = "SCALELAB_OPTUNA_STORAGE"

@@ -2,11 +2,11 @@
 
 `hydra/sweeper=scalelab` (or a preset, `sweeps=NAME`) turns a multirun into Optuna studies:
 
-- every comma-list (or `range(...)`) override on the command line is a grid axis; each
-  combination of axis values is a *scale* with its own study `<study_name>/<axis=value,...>`
-  and its own budget of `n_trials` (`plan`);
-- `params` (and `interval(...)`/`choice(...)` sweeps on the command line) is the search
-  space, sampled with `study.ask()`, then extended by `custom_search_space` where one is set;
+- every command-line sweep on a key in `ladder` is a ladder axis; each combination of axis
+  values is a *scale* with its own study `<study_name>/<axis=value,...>` and its own budget of
+  `n_trials` (`plan`);
+- `params` (and every other sweep on the command line) is the search space, sampled with
+  `study.ask()`, then extended by `custom_search_space` where one is set;
 - each trial is one Hydra job, handed to the configured launcher; where the job config has a
   `trial` node it also gets `trial.study_name`, `trial.storage`, `trial.number` (and
   `trial.searched` where declared), so the job reports intermediate values through
@@ -18,7 +18,8 @@
 Apps written for hydra-optuna-sweeper run unchanged: `hydra/sweeper=scalelab` takes its keys
 (`direction` as a list, `max_failure_rate`, `custom_search_space`, `hydra/sweeper/sampler=NAME`).
 
-Several processes started with the same command share one study, and a restarted sweep
+`storage: null` is an in-memory study, as upstream's; otherwise several processes started with
+the same command share one study, and a restarted sweep
 continues where it stopped (`study`); output folders are `<hydra.sweep.dir>/<scale>/trial_<n>`.
 A trial left RUNNING by a killed process does not use up the budget: once its heartbeats have
 stopped for the grace period it is failed, not counted, and the sweep runs another in its place.
@@ -44,6 +45,7 @@ import optuna
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from optuna.storages import InMemoryStorage
 from optuna.trial import TrialState
 
 from scalelab.messages import first_line, has_credentials, redact_text, redact_url
@@ -71,6 +73,8 @@ INTERRUPTED_EXIT = 130  # 128 + SIGINT, as shells report a command stopped by Ct
 LANE_LAUNCHERS = ("SubmititLauncher", "LocalLauncher", "SlurmLauncher")
 # Hydra's basic launcher runs the jobs of a batch one after another, in this process.
 IN_PROCESS_LAUNCHER = "BasicLauncher"
+IN_MEMORY_LINE = ("scalelab sweeper: storage null: in-memory studies, lost when the sweep ends (a rerun "
+                  "starts over); jobs cannot reach them, so they get no trial.* overrides and no pruning")
 
 
 class OptunaSweeper(Sweeper):
@@ -178,11 +182,16 @@ class OptunaSweeper(Sweeper):
         if s.pruner is not None and not plan.reports:
             log.warning("scalelab sweeper: the job config has no `trial` node: its jobs cannot report "
                         "intermediate values, so the pruner never stops one")
-        try:
-            storage = make_storage(s.storage, heartbeat_interval=s.heartbeat_interval or None,
-                                   grace_period=s.grace_period, check=True)
-        except StorageError as e:
-            raise SweepError(str(e)) from None
+        log.info("scalelab sweeper: %s", plan.summary())
+        if s.storage is None:
+            log.info(IN_MEMORY_LINE)
+            storage: Any = InMemoryStorage()
+        else:
+            try:
+                storage = make_storage(s.storage, heartbeat_interval=s.heartbeat_interval or None,
+                                       grace_period=s.grace_period, check=True)
+            except StorageError as e:
+                raise SweepError(str(e)) from None
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         return plan, storage
 
@@ -268,7 +277,10 @@ class _Lanes:
                  sweep_dir: Path, heartbeat: Optional[Heartbeat]) -> None:
         self.sweeper, self.plan, self.study, self.scale = sweeper, plan, study, scale
         self.sweep_dir, self.heartbeat = sweep_dir, heartbeat
-        self.storage_arg = url_for_jobs(sweeper.settings.storage)
+        storage_url = sweeper.settings.storage
+        # An in-memory study lives in this process only: its jobs cannot report to it.
+        self.reports = plan.reports and storage_url is not None
+        self.storage_arg = url_for_jobs(storage_url) if self.reports else ""
         self.lock = threading.Lock()
         self.stopped = threading.Event()
         self.in_flight: dict[int, optuna.Trial] = {}  # by trial number: asked, not yet told
@@ -320,7 +332,7 @@ class _Lanes:
         subdir = studies.new_subdir(self.sweep_dir, self.scale, trial.number)
         run_dir = (self.sweep_dir / subdir).resolve()
         overrides = self.plan.job_overrides(self.scale, trial.params)
-        if self.plan.reports:
+        if self.reports:
             overrides += [f"trial.study_name={format_value(self.study.study_name)}",
                           f"trial.storage={self.storage_arg}", f"trial.number={trial.number}"]
         overrides += [f"hydra.sweep.dir={format_value(str(self.sweep_dir))}",

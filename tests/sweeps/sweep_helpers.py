@@ -30,10 +30,15 @@ def toy_cmd(*overrides: str) -> list[str]:
             "hydra.sweeper.heartbeat_interval=1", *overrides]
 
 
-def example_cmd(app: str, *overrides: str) -> list[str]:
+# The examples' `storage: null` is an in-memory study; the tests read the study afterwards.
+STUDIES_FILE = "hydra.sweeper.storage=sqlite:///runs/sweeps/studies.db"
+
+
+def example_cmd(app: str, *overrides: str, in_memory: bool = False) -> list[str]:
     """`python examples/APP -m OVERRIDES`: the app never imports scalelab; Hydra's plugin scan
-    finds the sweeper in the installed package."""
-    return [sys.executable, str(EXAMPLES / app), "-m", *overrides]
+    finds the sweeper in the installed package. The study goes to the default SQLite file
+    unless `in_memory` keeps the example's own `storage: null`."""
+    return [sys.executable, str(EXAMPLES / app), "-m", *([] if in_memory else [STUDIES_FILE]), *overrides]
 
 
 def run(cmd: list[str], cwd: Path, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:

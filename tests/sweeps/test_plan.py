@@ -1,11 +1,12 @@
 """Planning a sweep from its command line, without Hydra running a job."""
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict
 
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
-from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from scalelab.sweeps.config import SweepError, SweepSettings
 from scalelab.sweeps.plan import make_plan, parse_command_line
@@ -27,7 +28,9 @@ class Job:  # typed, as the training run's structured config is
 
 JOB = OmegaConf.structured(Job)
 OmegaConf.set_struct(JOB, False)  # the tests add `trial.searched`
-SETTINGS = SweepSettings(study_name="lad", params={"lr": "tag(log, interval(1e-4, 1e-1))"})
+LR = {"lr": "tag(log, interval(1e-4, 1e-1))"}
+SETTINGS = SweepSettings(study_name="lad", params=LR)
+LADDER = SweepSettings(study_name="lad", params=LR, ladder=["width", "steps", "train"])
 
 
 def plan_for(*arguments, settings=SETTINGS, job=JOB, composed=None):
@@ -41,12 +44,14 @@ def plan_for(*arguments, settings=SETTINGS, job=JOB, composed=None):
 
 def test_axes_become_scales_with_their_own_studies():
     composed = []
-    plan = plan_for("width=16,32", "steps=range(2,4)", "train.tokens=1e6,4e6", "sleep=0.05", composed=composed)
+    plan = plan_for("width=16,32", "steps=range(2,4)", "train.tokens=1e6,4e6", "sleep=0.05", composed=composed,
+                    settings=LADDER)
     names = [s.study_name("lad") for s in plan.scales]
     assert len(names) == 8 and names[0] == "lad/width=16,steps=2,train.tokens=1e6"
     assert names[-1] == "lad/width=32,steps=3,train.tokens=4e6"  # as typed, not 4000000.0
     assert plan.scales[-1].overrides == ("width=32", "steps=3", "train.tokens=4000000.0")
-    assert plan.fixed == ["sleep=0.05"]
+    assert plan.fixed == ["sleep=0.05"] and plan.axes == ["width", "steps", "train.tokens"]
+    assert plan.summary() == "8 studies (width x steps x train.tokens) x 20 trials"
     # the job config is composed once, for the first scale, to check the search space
     assert composed == [["sleep=0.05", "width=16", "steps=2", "train.tokens=1000000.0"]]
 
@@ -57,16 +62,64 @@ def test_no_axis_is_one_scale_named_after_the_study():
 
 
 def test_interval_and_choice_on_the_command_line_are_search_dimensions():
-    plan = plan_for("x=interval(0, 1)", "name=choice(a, b)", "width=16,32")
+    plan = plan_for("x=interval(0, 1)", "name=choice(a, b)", "width=16,32", settings=LADDER)
     assert plan.space.distributions == {"lr": FloatDistribution(1e-4, 1e-1, log=True),
                                         "x": FloatDistribution(0.0, 1.0),
                                         "name": CategoricalDistribution(["a", "b"])}
-    assert [s.name for s in plan.scales] == ["width=16", "width=32"]  # a bare list stays an axis
+    assert [s.name for s in plan.scales] == ["width=16", "width=32"]  # on the ladder: an axis
+
+
+def test_sweeps_off_the_ladder_are_one_study_with_upstreams_dimensions():
+    plan = plan_for("x=range(0, 5)", "width=range(0, 3)", "steps=4,8", "name=shuffle(range(1, 3))", job=PLAIN_XY)
+    assert [s.name for s in plan.scales] == [""] and plan.axes == []
+    assert plan.space.distributions == {"lr": FloatDistribution(1e-4, 1e-1, log=True), "x": IntDistribution(0, 5),
+                                        "width": IntDistribution(0, 3), "steps": CategoricalDistribution([4, 8]),
+                                        "name": CategoricalDistribution([1, 2])}
+    assert plan.summary() == "1 study x 20 trials"
+
+
+@pytest.mark.parametrize("ladder, line, scales", [
+    (["model"], "model=gpt_s,gpt_m", ["model=gpt_s", "model=gpt_m"]),
+    (["model"], "model.width=32,64", ["model.width=32", "model.width=64"]),
+    (["model.width"], "model.width=range(32, 65, 32)", ["model.width=32", "model.width=64"]),  # Hydra's list
+    (["train.tokens"], "train.tokens=choice(1e6, 4e6)", ["train.tokens=1000000.0", "train.tokens=4000000.0"]),
+])
+def test_a_ladder_entry_covers_its_key_and_the_keys_below(ladder, line, scales):
+    plan = plan_for(line, settings=SweepSettings(ladder=ladder), job=MODEL)
+    assert [s.name for s in plan.scales] == scales and not plan.space.distributions
+
+
+@pytest.mark.parametrize("preset", ["lr", "lr_bs"])
+def test_presets_put_model_and_tokens_on_the_ladder(preset):
+    node = OmegaConf.load(Path(__file__).parents[2] / "sweeps" / f"{preset}.yaml").hydra.sweeper
+    settings = SweepSettings(ladder=list(node.ladder), n_trials=node.n_trials)
+    plan = plan_for("model.width=32,64,128", "train.tokens=1e6,4e6", settings=settings, job=MODEL)
+    assert plan.summary() == f"6 studies (model.width x train.tokens) x {node.n_trials} trials"
+
+
+def test_a_fixed_command_line_value_takes_its_key_out_of_params():
+    settings = SweepSettings(params={"x": "interval(0, 1)", "+y": "choice(1, 2)", "lr": "interval(0, 1)"})
+    plan = plan_for("x=0.5", "y=2", job=PLAIN_XY, settings=settings)
+    assert list(plan.space.distributions) == ["lr"] and plan.fixed == ["x=0.5", "y=2"]
+    assert plan.job_overrides(plan.scales[0], {"lr": 0.1}) == ["x=0.5", "y=2", "lr=0.1"]
+
+
+def test_a_ladder_axis_in_params_is_refused():
+    settings = SweepSettings(params={"width": "choice(16, 32)"}, ladder=["width"])
+    with pytest.raises(SweepError) as e:
+        plan_for("width=16,32", settings=settings)
+    assert str(e.value) == ("width is both a ladder axis (a sweep on the command line of a key in "
+                            "hydra.sweeper.ladder) and searched in params.width; drop one of them")
+
+
+def test_an_interval_on_the_ladder_is_refused():
+    with pytest.raises(SweepError, match=r"^ladder axis x: interval\(...\) has no list of values"):
+        plan_for("x=interval(0, 1)", settings=SweepSettings(ladder=["x"]))
 
 
 def test_searched_paths_are_passed_only_where_the_job_config_declares_them():
     job = OmegaConf.merge(JOB, {"trial": {"searched": None}})
-    plan = plan_for("x=interval(0, 1)", "width=16,32", job=job)
+    plan = plan_for("x=interval(0, 1)", "width=16,32", job=job, settings=LADDER)
     overrides = plan.job_overrides(plan.scales[1], {"lr": 0.01, "x": 0.5})
     assert overrides[:3] == ["width=32", "lr=0.01", "x=0.5"]
     (searched,) = [o for o in overrides if o.startswith("trial.searched=")]
@@ -105,6 +158,9 @@ def test_directions_are_kept_lower_case_with_their_objectives():
 
 
 PLAIN = OmegaConf.create({"lr": 0.01, "x": 1, "y": 1})  # a plain Hydra app: no `trial` node
+PLAIN_XY = OmegaConf.create({"lr": 0.01, "x": 1, "width": 1, "steps": 1, "name": 1})
+MODEL = OmegaConf.create({"model": {"width": 16}, "train": {"tokens": 1e5},
+                          "hydra": {"runtime": {"choices": {"model": "gpt_s"}}}})
 
 
 def test_plain_app_gets_no_trial_overrides():
@@ -136,8 +192,8 @@ def test_params_a_custom_search_space_suggested_become_overrides():
 
 @pytest.mark.parametrize("params, grid, n_trials", [
     ({"x": "choice(-1, 1)", "steps": "range(-1, 2)", "name": "choice(a, b)"},
-     {"x": [-1, 1], "steps": [-1, 0, 1], "name": ["a", "b"]}, 12),
-    ({"width": "range(8, 64, 8)"}, {"width": [8, 16, 24, 32, 40, 48, 56]}, 7),
+     {"x": [-1, 1], "steps": [-1, 0, 1, 2], "name": ["a", "b"]}, 16),
+    ({"width": "range(8, 64, 8)"}, {"width": [8, 16, 24, 32, 40, 48, 56, 64]}, 8),
     ({"steps": "int(interval(1, 3))"}, {"steps": [1, 2, 3]}, 3),
 ])
 def test_grid_sampler_gets_its_grid_from_the_params(params, grid, n_trials):
@@ -188,7 +244,9 @@ def test_settings_from_hydras_node():
     node = OmegaConf.create({"directions": ["minimize", "maximize"], "objectives": ["a.b", "c"],
                              "params": {"optim": {"lr": "interval(0, 1)"}}, "pruner": {"_target_": "P"}})
     s = SweepSettings.from_node(direction="maximize", directions=node.directions, objectives=node.objectives,
-                                params=node.params, pruner=node.pruner, heartbeat_interval=5, n_jobs=0)
+                                params=node.params, pruner=node.pruner, heartbeat_interval=5, n_jobs=0,
+                                ladder=OmegaConf.create(["model", "train.tokens"]))
+    assert s.ladder == ["model", "train.tokens"] and type(s.ladder) is list
     assert s.directions == ["minimize", "maximize"] and s.objectives == ["a.b", "c"]
     assert s.params == {"optim": {"lr": "interval(0, 1)"}} and s.pruner == {"_target_": "P"}
     assert type(s.params) is dict and s.grace_period == 15 and s.n_jobs == 1

@@ -84,7 +84,7 @@ def test_motpe_is_refused_with_what_to_use(sweeper_node):
 
 @pytest.mark.parametrize("distribution, values", [
     (CategoricalDistribution(["a", None, 2]), ["a", None, 2]),
-    (IntDistribution(2, 8, step=2), [2, 4, 6, 8]),  # range(2, 10, 2): our range is end-exclusive
+    (IntDistribution(2, 10, step=2), [2, 4, 6, 8, 10]),  # range(2, 10, 2): both ends included
     (IntDistribution(1, 8, log=True), [1, 2, 3, 4, 5, 6, 7, 8]),
     (FloatDistribution(0.0, 1.0, step=0.25), [0.0, 0.25, 0.5, 0.75, 1.0]),
 ])

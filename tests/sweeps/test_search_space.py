@@ -48,14 +48,42 @@ def test_syntax_maps_to_optuna_distributions():
     assert d["optim.wd"] == FloatDistribution(0.0, 0.2)
     assert d["model.depth"] == IntDistribution(1, 6)
     assert d["name"] == CategoricalDistribution(["a", "b"])
-    # range is end-exclusive, as on Hydra's command line: 2, 4, 6, 8
-    assert d["model.heads"] == IntDistribution(2, 8, step=2)
+    # range includes its end, as in hydra-optuna-sweeper: 2, 4, ..., 10
+    assert d["model.heads"] == IntDistribution(2, 10, step=2)
 
 
-def test_range_end_point_matches_hydra_everywhere():
-    hydra_values = [int(v) for v in OverridesParser.create().parse_override("a=range(1,5)").sweep_string_iterator()]
-    dist = parse_params({"model.depth": "range(1, 5)"}, CFG).distributions["model.depth"]
-    assert list(range(dist.low, dist.high + 1, dist.step)) == hydra_values == [1, 2, 3, 4]
+# hydra-optuna-sweeper's meanings, case by case (an untyped config: any value fits)
+@pytest.mark.parametrize("override, expected", [
+    ("key=choice(1,2)", CategoricalDistribution([1, 2])),
+    ("key=1,2", CategoricalDistribution([1, 2])),
+    ("key=choice(true, false)", CategoricalDistribution([True, False])),
+    ("key=choice('hello', 'world')", CategoricalDistribution(["hello", "world"])),
+    ("key=shuffle(range(1,3))", CategoricalDistribution([1, 2])),
+    ("key=shuffle(range(-5, 5))", CategoricalDistribution(list(range(-5, 5)))),
+    ("key=range(1,3)", IntDistribution(1, 3)),
+    ("key=range(1, 3, 1)", IntDistribution(1, 3)),
+    ("key=range(2, 10, 2)", IntDistribution(2, 10, step=2)),
+    ("key=range(-5, 5)", IntDistribution(-5, 5)),
+    ("key=range(0.5, 5.5, step=1)", FloatDistribution(0.5, 5.5, step=1)),
+    ("key=range(-5.5, 5.5, step=0.5)", FloatDistribution(-5.5, 5.5, step=0.5)),
+    ("key=range(0, 1.0, 0.25)", FloatDistribution(0.0, 1.0, step=0.25)),
+    ("key=tag(log, range(1, 8))", IntDistribution(1, 8, log=True)),
+    ("key=interval(1, 5)", FloatDistribution(1, 5)),
+    ("key=int(interval(1, 5))", IntDistribution(1, 5)),
+    ("key=tag(log, interval(1, 5))", FloatDistribution(1, 5, log=True)),
+    ("key=tag(log, int(interval(1, 5)))", IntDistribution(1, 5, log=True)),
+])
+def test_override_string_to_distribution(override, expected):
+    key, text = override.split("=", 1)
+    assert parse_params({key: text}).distributions[key] == expected
+
+
+def test_shuffled_range_is_the_same_categorical_every_time():
+    # its points in order, whatever order Hydra shuffled them in: a shared or resumed study
+    # must see the same distribution
+    for _ in range(20):
+        assert parse_params({"k": "shuffle(range(-5, 5))"}).distributions["k"] == CategoricalDistribution(
+            list(range(-5, 5)))
 
 
 def test_fixed_values_and_lists():
@@ -70,7 +98,12 @@ def test_fixed_values_and_lists():
     ({"optim.lr": "interval(0.1, 0.1)"}, "empty or inverted"),
     ({"optim.lr": "tag(log, interval(0, 1))"}, "log scale needs a positive range"),
     ({"optim.lr": "tag(log, interval(-1, 1))"}, "log scale needs a positive range"),
-    ({"model.depth": "range(5, 1)"}, "is empty"),
+    ({"model.depth": "range(5, 1)"}, "range(5, 1, 1) is empty (start > end; the end is included)"),
+    ({"model.depth": "range(1, 5, -1)"}, "range(1, 5, -1) needs a positive step"),
+    ({"model.depth": "tag(log, range(0, 5))"}, "log scale needs a positive range"),
+    ({"model.depth": "tag(log, range(1, 5, 2))"}, "log scale needs step 1 in range()"),
+    ({"optim.lr": "tag(log, range(0.1, 0.5, 0.1))"}, "log scale is not supported on a float range()"),
+    ({"model.depth": "range(1.0, 5.0)"}, "interval bound 1.0 is not a valid int for model.depth"),
     ({"optim.lr": "interval(1,"}, "cannot parse"),
     ({"model.depth": "choice(2, abc)"}, "params.model.depth: choice 'abc' is not a valid int for model.depth"),
     ({"model.depth": "interval(1, 6)"}, "interval bound 1.0 is not a valid int for model.depth"),

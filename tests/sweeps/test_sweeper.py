@@ -47,7 +47,8 @@ def test_bad_results_do_not_stop_the_sweep(tmp_path):
     workdir = tmp_path
     # one study per mode (a ladder), one trial each; failures expected (the presets' setting)
     proc = run(toy_cmd("hydra.sweeper.study_name=m", "hydra.sweeper.n_trials=1", LR,
-                       "hydra.sweeper.max_failure_rate=1.0", "mode=ok,nanloss,diverge,crash,fail,norecord"), workdir)
+                       "hydra.sweeper.max_failure_rate=1.0", "hydra.sweeper.ladder=[mode]",
+                       "mode=ok,nanloss,diverge,crash,fail,norecord"), workdir)
     by_mode = {}
     for mode in ["ok", "nanloss", "diverge", "crash", "fail", "norecord"]:
         (t,) = load_study(workdir, f"m/mode={mode}").trials
@@ -66,8 +67,9 @@ def test_bad_results_do_not_stop_the_sweep(tmp_path):
 
 def test_ladder_one_study_per_scale(tmp_path):
     workdir = tmp_path
-    run(toy_cmd("hydra.sweeper.study_name=lad", "hydra.sweeper.n_trials=2", LR,
-                "width=16,32", "steps=range(2,4)"), workdir)
+    proc = run(toy_cmd("hydra.sweeper.study_name=lad", "hydra.sweeper.n_trials=2", LR,
+                       "hydra.sweeper.ladder=[width,steps]", "width=16,32", "steps=range(2,4)"), workdir)
+    assert "scalelab sweeper: 4 studies (width x steps) x 2 trials" in proc.stdout + proc.stderr
     names = sorted(s.study_name for s in optuna.get_all_study_summaries(
         f"sqlite:///{workdir}/runs/sweeps/studies.db"))
     assert names == ["lad/width=16,steps=2", "lad/width=16,steps=3",
@@ -97,7 +99,8 @@ def test_pruning_marks_trials_pruned(tmp_path):
 
 def test_multi_objective(tmp_path):
     workdir = tmp_path
-    run(toy_cmd("hydra.sweeper.study_name=mo", "hydra.sweeper.n_trials=3", LR, "width=16,32",
+    run(toy_cmd("hydra.sweeper.study_name=mo", "hydra.sweeper.n_trials=3", LR, "hydra.sweeper.ladder=[width]",
+                "width=16,32",
                 "hydra.sweeper.directions=[minimize,minimize]",
                 "hydra.sweeper.objectives=[metrics.final_val_loss,scale.C]"), workdir)
     t = load_study(workdir, "mo/width=32").trials[0]
@@ -234,3 +237,28 @@ def test_bad_input_one_clear_line_before_any_trial(tmp_path, override, words):
     assert lines and words in lines[0], proc.stderr[-2000:]
     assert "topsecret" not in proc.stdout + proc.stderr
     assert not list(workdir.glob("runs/sweeps/bad/trial_*"))
+
+
+def test_a_ladder_axis_that_is_also_searched_is_refused_before_any_trial(tmp_path):
+    proc = run(toy_cmd("hydra.sweeper.study_name=bad", LR, "hydra.sweeper.ladder=[lr]", "lr=0.1,0.01"), tmp_path,
+               check=False)
+    assert proc.returncode == 2
+    assert [ln for ln in proc.stderr.splitlines() if ln.startswith("scalelab sweeper:")] == [
+        "scalelab sweeper: error: lr is both a ladder axis (a sweep on the command line of a key in "
+        "hydra.sweeper.ladder) and searched in params.lr; drop one of them"]
+    assert not list(tmp_path.glob("runs/sweeps/bad/**/trial_*"))
+
+
+def test_in_memory_storage_runs_its_trials_without_trial_overrides(tmp_path):
+    proc = run(toy_cmd("hydra.sweeper.study_name=mem", "hydra.sweeper.n_trials=2", LR, "hydra.sweeper.storage=null",
+                       "+hydra.sweeper.pruner._target_=optuna.pruners.MedianPruner"), tmp_path)
+    out = proc.stdout + proc.stderr
+    assert ("scalelab sweeper: storage null: in-memory studies, lost when the sweep ends (a rerun starts over); "
+            "jobs cannot reach them, so they get no trial.* overrides and no pruning") in out
+    assert not list(tmp_path.rglob("*.db"))
+    records = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("runs/sweeps/mem/trial_*/run.json"))]
+    assert len(records) == 2
+    for record in records:
+        assert record["status"] == "completed" and record["trial"] is None and record["study"] is None
+        assert record["searched"] == ["lr"]
+    assert "best_value" in (tmp_path / "runs/sweeps/mem/optimization_results.yaml").read_text()

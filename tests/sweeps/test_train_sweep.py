@@ -54,11 +54,12 @@ def test_pruner_stops_real_runs(tmp_path):
 
 @pytest.mark.slow
 def test_a_value_of_the_wrong_type_is_refused_before_any_trial(tmp_path):
+    # train.seed: TINY fixes train.batch_size on the command line, which takes it out of the search
     proc = run(train_cmd("-m", "hydra/sweeper=scalelab", "hydra.sweeper.study_name=ty",
-                         "+hydra.sweeper.params.train.batch_size=choice(8, abc)"), tmp_path, check=False)
+                         "+hydra.sweeper.params.train.seed=choice(8, abc)"), tmp_path, check=False)
     assert proc.returncode == 2
-    assert ("scalelab sweeper: error: params.train.batch_size: choice 'abc' is not a valid int for "
-            "train.batch_size (Value 'abc' of type 'str' could not be converted to Integer)") in proc.stderr.splitlines()
+    assert ("scalelab sweeper: error: params.train.seed: choice 'abc' is not a valid int for "
+            "train.seed (Value 'abc' of type 'str' could not be converted to Integer)") in proc.stderr.splitlines()
     assert not list(tmp_path.glob("runs/sweeps/ty/trial_*"))
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from optuna.distributions import IntDistribution
 
 sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
 from sweep_helpers import example_cmd, load_study, run, states  # noqa: E402
@@ -22,16 +23,17 @@ def results(folder: Path) -> dict:
 
 @pytest.mark.parametrize("with_commandline", [False, True])
 def test_sphere_returns_its_objective_and_gets_no_trial_overrides(tmp_path, with_commandline):
-    # upstream's test: a search dimension, a deletion and a fixed value on the command line (y=0
-    # stays searched here: a sampled value is passed after the command line's and wins)
+    # upstream's test: a search dimension, a deletion and a fixed value on the command line, which
+    # takes y out of the search
     extra = ["~z", "x=choice(0, 1, 2)", "y=0"] if with_commandline else []
     run(example_cmd("sphere.py", "hydra.sweeper.n_trials=6", *extra), tmp_path)
     study = load_study(tmp_path, "sphere")
     assert states(study) == {"COMPLETE": 6}
     for t in study.trials:
-        assert set(t.params) == {"x", "y"}
-        assert t.params["x"] in ((0, 1, 2) if with_commandline else [i / 2 for i in range(-11, 11)])
-        assert t.value == t.params["x"] ** 2 + t.params["y"] ** 2
+        assert set(t.params) == ({"x"} if with_commandline else {"x", "y"})
+        # range(-5.5, 5.5, step=0.5) includes 5.5
+        assert t.params["x"] in ((0, 1, 2) if with_commandline else [i / 2 for i in range(-11, 12)])
+        assert t.value == t.params["x"] ** 2 + t.params.get("y", 0) ** 2
         overrides = (Path(t.user_attrs["run_dir"]) / ".hydra/overrides.yaml").read_text()
         assert "trial." not in overrides  # a plain app has no `trial` node to fill in
         assert ("~z" in overrides) == with_commandline
@@ -51,14 +53,36 @@ def test_multi_objective_returns_a_list_per_direction(tmp_path):
 
 
 def test_grid_runs_every_point_once_and_stops(tmp_path):
-    cmd = example_cmd("sphere.py", "--config-name=grid")  # 2 x 2 x 3 points, n_trials 20
+    # 2 x 3 x 3 points (range(-1.0, 1.0, step=1) is -1, 0 and 1), n_trials 20
+    cmd = example_cmd("sphere.py", "--config-name=grid")
     run(cmd, tmp_path)
     study = load_study(tmp_path, "sphere")
-    assert states(study) == {"COMPLETE": 12}
-    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 12
+    assert states(study) == {"COMPLETE": 18}
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 18
+    assert {t.params["y"] for t in study.trials} == {-1.0, 0.0, 1.0}
     assert results(tmp_path / "runs/sweeps/sphere")["best_value"] == 1.0
     run(cmd, tmp_path)  # the grid is done: the same command runs nothing more
-    assert len(load_study(tmp_path, "sphere").trials) == 12
+    assert len(load_study(tmp_path, "sphere").trials) == 18
+
+
+def test_storage_null_is_an_in_memory_study(tmp_path):
+    proc = run(example_cmd("sphere.py", "hydra.sweeper.n_trials=3", in_memory=True), tmp_path)
+    out = proc.stdout + proc.stderr
+    assert "scalelab sweeper: 1 study x 3 trials" in out
+    assert ("scalelab sweeper: storage null: in-memory studies, lost when the sweep ends (a rerun starts over); "
+            "jobs cannot reach them, so they get no trial.* overrides and no pruning") in out
+    assert not list(tmp_path.rglob("*.db"))
+    assert "best_value" in results(tmp_path / "runs/sweeps/sphere")
+    assert len(list(tmp_path.glob("runs/sweeps/sphere/trial_*"))) == 3
+
+
+def test_command_line_ranges_are_one_study_with_upstreams_dimensions(tmp_path):
+    proc = run(example_cmd("sphere.py", "hydra.sweeper.n_trials=8", "x=range(0, 5)", "y=range(0, 3)"), tmp_path)
+    assert "scalelab sweeper: 1 study x 8 trials" in proc.stdout + proc.stderr
+    study = load_study(tmp_path, "sphere")
+    assert states(study) == {"COMPLETE": 8}
+    for t in study.trials:
+        assert t.distributions == {"x": IntDistribution(0, 5), "y": IntDistribution(0, 3)}
 
 
 def test_custom_search_space_suggests_dependent_and_new_keys(tmp_path):

@@ -52,6 +52,14 @@ def test_multi_objective_returns_a_list_per_direction(tmp_path):
                                                  for t in study.best_trials)
 
 
+@pytest.mark.parametrize("n_trials", [10, 1])
+def test_grid_with_fewer_trials_than_points_runs_distinct_points(tmp_path, n_trials):
+    run(example_cmd("sphere.py", f"hydra.sweeper.n_trials={n_trials}", "--config-name=grid"), tmp_path)
+    study = load_study(tmp_path, "sphere")
+    assert states(study) == {"COMPLETE": n_trials}
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == n_trials
+
+
 def test_grid_runs_every_point_once_and_stops(tmp_path):
     # 2 x 3 x 3 points (range(-1.0, 1.0, step=1) is -1, 0 and 1), n_trials 20
     cmd = example_cmd("sphere.py", "--config-name=grid")
@@ -111,7 +119,7 @@ def test_a_custom_search_space_that_raises_fails_its_trials_and_the_sweep(tmp_pa
     assert not list(tmp_path.glob("runs/sweeps/sphere/trial_*"))
 
 
-@pytest.mark.parametrize("rate, code", [(None, 1), ("1.0", 0)])
+@pytest.mark.parametrize("rate, code", [(None, 1), ("0.5", 1), ("1.0", 0)])
 def test_max_failure_rate(tmp_path, rate, code):
     extra = [f"hydra.sweeper.max_failure_rate={rate}"] if rate else []  # the example's own: 0.0
     proc = run(example_cmd("sphere.py", "hydra.sweeper.n_trials=2", "error=true", *extra), tmp_path, check=False)
@@ -119,8 +127,8 @@ def test_max_failure_rate(tmp_path, rate, code):
     assert states(load_study(tmp_path, "sphere")) == {"FAIL": 2}
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("scalelab sweeper:")]
     if code:
-        assert lines == ["scalelab sweeper: error: 2 of 2 trials failed (100%), more than max_failure_rate 0.0 "
-                         "allows; first, trial 0 of study sphere: RuntimeError: cfg.error is True"]
+        assert lines == [f"scalelab sweeper: error: 2 of 2 trials failed (100%), more than max_failure_rate "
+                         f"{rate or '0.0'} allows; first, trial 0 of study sphere: RuntimeError: cfg.error is True"]
     else:
         assert lines == []
 

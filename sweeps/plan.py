@@ -69,6 +69,9 @@ class Plan:
     objectives: list[str]  # dotted run.json paths; empty: the final validation loss or the return value
     searched: Optional[list[str]]  # for `trial.searched`; None when the job config lacks it
     reports: bool = True  # the job config has the `trial` node: pass `trial.*` to each job
+    # how `trial.*` reaches a job: "" into its declared node, "+" as new keys of a plain config
+    # (the job may read cfg.trial.number), None where its config takes neither
+    trial_prefix: Optional[str] = ""
     sampler: Any = None  # the sampler's config, a grid's search space filled in
     n_trials: int = 20  # each study's budget
     job_config: Optional[DictConfig] = None  # composed for the first scale: which keys exist
@@ -201,6 +204,16 @@ def reports_trials(job_config: DictConfig) -> bool:
     return bool(declared)
 
 
+def accepts_trial_keys(compose: Callable[[list[str]], DictConfig], overrides: list[str]) -> bool:
+    """Whether a job config without a `trial` node takes one as new keys (`+trial.number=0`): a
+    plain YAML config does, a structured config without that field does not."""
+    try:
+        compose([*overrides, *(f"+{path}=null" for path in TRIAL_KEYS)])
+    except Exception:  # noqa: BLE001 - Hydra's composition errors have many types
+        return False
+    return True
+
+
 def searched_paths(job_config: DictConfig, space: SearchSpace) -> Optional[list[str]]:
     """The searched paths, where the job config declares `trial.searched`."""
     return list(space.distributions) if _declared(job_config, SEARCHED_KEY) else None
@@ -224,6 +237,8 @@ def make_plan(overrides: Sequence[Override], settings: SweepSettings,
     if not space.distributions and not settings.custom_search_space:
         log.warning("scalelab sweeper: empty search space; every trial runs the same config")
     reports = reports_trials(job_config)
+    trial_prefix = "" if reports else ("+" if accepts_trial_keys(compose, fixed + list(scales[0].overrides))
+                                       else None)
     check_objectives(settings, reports)
     sampler = samplers.resolve(settings.sampler, space.distributions)
     n_trials = settings.n_trials
@@ -232,4 +247,5 @@ def make_plan(overrides: Sequence[Override], settings: SweepSettings,
         log.info("scalelab sweeper: a grid of %d points: n_trials %d -> %d", size, n_trials, size)
         n_trials = size
     return Plan(scales, axes, fixed, space, [d.lower() for d in settings.directions], list(settings.objectives),
-                searched_paths(job_config, space) if reports else None, reports, sampler, n_trials, job_config)
+                searched_paths(job_config, space) if reports else None, reports, trial_prefix, sampler, n_trials,
+                job_config)

@@ -179,8 +179,8 @@ class OptunaSweeper(Sweeper):
         algorithms.build("sampler", plan.sampler)  # only to fail now: each study builds its own
         algorithms.build("pruner", s.pruner)
         self.custom_search_space = custom_space.load(s.custom_search_space)
-        if s.pruner is not None and not plan.reports:
-            log.warning("scalelab sweeper: the job config has no `trial` node: its jobs cannot report "
+        if s.pruner is not None and plan.trial_prefix is None:
+            log.warning("scalelab sweeper: the job config takes no `trial` node: its jobs cannot report "
                         "intermediate values, so the pruner never stops one")
         log.info("scalelab sweeper: %s", plan.summary())
         if s.storage is None:
@@ -279,8 +279,8 @@ class _Lanes:
         self.sweep_dir, self.heartbeat = sweep_dir, heartbeat
         storage_url = sweeper.settings.storage
         # An in-memory study lives in this process only: its jobs cannot report to it.
-        self.reports = plan.reports and storage_url is not None
-        self.storage_arg = url_for_jobs(storage_url) if self.reports else ""
+        self.trial_prefix = plan.trial_prefix if storage_url is not None else None
+        self.storage_arg = url_for_jobs(storage_url) if self.trial_prefix is not None else ""
         self.lock = threading.Lock()
         self.stopped = threading.Event()
         self.in_flight: dict[int, optuna.Trial] = {}  # by trial number: asked, not yet told
@@ -332,9 +332,10 @@ class _Lanes:
         subdir = studies.new_subdir(self.sweep_dir, self.scale, trial.number)
         run_dir = (self.sweep_dir / subdir).resolve()
         overrides = self.plan.job_overrides(self.scale, trial.params)
-        if self.reports:
-            overrides += [f"trial.study_name={format_value(self.study.study_name)}",
-                          f"trial.storage={self.storage_arg}", f"trial.number={trial.number}"]
+        if self.trial_prefix is not None:
+            p = self.trial_prefix
+            overrides += [f"{p}trial.study_name={format_value(self.study.study_name)}",
+                          f"{p}trial.storage={self.storage_arg}", f"{p}trial.number={trial.number}"]
         overrides += [f"hydra.sweep.dir={format_value(str(self.sweep_dir))}",
                       f"hydra.sweep.subdir={format_value(str(subdir))}"]
         trial.set_user_attr("run_dir", str(run_dir))

@@ -22,7 +22,7 @@ def results(folder: Path) -> dict:
 
 
 @pytest.mark.parametrize("with_commandline", [False, True])
-def test_sphere_returns_its_objective_and_gets_no_trial_overrides(tmp_path, with_commandline):
+def test_sphere_returns_its_objective_and_gets_the_trial_ids_as_new_keys(tmp_path, with_commandline):
     # upstream's test: a search dimension, a deletion and a fixed value on the command line, which
     # takes y out of the search
     extra = ["~z", "x=choice(0, 1, 2)", "y=0"] if with_commandline else []
@@ -35,7 +35,8 @@ def test_sphere_returns_its_objective_and_gets_no_trial_overrides(tmp_path, with
         assert t.params["x"] in ((0, 1, 2) if with_commandline else [i / 2 for i in range(-11, 12)])
         assert t.value == t.params["x"] ** 2 + t.params.get("y", 0) ** 2
         overrides = (Path(t.user_attrs["run_dir"]) / ".hydra/overrides.yaml").read_text()
-        assert "trial." not in overrides  # a plain app has no `trial` node to fill in
+        # a plain app's config takes the trial's ids as new keys: cfg.trial.number is there to read
+        assert f"+trial.number={t.number}" in overrides and "+trial.study_name='sphere'" in overrides
         assert ("~z" in overrides) == with_commandline
     best = study.best_trial
     assert results(tmp_path / "runs/sweeps/sphere") == {"name": "optuna", "best_params": best.params,

@@ -11,8 +11,9 @@ which only works inside `Study.optimize`): here the budget, at most the grid's s
 from __future__ import annotations
 
 import logging
+import zlib
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import optuna
 from hydra.core.utils import JobReturn
@@ -33,6 +34,16 @@ log = logging.getLogger(__name__)
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 _IN_FLIGHT = (TrialState.RUNNING, TrialState.WAITING)
 INTERRUPTED_REASON = "interrupted"
+
+
+def sampler_for_scale(sampler: Any, scale_name: str) -> Any:
+    """The sampler config of one scale of a ladder: its seed offset by a stable hash of the
+    scale's name. With one seed for every scale, each study samples the same start-up points,
+    every scale's best learning rate is the same sampled value, and no lr*(N) can be fitted. A
+    single scale (no name) keeps the seed as given."""
+    if not scale_name or not isinstance(sampler, Mapping) or not isinstance(sampler.get("seed"), int):
+        return sampler
+    return {**sampler, "seed": (sampler["seed"] + zlib.crc32(scale_name.encode())) % 2**32}
 
 
 def open_study(storage: Any, name: str, settings: SweepSettings, sampler: Any) -> optuna.Study:

@@ -211,7 +211,8 @@ class OptunaSweeper(Sweeper):
     def _run_study(self, plan: Plan, storage: Any, scale: Scale, heartbeat: Optional[Heartbeat]) -> list:
         assert self.config is not None and self.launcher is not None
         s = self.settings
-        study = studies.open_study(storage, scale.study_name(s.study_name), s, plan.sampler)
+        study = studies.open_study(storage, scale.study_name(s.study_name), s,
+                                   studies.sampler_for_scale(plan.sampler, scale.name))
         # absolute, so that jobs find it whatever their working directory (submitit, chdir)
         sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve()
         sweep_dir.mkdir(parents=True, exist_ok=True)

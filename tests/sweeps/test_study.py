@@ -1,10 +1,13 @@
-"""The budget of a study: which trials use up `n_trials`."""
+"""The budget of a study (which trials use up `n_trials`), and each scale's sampler seed."""
+import zlib
+
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from scalelab.sweeps.heartbeat import UNCOUNTED_ATTR
 from scalelab.sweeps.storage import make_storage
-from scalelab.sweeps.study import INTERRUPTED_REASON, budget_left, fail_interrupted
+from scalelab.sweeps.study import INTERRUPTED_REASON, budget_left, fail_interrupted, sampler_for_scale
 
 
 def test_trials_failed_by_their_process_going_away_do_not_count(tmp_path):
@@ -22,3 +25,13 @@ def test_trials_failed_by_their_process_going_away_do_not_count(tmp_path):
     assert budget_left(study, 5, grace_period=None) == 2
     assert budget_left(study, 5, grace_period=None, count_running=False) == 3
     assert running.number == 3
+
+
+@pytest.mark.parametrize("sampler, scale, seed", [
+    ({"_target_": "optuna.samplers.TPESampler", "seed": 0}, "", 0),  # one scale: the seed as given
+    ({"_target_": "optuna.samplers.TPESampler", "seed": 0}, "model.width=64", zlib.crc32(b"model.width=64")),
+    ({"_target_": "optuna.samplers.TPESampler", "seed": None}, "model.width=64", None),  # unseeded stays so
+])
+def test_each_scale_of_a_ladder_gets_its_own_seed(sampler, scale, seed):
+    assert sampler_for_scale(sampler, scale)["seed"] == seed
+    assert sampler["seed"] in (0, None)  # the plan's config is left alone

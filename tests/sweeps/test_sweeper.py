@@ -81,6 +81,9 @@ def test_ladder_one_study_per_scale(tmp_path):
             rec = json.loads(Path(t.user_attrs["record"]).read_text())
             assert rec["scale"]["N"] == int(name.split("width=")[1].split(",")[0])
     assert (workdir / "runs/sweeps/lad/width=32,steps=3/trial_1/run.json").exists()
+    # each scale samples its own points (one seed everywhere would replay the same learning rates)
+    firsts = {load_study(workdir, name).trials[0].params["lr"] for name in names}
+    assert len(firsts) == len(names)
 
 
 def test_pruning_marks_trials_pruned(tmp_path):

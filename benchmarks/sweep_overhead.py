@@ -72,55 +72,21 @@ import optuna
 TINY = ["model.width=16", "model.depth=1", "model.heads=2", "model.context=32", "train.batch_size=8",
         "train.eval_every=50", "train.eval_tokens=2048", "logger=none"]
 
-# hydra-optuna-sweeper's examples/sphere.py, unchanged
-SPHERE_APP = '''\
-import hydra
-from omegaconf import DictConfig
+# hydra-optuna-sweeper's sphere example as the tests run it (the sweeper's name the one change)
+EXAMPLES = Path(__file__).resolve().parents[1] / "tests" / "sweeps" / "examples"
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def sphere(cfg: DictConfig) -> float:
-    x: float = cfg.x
-    y: float = cfg.y
+def sphere_config(sweeper: str) -> str:
+    """The example's config under `sweeper`, with TPE seed 0; n_trials and storage come from
+    the command line."""
+    text = (EXAMPLES / "conf" / "config.yaml").read_text()
+    for old, new in (("override hydra/sweeper: scalelab", f"override hydra/sweeper: {sweeper}"),
+                     ("seed: 123", "seed: 0")):
+        if old not in text:
+            sys.exit(f"sweep_overhead: the example config changed: no {old!r} in it")
+        text = text.replace(old, new)
+    return text
 
-    if cfg.get("error", False):
-        raise RuntimeError("cfg.error is True")
-
-    return x**2 + y**2
-
-
-if __name__ == "__main__":
-    sphere()
-'''
-
-# hydra-optuna-sweeper's examples/conf/config.yaml with seed 0 and n_jobs 1; the sweeper's name,
-# n_trials and storage come from the command line
-SPHERE_CONFIG = '''\
-defaults:
-  - override hydra/sweeper: {sweeper}
-  - override hydra/sweeper/sampler: tpe
-
-hydra:
-  sweeper:
-    sampler:
-      seed: 0
-    direction: minimize
-    study_name: sphere
-    storage: null
-    n_trials: 20
-    n_jobs: 1
-    max_failure_rate: 0.0
-    params:
-      x: range(-5.5, 5.5, step=0.5)
-      y: choice(-5 ,0 ,5)
-
-x: 1
-y: 1
-z: 1
-
-# if true, simulate a failure by raising an exception
-error: false
-'''
 
 VERSIONS = ("import sys, importlib.metadata as m; print(sys.version.split()[0], "
             "*(p + '=' + m.version(p) for p in ('hydra-core', 'omegaconf', 'optuna', 'sqlalchemy')))")
@@ -214,9 +180,9 @@ def app_comparison(args: argparse.Namespace) -> None:
         sys.exit("need 0 < --startup-trials < --app-trials")
     work = Path(tempfile.mkdtemp(prefix="scalelab-sphere-overhead-"))
     (work / "conf").mkdir()
-    (work / "sphere.py").write_text(SPHERE_APP)
-    (work / "conf/optuna.yaml").write_text(SPHERE_CONFIG.format(sweeper="optuna"))
-    (work / "conf/scalelab.yaml").write_text(SPHERE_CONFIG.format(sweeper="scalelab"))
+    (work / "sphere.py").write_text((EXAMPLES / "sphere.py").read_text())
+    (work / "conf/optuna.yaml").write_text(sphere_config("optuna"))
+    (work / "conf/scalelab.yaml").write_text(sphere_config("scalelab"))
     # (label, python, config, storage); the first two are compared
     sides = [("scalelab", sys.executable, "scalelab", "sqlite"),
              ("upstream", upstream, "optuna", "sqlite"),

@@ -68,13 +68,17 @@ class Plan:
     directions: list[str]  # lower case
     objectives: list[str]  # dotted run.json paths; empty: the final validation loss or the return value
     searched: Optional[list[str]]  # for `trial.searched`; None when the job config lacks it
-    reports: bool = True  # the job config has the `trial` node: pass `trial.*` to each job
     # how `trial.*` reaches a job: "" into its declared node, "+" as new keys of a plain config
     # (the job may read cfg.trial.number), None where its config takes neither
     trial_prefix: Optional[str] = ""
     sampler: Any = None  # the sampler's config, a grid's search space filled in
     n_trials: int = 20  # each study's budget
     job_config: Optional[DictConfig] = None  # composed for the first scale: which keys exist
+
+    @property
+    def reports(self) -> bool:
+        """Whether the job config declares the `trial` node (a scalelab-style job)."""
+        return self.trial_prefix == ""
 
     def summary(self) -> str:
         """The sweep's size in one line, e.g. `6 studies (model.width x train.tokens) x 12 trials`."""
@@ -247,5 +251,5 @@ def make_plan(overrides: Sequence[Override], settings: SweepSettings,
         log.info("scalelab sweeper: a grid of %d points: n_trials %d -> %d", size, n_trials, size)
         n_trials = size
     return Plan(scales, axes, fixed, space, [d.lower() for d in settings.directions], list(settings.objectives),
-                searched_paths(job_config, space) if reports else None, reports, trial_prefix, sampler, n_trials,
+                searched_paths(job_config, space) if reports else None, trial_prefix, sampler, n_trials,
                 job_config)

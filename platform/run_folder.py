@@ -16,9 +16,7 @@ is watched (`IGNORED`) may differ.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -84,9 +82,5 @@ def remember_config(run_dir: Path, config: dict) -> None:
     """Keep the config that starts the run in its folder (atomically: a resume reads it)."""
     if rank_zero_only.rank != 0:
         return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".run_config.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(rec.sanitize(config), f, indent=1, default=str)
-    os.replace(tmp, run_dir / CONFIG_FILE)
+    rec.write_atomic(run_dir / CONFIG_FILE, json.dumps(rec.sanitize(config), indent=1, default=str))
 

@@ -243,8 +243,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
             error = traceback.format_exc()
             raise
         error = f"interrupted ({stop_cause(e)})"
-        if exit_status(e) is not None:
-            raise SystemExit(exit_status(e)) from e
+        code = exit_status(e)
+        if code is not None:
+            raise SystemExit(code) from e
         raise
     finally:
         # Only a preempted run needs the checkpoint. One process removes it: with several, another

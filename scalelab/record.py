@@ -101,24 +101,30 @@ def sanitize(value: Any) -> Any:
     return value
 
 
-def write(run_dir: str | Path, record: Mapping[str, Any]) -> Path:
-    """Write `run_dir/run.json` atomically, `sanitize`d: any ending can be recorded."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / FILE_NAME
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".run.", suffix=".json.tmp")
+def write_atomic(path: str | Path, text: str) -> Path:
+    """Write `text` to `path` through a temporary file in the same folder and a rename: a reader
+    (or a process killed meanwhile) sees the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(sanitize({"schema_version": SCHEMA_VERSION, **record}), f, indent=1, allow_nan=False, default=str)
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a record is meant to be read
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; these files are meant to be read
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     return path
+
+
+def write(run_dir: str | Path, record: Mapping[str, Any]) -> Path:
+    """Write `run_dir/run.json` atomically, `sanitize`d: any ending can be recorded."""
+    text = json.dumps(sanitize({"schema_version": SCHEMA_VERSION, **record}), indent=1, allow_nan=False, default=str)
+    return write_atomic(Path(run_dir) / FILE_NAME, text)
 
 
 def read(path: str | Path) -> dict[str, Any]:

@@ -12,7 +12,6 @@ Trials failed only because their process went away (stale, interrupted) are not 
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -20,6 +19,7 @@ import optuna
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
+from scalelab.record import write_atomic
 from scalelab.sweeps.outcome import Outcome
 
 FILE_NAME = "optimization_results.yaml"
@@ -45,12 +45,7 @@ def write(study: optuna.Study, folder: Path) -> Optional[Path]:
     content = summary(study)
     if content is None:
         return None
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / FILE_NAME
-    tmp = path.with_suffix(f".yaml.{os.getpid()}.tmp")
-    OmegaConf.save(OmegaConf.create(content), tmp)
-    os.replace(tmp, path)
-    return path
+    return write_atomic(folder / FILE_NAME, OmegaConf.to_yaml(OmegaConf.create(content)))
 
 
 def failure_line(told: Sequence[tuple[str, int, Outcome]], max_failure_rate: float) -> Optional[str]:

@@ -50,7 +50,7 @@ from optuna.trial import TrialState
 
 from scalelab.messages import first_line, has_credentials, redact_text, redact_url
 from scalelab.platform.threads import PARALLEL_TRIALS_ENV  # the jobs divide the cores by it
-from scalelab.record import FILE_NAME
+from scalelab.record import FILE_NAME, write_atomic
 from scalelab.sweeps import algorithms, custom_space, results
 from scalelab.sweeps import study as studies
 from scalelab.sweeps.config import SweepError, SweepSettings
@@ -265,9 +265,7 @@ class OptunaSweeper(Sweeper):
     def _save_multirun_yaml(self, sweep_dir: Path) -> None:
         path = sweep_dir / "multirun.yaml"
         if not path.exists():
-            tmp = path.with_suffix(f".yaml.{os.getpid()}.tmp")
-            OmegaConf.save(self.config, tmp)
-            os.replace(tmp, path)
+            write_atomic(path, OmegaConf.to_yaml(self.config))
 
 
 class _Lanes:

@@ -22,6 +22,7 @@ import pandas as pd  # noqa: E402
 from .errors import AnalysisError  # noqa: E402
 from .laws import AutoLaw, ChinchillaLaw, HparamsLaw, PowerLaw  # noqa: E402
 from .sensitivity import importance_by_scale, importance_table, lr_sensitivity  # noqa: E402
+from .study_report import find_verdict, load_verdict, study_section, without_verification  # noqa: E402
 from .table import best_per_cell, flop_convention, has_sweep, hparam_columns, warn  # noqa: E402
 
 
@@ -213,8 +214,13 @@ def _law_html(name: str, law) -> str:
 
 def write_report(table: pd.DataFrame, out: str | Path, *, bootstrap: int = 0, seed: int = 0,
                  all_runs: pd.DataFrame | None = None, use_wandb: bool = False,
-                 wandb_project: str | None = None) -> dict[str, Path]:
-    """Write plots, index.html and fits.json into `out`; optionally a W&B analysis run."""
+                 wandb_project: str | None = None, study: str | Path | None = None) -> dict[str, Path]:
+    """Write plots, index.html and fits.json into `out`; optionally a W&B analysis run.
+
+    A scaling study's folder (`study`, else the table's source when it holds verdict.json)
+    adds a "Scaling study" section; its verification runs stay out of the other fits, which
+    they would otherwise test against themselves.
+    """
     if len(table) == 0:
         raise AnalysisError("the report got an empty table")
     out = Path(out)
@@ -223,6 +229,24 @@ def write_report(table: pd.DataFrame, out: str | Path, *, bootstrap: int = 0, se
     except OSError as e:  # a file of that name, a file on the way, no permission
         raise AnalysisError(f"cannot make the report folder {out} ({e.strerror}); name a new "
                             "or existing folder") from None
+    verdict_path = find_verdict(study if study is not None else table.attrs.get("source"))
+    study_html, study_plots, verdict = "", {}, None
+    if verdict_path is not None:
+        try:
+            verdict = load_verdict(verdict_path)
+        except AnalysisError as e:
+            warn(str(e))
+            study_html = f"<h2>Scaling study</h2><p class=error>{html.escape(str(e))}</p>"
+    if verdict is not None:
+        study_html, study_plots = study_section(verdict, table, out, folder=verdict_path.parent,
+                                                all_runs=all_runs, img=_img)
+    full_table = table
+    table, held = without_verification(table)
+    all_runs, _ = without_verification(all_runs)
+    if held:
+        table.attrs["notes"] = [*full_table.attrs.get("notes", []),
+                                f"{held} verification run(s) at the scaling study's target budget "
+                                "left out of the fits below: they are the laws' held-out test"]
     res = analyse(table, bootstrap=bootstrap, seed=seed, all_runs=all_runs)
     for name, err in res["errors"].items():
         warn(f"{name}: {err}")
@@ -244,11 +268,14 @@ def write_report(table: pd.DataFrame, out: str | Path, *, bootstrap: int = 0, se
     fits["_tables"] = {k: v.to_dict(orient="records") for k, v in res["tables"].items()}
     fits["_notes"] = list(table.attrs.get("notes", []))
     fits["_errors"] = res["errors"]
+    if verdict is not None:
+        fits["study"] = verdict
     (out / "fits.json").write_text(json.dumps(fits, indent=2, default=float))
     body = [f"<h1>scalelab analysis</h1><p>source: {html.escape(str(table.attrs.get('source', '')))}"
             f"; runs: {len(table)}; scales (N, D): {table.groupby(['N', 'D']).ngroups}</p>"]
     body += [f"<p class=note>{html.escape(n)}</p>" for n in table.attrs.get("notes", [])]
     body += [f"<p>FLOPs: {html.escape(flop_convention(table).describe())}</p>"]
+    body += [study_html]
     body += ["<h2>Plots</h2>"] + [f"<h3>{k}</h3>{_img(v)}" for k, v in plots.items()]
     body += ["<h2>Fits</h2>"] + [_law_html(k, v) for k, v in res["laws"].items()]
     body += [f"<p>{html.escape(k)} not fitted: {html.escape(v)}</p>" for k, v in res["errors"].items()]
@@ -262,13 +289,13 @@ def write_report(table: pd.DataFrame, out: str | Path, *, bootstrap: int = 0, se
                          index=False, float_format="%.3g")]
     style = ("body{font-family:sans-serif;max-width:1100px;margin:auto}img{max-width:100%}"
              "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;"
-             "padding:2px 6px}")
+             "padding:2px 6px}.error{color:#b00}")
     (out / "index.html").write_text(f"<!doctype html><html><head><meta charset='utf-8'>"
                                     f"<title>scalelab analysis</title><style>{style}</style>"
                                     f"</head><body>{''.join(body)}</body></html>")
-    files = {"index": out / "index.html", "fits": out / "fits.json", **plots}
+    files = {"index": out / "index.html", "fits": out / "fits.json", **study_plots, **plots}
     if use_wandb:
-        files["wandb_dir"] = log_to_wandb(table, res, plots, project=wandb_project)
+        files["wandb_dir"] = log_to_wandb(table, res, {**study_plots, **plots}, project=wandb_project)
     return files
 
 

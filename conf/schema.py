@@ -112,6 +112,11 @@ class TrialConfig:
     storage: Optional[str] = None
     number: Optional[int] = None
     searched: Optional[List[str]] = None  # the config paths the sweeper searches, for the record
+    # In a scaling study (`sweeps=ladder`): what the run is for (null: a search trial; `seed`: the
+    # best trial of its scale again with another seed; `optimum`, `half`, `double`, `lr_low`,
+    # `lr_high`: a verification run at the target budget) and the search range its scale used, and why.
+    role: Optional[str] = None
+    search_range: Optional[str] = None
 
 
 @dataclass

@@ -51,7 +51,7 @@ FIELDS = {
     "loss": "metrics.final_val_loss", "best_loss": "metrics.best_val_loss",
     "initial_loss": "metrics.initial_loss", "lr": "hparams.lr", "batch_size": "hparams.batch_size",
     "context": "config.model.context", "status": "status", "run_id": "run_id", "study": "study",
-    "trial": "trial",
+    "trial": "trial", "seed": "config.train.seed", "role": "config.trial.role",
 }
 
 
@@ -189,6 +189,13 @@ def git_sha() -> str | None:
 
 
 # --------------------------------------------------------------------------- FLOPs
+def non_embedding_params(width: int, depth: int, mlp_ratio: int = 4) -> int:
+    """N of the GPT family (`scalelab.platform.model`) without building it: per block the
+    attention (4 w^2) and MLP (2 mlp_ratio w^2) matrices and two LayerNorms (4 w), plus the
+    final LayerNorm (2 w)."""
+    return depth * ((4 + 2 * mlp_ratio) * width * width + 4 * width) + 2 * width
+
+
 def flops_per_token(n_params: float, depth: int, context: int, width: int) -> float:
     """Training FLOPs per token: 6N plus the attention scores (see the module docstring)."""
     return 6.0 * n_params + 6.0 * depth * context * width

@@ -21,6 +21,26 @@ class SweepError(ValueError):
     """Bad sweep input: reported in one line before any trial starts."""
 
 
+@dataclass
+class ScalingLoopConf:
+    """`hydra.sweeper.loop`: a ladder run as one scaling study (`sweeps=ladder`,
+    `scalelab.sweeps.scaling`): scales in ascending compute, the search of each later scale
+    centred on the laws fitted so far, then a prediction at a larger budget, trained and judged."""
+
+    enabled: bool = False
+    guide: bool = True  # false: every scale searches the configured range (the fixed-range baseline)
+    wide_scales: int = 2  # the first scales search the configured range; the laws guide the rest
+    floor: float = 2.0  # a law-guided range spans at least x/floor .. x*floor around the prediction
+    seeds: int = 2  # extra seeds for each scale's best trial: the seed-to-seed spread
+    target_C: Optional[float] = None  # the verification budget; null: N_opt = target_ratio x largest N
+    target_ratio: float = 4.0
+    target_N: Optional[float] = None  # verify this model size at target_C; null: the law's compute-optimal N
+    verify: bool = True  # train the prediction and its IsoFLOP neighbours at the target budget
+    verify_seeds: int = 2
+    lr_scan: float = 2.0  # the scan around the predicted lr: lr / lr_scan, lr, lr * lr_scan
+    bootstrap: int = 200  # bootstrap refits behind every interval
+
+
 def _default_sampler() -> dict:
     return {"_target_": "optuna.samplers.TPESampler", "seed": 0}
 
@@ -59,6 +79,7 @@ class ScalelabSweeperConf:
     heartbeat_interval: int = 10
     # Seconds without a heartbeat after which a RUNNING trial is failed; default 3 beats.
     grace_period: Optional[int] = None
+    loop: ScalingLoopConf = field(default_factory=ScalingLoopConf)
 
 
 def _plain(value: Any) -> Any:
@@ -90,6 +111,7 @@ class SweepSettings:
     custom_search_space: Optional[str] = None
     heartbeat_interval: int = 10
     grace_period: Optional[int] = None
+    loop: ScalingLoopConf = field(default_factory=ScalingLoopConf)
 
     def __post_init__(self) -> None:
         self.study_name = DEFAULT_STUDY_NAME if self.study_name is None else str(self.study_name)
@@ -106,4 +128,5 @@ class SweepSettings:
         plain["objectives"] = [str(p) for p in (plain.get("objectives") or [])]
         plain["params"] = plain.get("params") or {}
         plain["ladder"] = [str(key) for key in (plain.get("ladder") or [])]
+        plain["loop"] = ScalingLoopConf(**(plain.get("loop") or {}))
         return cls(**plain)

@@ -4,7 +4,8 @@ From the command line's parsed overrides and the `SweepSettings`:
 
 - a sweep (comma list, `range(...)`, `choice(...)`) on a key listed in `ladder`, or below one,
   is a ladder axis; each combination of axis values is a *scale* with its own study
-  `<study_name>/<axis=value,...>`;
+  `<study_name>/<axis=value,...>`; a `params` entry on such a key is an axis too (a preset's
+  default ladder), which a sweep or a plain value of that key on the command line replaces;
 - any other sweep is a search dimension, added to `params` with hydra-optuna-sweeper's meaning;
 - anything else is passed to every trial as it is, and a plain value for a key that `params`
   searches takes that key out of the search;
@@ -176,19 +177,22 @@ def split_overrides(overrides: Sequence[Override], ladder: Sequence[str] = ()
     return scales or [Scale("", ())], axis_keys, fixed, dimensions
 
 
-def search_params(params: Mapping[str, Any], axes: Sequence[str], overrides: Sequence[Override]) -> dict[str, Any]:
-    """`params` less the keys the command line fixes (a plain value wins, as upstream); a key
-    both on the ladder and searched is refused."""
-    fixed = {_bare(o.key_or_group) for o in overrides if not o.is_sweep_override()}
-    out = {}
+def search_params(params: Mapping[str, Any], ladder: Sequence[str], overrides: Sequence[Override]
+                  ) -> tuple[dict[str, Any], list[str]]:
+    """(`params` to search, `params` that are ladder axes as overrides): the keys the command line
+    gives are left out of both (a plain value wins, as upstream; a command-line axis replaces a
+    `params` one)."""
+    given = {_bare(o.key_or_group) for o in overrides}
+    searched, axes = {}, []
     for key, value in params.items():
         bare = _bare(key)
-        if bare in axes:
-            raise SweepError(f"{bare} is both a ladder axis (a sweep on the command line of a key in "
-                             f"hydra.sweeper.ladder) and searched in params.{key}; drop one of them")
-        if bare not in fixed:
-            out[key] = value
-    return out
+        if bare in given:
+            continue
+        if on_ladder(bare, ladder):
+            axes.append(f"{key}={value}")
+        else:
+            searched[key] = value
+    return searched, axes
 
 
 def _declared(job_config: DictConfig, path: str) -> bool:
@@ -228,8 +232,9 @@ def make_plan(overrides: Sequence[Override], settings: SweepSettings,
     """The plan for `overrides` (the sweep's command line); `compose(overrides)` is the job
     config for those overrides, used to check every parameter path exists."""
     check_settings(settings)
+    params, ladder_params = search_params(flatten(settings.params), settings.ladder, overrides)
+    overrides = [*parse_command_line(ladder_params), *overrides]
     scales, axes, fixed, dimensions = split_overrides(overrides, settings.ladder)
-    params = search_params(flatten(settings.params), axes, overrides)
     try:
         job_config = compose(fixed + list(scales[0].overrides))
     except Exception as e:  # noqa: BLE001 - Hydra's composition errors have many types

@@ -93,6 +93,7 @@ class OptunaSweeper(Sweeper):
         self.stop_signal: Optional[str] = None  # SIGINT or SIGTERM, once one has come
         # (study name, trial numbers) marked FAIL by the interruption
         self.interrupted: tuple[str, list[int]] = ("", [])
+        self.compose: Optional[Callable[[list[str]], DictConfig]] = None  # overrides -> job config
 
     # ------------------------------------------------------------------ hydra interface
     def setup(self, *, hydra_context: Any, task_function: Any, config: DictConfig) -> None:
@@ -173,8 +174,8 @@ class OptunaSweeper(Sweeper):
         """The plan and the storage, with every check that can fail before a trial starts."""
         assert self.config is not None and self.hydra_context is not None
         loader = self.hydra_context.config_loader
-        plan = make_plan(parse_command_line(arguments, loader), self.settings,
-                         lambda overrides: loader.load_sweep_config(self.config, overrides))
+        self.compose = lambda overrides: loader.load_sweep_config(self.config, overrides)
+        plan = make_plan(parse_command_line(arguments, loader), self.settings, self.compose)
         s = self.settings
         algorithms.build("sampler", plan.sampler)  # only to fail now: each study builds its own
         algorithms.build("pruner", s.pruner)
@@ -203,16 +204,25 @@ class OptunaSweeper(Sweeper):
         os.environ[PARALLEL_TRIALS_ENV] = str(at_once)
         heartbeat = Heartbeat(storage, interval) if interval else None
         try:
+            if self.settings.loop.enabled:
+                # pandas and scipy: only a scaling study fits laws, so only it imports them
+                from scalelab.sweeps.scaling import ScalingLoop
+                return ScalingLoop(self, plan, storage, heartbeat).run(self.compose)
             return [batch for scale in plan.scales for batch in self._run_study(plan, storage, scale, heartbeat)]
         finally:
             if heartbeat is not None:
                 heartbeat.close()
 
-    def _run_study(self, plan: Plan, storage: Any, scale: Scale, heartbeat: Optional[Heartbeat]) -> list:
+    def _run_study(self, plan: Plan, storage: Any, scale: Scale, heartbeat: Optional[Heartbeat],
+                   prepare: Optional[Callable[[optuna.Study], Plan]] = None) -> list:
+        """The trials of one scale; `prepare(study)`, where given, returns the plan for this study
+        (a scaling study's own search range)."""
         assert self.config is not None and self.launcher is not None
         s = self.settings
         study = studies.open_study(storage, scale.study_name(s.study_name), s,
                                    studies.sampler_for_scale(plan.sampler, scale.name))
+        if prepare is not None:
+            plan = prepare(study)
         # absolute, so that jobs find it whatever their working directory (submitit, chdir)
         sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve()
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -261,6 +271,22 @@ class OptunaSweeper(Sweeper):
                             study.study_name, stale)
             if studies.budget_left(study, n_trials, s.grace_period) <= 0:
                 return
+
+    def launch_runs(self, jobs: Sequence[tuple[str, list[str]]]) -> None:
+        """Runs outside any trial (a scaling study's seed and verification runs): (subdir,
+        overrides) each, `n_jobs` at a time. A folder that holds a finished run is not trained
+        again (the run says so and returns), so a rerun launches them all again safely."""
+        assert self.config is not None
+        sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve()
+        for start in range(0, len(jobs), self.settings.n_jobs):
+            batch = [[*overrides, f"hydra.sweep.dir={format_value(str(sweep_dir))}",
+                      f"hydra.sweep.subdir={format_value(subdir)}"]
+                     for subdir, overrides in jobs[start:start + self.settings.n_jobs]]
+            try:
+                self.launcher.launch(batch, initial_job_idx=self.job_idx)
+            except Exception as e:  # noqa: BLE001 - a failed run is recorded in its folder; go on
+                log.error("scalelab sweeper: launcher: %s", first_line(e))
+            self.job_idx += len(batch)
 
     def _save_multirun_yaml(self, sweep_dir: Path) -> None:
         path = sweep_dir / "multirun.yaml"

@@ -3,13 +3,20 @@
 Two steps. First, per (N, D) cell, an estimate of where the optimum lies:
 - `near-best` (Step Law's recipe): every run within 0.25% of the cell's best loss;
 - `surface`: a cubic surface of loss in (log lr, log batch size), fitted by weighted least
-  squares to the cell's runs within 1% of its best, and its minimum within those runs' range.
+  squares to the cell's runs within 1% of its best, and its minimum within those runs' range;
+- `profile` (few runs per cell, as a ladder's search leaves): for lr and batch size apart, the
+  lower envelope of loss over the values tried, and the vertex of the parabola (in log value)
+  through its best point and that point's two neighbours. An optimum at the smallest or largest
+  value tried is an *edge*: the true optimum may lie beyond it. Edges are flagged
+  (`metrics_["edges"]`) and left out of that quantity's fit.
 Second, ordinary least squares in log space:
 - `steplaw`:  lr* = a N^alpha D^beta,  bs* = b D^gamma
 - `deepseek`: lr* = a C^alpha,         bs* = b C^beta
 Batch size is in tokens when the table has `batch_tokens`, else in sequences (see `inputs`).
 The built-in check (`leave_one_n_out`) refits without one model size and scores the regret of
-the nearest grid run to each prediction for that size.
+the nearest grid run to each prediction for that size. Bootstrap refits resample the runs; with
+`profile` optima they resample the cells' optima instead (each is one observation of the law; a
+few runs resampled would mostly lose the neighbours that place a cell's parabola).
 """
 from __future__ import annotations
 
@@ -22,6 +29,8 @@ from ..errors import AnalysisError
 from .base import Law, interval, register, require_columns, require_scales
 
 NEAR_BEST = 0.0025
+OPTIMA = ("near-best", "surface", "profile")
+EDGE_COLUMNS = {"lr": "lr_edge", "bs": "bs_edge"}
 FORMS = {
     "steplaw": {"lr": ("N", "D"), "bs": ("D",), "text": "lr* = a N^alpha D^beta; bs* = b D^gamma",
                 "names": (("a", "alpha", "beta"), ("b", "gamma"))},
@@ -79,6 +88,39 @@ def surface_points(table: pd.DataFrame, bs_col: str, tol: float = 0.01) -> pd.Da
     return pd.DataFrame(rows)
 
 
+def profile_optimum(values, losses) -> tuple[float, str | None]:
+    """(optimum, edge) of loss over one hyperparameter from a few runs: the vertex of the parabola
+    in log value through the best value tried and its two neighbours (the lower envelope: the best
+    loss per value). `edge` is "low" or "high" when the best is the smallest or largest value
+    tried (the optimum may lie beyond), else None."""
+    frame = pd.DataFrame({"x": np.asarray(values, float), "y": np.asarray(losses, float)})
+    envelope = frame.groupby("x")["y"].min().sort_index()
+    x, y = np.log(envelope.index.to_numpy(float)), envelope.to_numpy(float)
+    k = int(np.argmin(y))
+    if len(x) == 1:
+        return float(np.exp(x[0])), None
+    if k == 0 or k == len(x) - 1:
+        return float(np.exp(x[k])), "low" if k == 0 else "high"
+    (x0, x1, x2), (y0, y1, y2) = x[k - 1:k + 2], y[k - 1:k + 2]
+    # vertex of the parabola through three points; it lies between x0 and x2 since y1 is lowest
+    num = (x1 - x0) ** 2 * (y1 - y2) - (x1 - x2) ** 2 * (y1 - y0)
+    den = (x1 - x0) * (y1 - y2) - (x1 - x2) * (y1 - y0)
+    vertex = x1 - 0.5 * num / den if den != 0 else x1
+    return float(np.exp(np.clip(vertex, x0, x2))), None
+
+
+def profile_points(table: pd.DataFrame, bs_col: str) -> pd.DataFrame:
+    rows = []
+    for (N, D), cell in _cells(table):
+        lr, lr_edge = profile_optimum(cell["lr"], cell["loss"])
+        bs, bs_edge = profile_optimum(cell[bs_col], cell["loss"])
+        rows.append({"N": N, "D": D, "C": float(cell["C"].iloc[0]), "lr": lr, "bs": bs,
+                     "lr_edge": lr_edge, "bs_edge": bs_edge,
+                     "lr_tried": [float(cell["lr"].min()), float(cell["lr"].max())],
+                     "loss": float(cell["loss"].min()), "runs": int(len(cell))})
+    return pd.DataFrame(rows)
+
+
 @register
 class HparamsLaw(Law):
     """lr*(scale) and bs*(scale) from per-cell optima; see the module docstring."""
@@ -90,8 +132,8 @@ class HparamsLaw(Law):
         super().__init__()
         if form not in FORMS:
             raise AnalysisError(f"unknown hparams form {form!r}; known: {', '.join(FORMS)}")
-        if optimum not in ("near-best", "surface"):
-            raise AnalysisError(f"unknown optimum {optimum!r}; known: near-best, surface")
+        if optimum not in OPTIMA:
+            raise AnalysisError(f"unknown optimum {optimum!r}; known: {', '.join(OPTIMA)}")
         self.law_form, self.optimum, self.surface_tol = form, optimum, surface_tol
 
     def _set_options(self, inputs) -> None:
@@ -116,28 +158,35 @@ class HparamsLaw(Law):
         bs_col = self._bs_col(table)
         if self.optimum == "near-best":
             return near_best_points(table, bs_col)
+        if self.optimum == "profile":
+            return profile_points(table, bs_col)
         return surface_points(table, bs_col, self.surface_tol)
 
     def _check(self, table: pd.DataFrame) -> None:
         require_columns(table, "hparams", ("N", "D", "C", "loss", "lr"))
-        require_scales(table, self.name, 5, by="N")
+        # the deepseek form needs distinct budgets C, the steplaw form distinct sizes N
+        require_scales(table, self.name, 5, by="C" if self.law_form == "deepseek" else "N")
 
     def _fit_points(self, pts: pd.DataFrame) -> tuple[dict, dict]:
-        """Ordinary least squares in log space, one point per estimate of an optimum."""
+        """Ordinary least squares in log space, one point per estimate of an optimum; a profile
+        optimum at the edge of what was tried is left out of its quantity's fit."""
         spec = FORMS[self.law_form]
-        lr_names, bs_names = spec["names"]
-        u, v = np.log(pts["lr"].to_numpy(float)), np.log(pts["bs"].to_numpy(float))
-        Xu = np.column_stack([np.ones(len(pts))] + [np.log(pts[c].to_numpy(float)) for c in spec["lr"]])
-        Xv = np.column_stack([np.ones(len(pts))] + [np.log(pts[c].to_numpy(float)) for c in spec["bs"]])
-        lc = np.linalg.lstsq(Xu, u, rcond=None)[0]
-        bc = np.linalg.lstsq(Xv, v, rcond=None)[0]
-        sd = lambda r, k: float(np.sqrt(r @ r / max(len(r) - k, 1)))  # noqa: E731
-        sds = {"lr_resid_sd_log": sd(u - Xu @ lc, Xu.shape[1]),
-               "bs_resid_sd_log": sd(v - Xv @ bc, Xv.shape[1])}
-        params = {lr_names[0]: float(np.exp(lc[0]))}
-        params.update({n: float(c) for n, c in zip(lr_names[1:], lc[1:])})
-        params[bs_names[0]] = float(np.exp(bc[0]))
-        params.update({n: float(c) for n, c in zip(bs_names[1:], bc[1:])})
+        params: dict = {}
+        sds: dict = {}
+        for quantity, names in zip(("lr", "bs"), spec["names"]):
+            inside = pts[pts[EDGE_COLUMNS[quantity]].isna()] if EDGE_COLUMNS[quantity] in pts else pts
+            columns = spec[quantity]
+            if len(inside) < len(columns) + 1:
+                raise AnalysisError(
+                    f"{quantity}*: {len(inside)} of {len(pts)} cells have an optimum inside the range "
+                    f"they tried; the form needs {len(columns) + 1}")
+            y = np.log(inside[quantity].to_numpy(float))
+            X = np.column_stack([np.ones(len(inside))] + [np.log(inside[c].to_numpy(float)) for c in columns])
+            coef = np.linalg.lstsq(X, y, rcond=None)[0]
+            r = y - X @ coef
+            sds[f"{quantity}_resid_sd_log"] = float(np.sqrt(r @ r / max(len(r) - X.shape[1], 1)))
+            params[names[0]] = float(np.exp(coef[0]))
+            params.update({n: float(c) for n, c in zip(names[1:], coef[1:])})
         return params, sds
 
     def fit(self, table: pd.DataFrame, bootstrap: int = 0, seed: int = 0, level: float = 0.95,
@@ -148,6 +197,12 @@ class HparamsLaw(Law):
         self.params_, sds = self._fit_points(pts)
         self.n_points_ = len(pts)
         self.metrics_ = dict(sds)
+        if "lr_edge" in pts:
+            self.metrics_["edges"] = [
+                {"N": float(p.N), "D": float(p.D), "C": float(p.C), "quantity": q, "side": getattr(p, col),
+                 "value": float(getattr(p, q)), "loss": float(p.loss)}
+                for p in pts.itertuples(index=False) for q, col in EDGE_COLUMNS.items()
+                if isinstance(getattr(p, col), str)]
         self._set_inputs(table, form=self.law_form, optimum=self.optimum,
                          surface_tol=self.surface_tol,
                          batch_unit="tokens" if bs_col == "batch_tokens" else "sequences",
@@ -157,11 +212,27 @@ class HparamsLaw(Law):
         if "context" in table.columns and table["context"].nunique() == 1:
             self.inputs_["context"] = float(table["context"].iloc[0])
         if evaluate and table["N"].nunique() >= 3:
-            lono = self.leave_one_n_out(table)
-            self.metrics_["leave_one_n_out"] = lono.to_dict(orient="records")
-        self._bootstrap(bootstrap, seed, level, lambda rng: self._fit_points(
-            self.optima(table.iloc[rng.integers(0, len(table), len(table))]))[0])
+            try:
+                lono = self.leave_one_n_out(table)
+                self.metrics_["leave_one_n_out"] = lono.to_dict(orient="records")
+            except AnalysisError as e:  # too few cells inside their ranges once a size is out
+                self.metrics_["leave_one_n_out"] = f"not computed: {e}"
+        if self.optimum == "profile":
+            self._bootstrap(bootstrap, seed, level, lambda rng: self._refit(pts.iloc[_draw(pts, rng)]))
+        else:
+            self._bootstrap(bootstrap, seed, level,
+                            lambda rng: self._refit(self.optima(table.iloc[_draw(table, rng)])))
         return self
+
+    def _refit(self, pts: pd.DataFrame) -> dict | None:
+        """The parameters fitted to resampled optima; None where they cannot be fitted (a resample
+        of a few cells may repeat one cell throughout)."""
+        if len(pts.drop_duplicates(["N", "D"])) <= len(FORMS[self.law_form]["lr"]):
+            return None
+        try:
+            return self._fit_points(pts)[0]
+        except AnalysisError:
+            return None
 
     def predict(self, N=None, D=None, C=None, params: dict | None = None):
         """(lr*, bs*) at the given scale; a missing C or D comes from the law's FLOP convention.
@@ -203,6 +274,10 @@ class HparamsLaw(Law):
                          "mean_regret": float(np.mean(regrets)),
                          "max_regret": float(np.max(regrets))})
         return pd.DataFrame(rows)
+
+
+def _draw(frame: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
+    return rng.integers(0, len(frame), len(frame))
 
 
 def regret(cell: pd.DataFrame, lr: float, bs: float, bs_col: str) -> float:

@@ -1,11 +1,8 @@
-from types import SimpleNamespace
-
 import pytest
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 
 import scalelab.platform.train  # noqa: F401  (registers the schema)
-from scalelab.cli import main
 
 # A model and budget that train in about a second.
 TINY = ["model.width=16", "model.depth=1", "model.heads=2", "model.context=32", "train.batch_size=8",
@@ -34,23 +31,3 @@ def text_corpus(tmp_path):
     for i in range(4):
         (folder / f"part{i}.txt").write_text(f"file {i}: " + "the quick brown fox jumps over the lazy dog. " * 200)
     return folder
-
-
-@pytest.fixture
-def run_cli(capsys, monkeypatch):
-    """`scalelab train ...` as a user runs it: the command's own `main`, in this process (start-up
-    is most of a subprocess's time; the subprocess tests cover the installed command)."""
-
-    def run(*args: str, cwd):
-        monkeypatch.chdir(cwd)
-        monkeypatch.setenv("WANDB_MODE", "disabled")
-        try:
-            code = main(["train", *args])
-        except SystemExit as e:
-            code = e.code
-        except Exception:  # noqa: BLE001 - an uncaught exception: Python's exit status 1
-            code = 1
-        out = capsys.readouterr()
-        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
-
-    return run

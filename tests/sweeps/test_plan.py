@@ -104,12 +104,12 @@ def test_a_fixed_command_line_value_takes_its_key_out_of_params():
     assert plan.job_overrides(plan.scales[0], {"lr": 0.1}) == ["x=0.5", "y=2", "lr=0.1"]
 
 
-def test_a_ladder_axis_in_params_is_refused():
-    settings = SweepSettings(params={"width": "choice(16, 32)"}, ladder=["width"])
-    with pytest.raises(SweepError) as e:
-        plan_for("width=16,32", settings=settings)
-    assert str(e.value) == ("width is both a ladder axis (a sweep on the command line of a key in "
-                            "hydra.sweeper.ladder) and searched in params.width; drop one of them")
+def test_a_ladder_key_in_params_is_an_axis_the_command_line_replaces():
+    settings = SweepSettings(params={"width": "16,32", "lr": "interval(0, 1)"}, ladder=["width"])
+    plan = plan_for(settings=settings)
+    assert [s.name for s in plan.scales] == ["width=16", "width=32"] and list(plan.space.distributions) == ["lr"]
+    assert [s.name for s in plan_for("width=64,128", settings=settings).scales] == ["width=64", "width=128"]
+    assert [s.name for s in plan_for("width=64", settings=settings).scales] == [""]  # a plain value: one scale
 
 
 def test_an_interval_on_the_ladder_is_refused():

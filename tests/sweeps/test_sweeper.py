@@ -242,16 +242,6 @@ def test_bad_input_one_clear_line_before_any_trial(tmp_path, override, words):
     assert not list(workdir.glob("runs/sweeps/bad/trial_*"))
 
 
-def test_a_ladder_axis_that_is_also_searched_is_refused_before_any_trial(tmp_path):
-    proc = run(toy_cmd("hydra.sweeper.study_name=bad", LR, "hydra.sweeper.ladder=[lr]", "lr=0.1,0.01"), tmp_path,
-               check=False)
-    assert proc.returncode == 2
-    assert [ln for ln in proc.stderr.splitlines() if ln.startswith("scalelab sweeper:")] == [
-        "scalelab sweeper: error: lr is both a ladder axis (a sweep on the command line of a key in "
-        "hydra.sweeper.ladder) and searched in params.lr; drop one of them"]
-    assert not list(tmp_path.glob("runs/sweeps/bad/**/trial_*"))
-
-
 def test_in_memory_storage_runs_its_trials_without_trial_overrides(tmp_path):
     proc = run(toy_cmd("hydra.sweeper.study_name=mem", "hydra.sweeper.n_trials=2", LR, "hydra.sweeper.storage=null",
                        "+hydra.sweeper.pruner._target_=optuna.pruners.MedianPruner"), tmp_path)

@@ -1,0 +1,291 @@
+"""A scaling study's analysis: what its finished scales say about the next scale and the target.
+
+A scaling study (`sweeps=ladder`) searches the learning rate at each scale of a ladder, in
+ascending compute, re-runs each scale's best trial with more seeds, then trains a predicted
+configuration at a larger budget. Everything here is a function of the stored run records (their
+`trial.role` says what each run is for), so the sweeper between scales, the sweeper at the end
+and `scalelab report` afterwards compute the same numbers from the same runs:
+
+- `cells`: per scale, the loss a tuned run reaches: the mean over seeds of the best search trial's
+  configuration (the best trial alone is biased low by the choice of the best of several), and
+  the seed-to-seed spread;
+- `hparam_law`: lr* (and bs*) = a C^alpha (DeepSeek LLM's form) through each scale's `profile`
+  optimum; an optimum at the edge of the values tried is flagged and left out of the fit;
+- `guided_range`: the next scale's search range, centred on the law's prediction, as wide as its
+  bootstrap interval and never narrower than `floor` either side; moved outward, past the edge,
+  when the last scale's optimum sat at one;
+- `loss_law`, `target_budget`, `realise`: L(N, D) (the `auto` law), the budget whose
+  compute-optimal N is `ratio` x the ladder's largest, and the model of the family nearest to it;
+- `verdict`: prediction against measurement at the target.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+
+from scalelab.record import FlopConvention, flops_per_token, non_embedding_params
+
+from .errors import AnalysisError
+from .laws import AutoLaw, HparamsLaw
+
+SEED = "seed"
+# verification runs at the target budget: the predicted optimum, its IsoFLOP neighbours N/2 and
+# 2N, and the learning-rate scan around the predicted lr
+OPTIMUM, HALF, DOUBLE, LR_LOW, LR_HIGH = "optimum", "half", "double", "lr_low", "lr_high"
+TARGET_ROLES = (OPTIMUM, HALF, DOUBLE, LR_LOW, LR_HIGH)
+NOISE_SDS = 2.0  # a difference below twice the seed-to-seed spread is inside noise
+
+
+def _role(table: pd.DataFrame) -> pd.Series:
+    if "role" not in table.columns:
+        return pd.Series([None] * len(table), index=table.index, dtype=object)
+    return table["role"].where(table["role"].notna(), None)
+
+
+def _own_flops(frame: pd.DataFrame, source: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with `source`'s attributes and the FLOP convention of its own rows: the same runs
+    give the same fits, whatever else (verification runs) the folder holds by then."""
+    frame.attrs = {**source.attrs, "flops": FlopConvention.from_points(frame["N"], frame["D"], frame["C"])}
+    return frame
+
+
+def search_runs(table: pd.DataFrame) -> pd.DataFrame:
+    """The search trials of the ladder (no role)."""
+    return _own_flops(table[_role(table).isna()].copy(), table)
+
+
+def target_runs(table: pd.DataFrame) -> pd.DataFrame:
+    return table[_role(table).isin(TARGET_ROLES)]
+
+
+def cells(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per scale (N, D): C, the best search trial's lr and loss, the losses of its
+    configuration over seeds (the trial and its `seed` re-runs), their mean (`loss`) and sd."""
+    role = _role(table)
+    rows = []
+    for (N, D), cell in table[role.isna() | (role == SEED)].groupby(["N", "D"], sort=True):
+        search = cell[_role(cell).isna()]
+        if search.empty:
+            continue
+        best = search.loc[search["loss"].idxmin()]
+        repeats = cell[(_role(cell) == SEED) & np.isclose(cell["lr"], best["lr"])]
+        losses = [float(best["loss"]), *repeats["loss"].astype(float)]
+        rows.append({"N": float(N), "D": float(D), "C": float(best["C"]), "lr": float(best["lr"]),
+                     "best_trial_loss": float(best["loss"]), "seed_losses": losses,
+                     "loss": float(np.mean(losses)),
+                     "seed_sd": float(np.std(losses, ddof=1)) if len(losses) > 1 else float("nan"),
+                     "trials": int(len(search))})
+    return _own_flops(pd.DataFrame(rows, columns=["N", "D", "C", "lr", "best_trial_loss", "seed_losses", "loss",
+                                               "seed_sd", "trials"]), table)
+
+
+def seed_noise(cell_table: pd.DataFrame) -> float:
+    """Pooled seed-to-seed standard deviation relative to the loss (NaN without repeats)."""
+    rel = [np.var(np.asarray(losses) / np.mean(losses), ddof=1)
+           for losses in cell_table.get("seed_losses", []) if len(losses) > 1]
+    return float(np.sqrt(np.mean(rel))) if rel else float("nan")
+
+
+def hparam_law(table: pd.DataFrame, bootstrap: int = 200, seed: int = 0) -> HparamsLaw:
+    """lr* = a C^alpha (and bs* = b C^beta) through the search trials' profile optima."""
+    return HparamsLaw("deepseek", "profile").fit(search_runs(table), bootstrap=bootstrap, seed=seed,
+                                                   evaluate=False)
+
+
+def loss_law(cell_table: pd.DataFrame, bootstrap: int = 200, seed: int = 0) -> AutoLaw:
+    """L(N, D) through the tuned loss of each scale, the form chosen by held-out extrapolation."""
+    return AutoLaw().fit(cell_table, bootstrap=bootstrap, seed=seed)
+
+
+@dataclass
+class SearchRange:
+    """One searched hyperparameter's range at one scale, and why it is what it is."""
+
+    name: str  # config path, e.g. optim.lr
+    low: float
+    high: float
+    reason: str
+    centre: Optional[float] = None  # the law's prediction (enqueued as the first trial)
+    interval: Optional[list[float]] = None  # the law's 95% interval at this scale
+
+    def describe(self) -> str:
+        return f"{self.name} in [{self.low:.4g}, {self.high:.4g}] (log): {self.reason}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def guided_range(name: str, law: Optional[HparamsLaw], law_error: Optional[str], C: float,
+                 last: Optional[dict], configured: tuple[float, float], floor: float,
+                 quantity: str = "lr") -> SearchRange:
+    """The range of hyperparameter `name` at budget `C` (see the module docstring). `last` is the
+    previous scale's profile optimum (`value`, `edge`: None, "low" or "high")."""
+    edge = last.get("edge") if last else None
+    centre = interval = None
+    if law is not None:
+        lr, bs = law.predict(C=C)
+        centre = float(lr if quantity == "lr" else bs)
+        lr_i, bs_i = law.predict_interval(C=C)
+        interval = [float(v) for v in (lr_i if quantity == "lr" else bs_i)]
+        # as wide as the interval, at least x floor and at most as wide as the configured range
+        widest = math.sqrt(configured[1] / configured[0])
+        low = max(min(interval[0], centre / floor), centre / widest)
+        high = min(max(interval[1], centre * floor), centre * widest)
+        edges = sum(e["quantity"] == quantity for e in law.metrics_.get("edges", []))
+        reason = (f"law-guided: {quantity}* = {centre:.4g} from {quantity}* = a C^alpha fitted to "
+                  f"{law.n_points_ - edges} scales ({edges} edge optima left out), 95% interval "
+                  f"[{interval[0]:.4g}, {interval[1]:.4g}], at least x{floor:g} and at most x{widest:.3g} "
+                  "either side")
+    else:
+        low, high = configured
+        reason = f"configured range: no {quantity} law yet ({law_error})"
+    if edge is not None:
+        value = float(last["value"])
+        # past the edge: a range reaching a factor floor^2 beyond the best value tried
+        out_low, out_high = (value / floor, value * floor ** 2) if edge == "high" else (value / floor ** 2, value * floor)
+        low, high = min(low, out_low), max(high, out_high)
+        if centre is None:
+            centre = value * (floor if edge == "high" else 1 / floor)
+        reason += (f"; moved outward: the last scale's best {quantity} {value:.4g} was the "
+                   f"{'largest' if edge == 'high' else 'smallest'} it tried")
+    return SearchRange(name, float(low), float(high), reason, centre, interval)
+
+
+def target_budget(law: AutoLaw, N_max: float, ratio: float, C_min: float) -> float:
+    """The budget C whose compute-optimal N is `ratio` x `N_max` (bisection in log C)."""
+    goal = math.log(ratio * N_max)
+    lo, hi = math.log(C_min), math.log(C_min) + 60.0
+    n_at = lambda logc: math.log(float(law.compute_optimal(math.exp(logc))[0]))  # noqa: E731
+    if n_at(hi) < goal:
+        raise AnalysisError(f"the fitted law's compute-optimal N stays below {ratio:g} x {N_max:.4g} "
+                            f"for every budget up to {math.exp(hi):.3g} FLOPs; set the target budget")
+    for _ in range(100):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if n_at(mid) < goal else (lo, mid)
+    return math.exp(hi)
+
+
+@dataclass
+class Shape:
+    """A model of the study's family (fixed depth, heads, context; the width varies) at budget C."""
+
+    width: int
+    N: float
+    D: float
+    C: float
+
+    @classmethod
+    def at_width(cls, width: int, C: float, depth: int, context: int) -> "Shape":
+        n = float(non_embedding_params(width, depth))
+        return cls(width, n, C / flops_per_token(n, depth, context, width), C)
+
+    @staticmethod
+    def nearest_width(N: float, depth: int, heads: int) -> int:
+        """The width (a multiple of `heads`) whose N is nearest to `N` in log."""
+        widths = np.arange(heads, heads * (int(math.sqrt(N) / heads) + 8), heads)
+        sizes = np.array([non_embedding_params(int(w), depth) for w in widths], float)
+        return int(widths[int(np.argmin(np.abs(np.log(sizes) - math.log(N))))])
+
+
+def isoflop_shapes(N: float, C: float, depth: int, heads: int, context: int) -> dict[str, Shape]:
+    """The family's models nearest to N, N/2 and 2N, all trained for C; the neighbours are
+    always a smaller and a larger width than the optimum's."""
+    w = Shape.nearest_width(N, depth, heads)
+    half = min(Shape.nearest_width(N / 2, depth, heads), w - heads)
+    double = max(Shape.nearest_width(2 * N, depth, heads), w + heads)
+    if half < heads:
+        raise AnalysisError(f"the predicted compute-optimal N={N:.4g} is the family's smallest model "
+                            f"(width {w}): it has no smaller IsoFLOP neighbour")
+    return {role: Shape.at_width(width, C, depth, context)
+            for role, width in ((OPTIMUM, w), (HALF, half), (DOUBLE, double))}
+
+
+def predict_target(loss: AutoLaw, hp: Optional[HparamsLaw], C: float, depth: int, heads: int,
+                   context: int, N: Optional[float] = None) -> dict[str, Any]:
+    """The compute-optimal model at C (or the model of size `N`, where given), realised in the
+    family (fixed depth, heads and context; the nearest width), its lr and predicted loss with
+    95% intervals, and its IsoFLOP neighbours N/2 and 2N."""
+    n_opt, d_opt = loss.compute_optimal(C)
+    n_int, _ = loss.compute_optimal_interval(C)
+    shapes = isoflop_shapes(float(N or n_opt), C, depth, heads, context)
+    out: dict[str, Any] = {"C": C, "N_opt": float(n_opt), "D_opt": float(d_opt), "N_opt_interval": n_int,
+                           "shapes": {role: asdict(s) for role, s in shapes.items()}}
+    for role, s in shapes.items():
+        out["shapes"][role].update(loss=float(loss.predict(s.N, s.D)),
+                                   loss_interval=loss.predict_interval(s.N, s.D))
+    best = out["shapes"][OPTIMUM]
+    out.update(N=best["N"], D=best["D"], width=best["width"], loss=best["loss"],
+               loss_interval=best["loss_interval"])
+    if hp is not None:
+        lr, bs = hp.predict(C=C)
+        lr_i, bs_i = hp.predict_interval(C=C)
+        out.update(lr=float(lr), lr_interval=lr_i, batch_size=float(bs), batch_size_interval=bs_i)
+    return out
+
+
+def _mean(runs: pd.DataFrame, role: str) -> tuple[Optional[float], list[float]]:
+    losses = runs.loc[_role(runs) == role, "loss"].astype(float).tolist()
+    return (float(np.mean(losses)) if losses else None), losses
+
+
+def verdict(prediction: dict[str, Any], table: pd.DataFrame, noise_rel: float) -> dict[str, Any]:
+    """Prediction against the measured verification runs (completed runs with a target role)."""
+    runs = target_runs(table)
+    measured, losses = _mean(runs, OPTIMUM)
+    out: dict[str, Any] = {"predicted_loss": prediction["loss"], "interval": prediction["loss_interval"],
+                           "measured_loss": measured, "seed_losses": losses}
+    if measured is None:
+        return {**out, "complete": False}
+    lo, hi = prediction["loss_interval"]
+    target_sd = float(np.std(losses, ddof=1) / measured) if len(losses) > 1 else float("nan")
+    noise = [v for v in (noise_rel, target_sd) if math.isfinite(v)]
+    margin = NOISE_SDS * max(noise) if noise else 0.0
+    out.update(relative_error=measured / prediction["loss"] - 1, inside_interval=bool(lo <= measured <= hi),
+               seed_sd_relative=target_sd, noise_relative=margin)
+    neighbours = {}
+    for role in (HALF, DOUBLE):
+        loss, seeds = _mean(runs, role)
+        shape = prediction["shapes"][role]
+        neighbours[role] = {"N": shape["N"], "D": shape["D"], "width": shape["width"], "loss": loss,
+                            "seed_losses": seeds, "predicted_loss": shape["loss"],
+                            "gap_relative": None if loss is None else loss / measured - 1}
+    out["neighbours"] = neighbours
+    gaps = [n["gap_relative"] for n in neighbours.values() if n["gap_relative"] is not None]
+    # the predicted N holds unless a neighbour is better by more than the noise
+    out["beats_neighbours"] = bool(gaps) and all(g >= -margin for g in gaps)
+    out["beats_neighbours_strictly"] = bool(gaps) and all(g > margin for g in gaps)
+    scan = [{"role": role, "lr": float(r.lr), "loss": float(r.loss)} for role in (LR_LOW, OPTIMUM, LR_HIGH)
+            for r in runs[(_role(runs) == role) & (runs["seed"] == runs["seed"].min())].itertuples()]
+    if len(scan) == 3:
+        at_prediction = next(s["loss"] for s in scan if s["role"] == OPTIMUM)
+        out["lr_scan"] = scan
+        out["lr_regret"] = at_prediction / min(s["loss"] for s in scan) - 1
+    out["complete"] = len(scan) == 3 and len(gaps) == 2
+    return out
+
+
+def verdict_lines(v: dict[str, Any]) -> list[str]:
+    """The verdict in a few log lines."""
+    if v.get("measured_loss") is None:
+        return ["verdict: no verification run has finished"]
+    pct = lambda x: f"{100 * x:+.2f}%"  # noqa: E731
+    lo, hi = v["interval"]
+    lines = [f"verdict: predicted loss {v['predicted_loss']:.4f} [{lo:.4f}, {hi:.4f}], measured "
+             f"{v['measured_loss']:.4f} (seeds {', '.join(f'{x:.4f}' for x in v['seed_losses'])}): "
+             f"{pct(v['relative_error'])}, {'inside' if v['inside_interval'] else 'outside'} the interval"]
+    for role, n in v.get("neighbours", {}).items():
+        if n["loss"] is not None:
+            lines.append(f"verdict: IsoFLOP neighbour {role} (N={n['N']:.4g}) loss {n['loss']:.4f} "
+                         f"({pct(n['gap_relative'])} vs the predicted N; noise +-{100 * v['noise_relative']:.2f}%)")
+    if "beats_neighbours" in v:
+        lines.append(f"verdict: predicted N {'no worse than' if v['beats_neighbours'] else 'beaten by'} "
+                     "its neighbours beyond seed noise")
+    if "lr_regret" in v:
+        lines.append(f"verdict: learning-rate regret {100 * v['lr_regret']:.3f}% against the scan "
+                     + ", ".join(f"{s['lr']:.4g}: {s['loss']:.4f}" for s in v["lr_scan"]))
+    return lines
+

@@ -1,0 +1,226 @@
+"""Law-guided search against the fixed-range ladder: regret at the law-guided scales.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ladder_guidance.py [--seeds 0,1,2] [--parallel 2]
+        [--out runs/bench_ladder_guidance] [--tiny]
+
+The `sweeps=ladder` study (8 scales: model.width=12,16,24,32 x train.tokens=2e5,8e5, 6 lr
+trials per scale, TPE) is run twice per sampler seed, with `loop.seeds=0 loop.verify=false`:
+with `loop.guide=true` (the first 2 scales in ascending compute search the configured range
+1e-3..1e-1, every later one a range centred on the lr law fitted to the scales before it) and
+with `loop.guide=false` (every scale searches the configured range: the fixed-range ladder).
+Once, a plain ladder sweep (`loop.enabled=false`) trains a dense lr grid at the same scales:
+factors of sqrt(2) from 1e-3 to 0.128 (15 points, the fewest at that spacing that cover
+1e-3..1e-1).
+
+Regret at a scale: the best completed search trial's final validation loss over the best final
+validation loss of the grid at that scale, minus 1 (negative when a trial beats every grid
+point). Per seed, the mean regret over the scales after the first two (scales 3..8 in ascending
+C) for each study and the ratio guided / fixed; over seeds, the mean, min..max and standard
+deviation of each, and the ratio of the means. Target: guided mean regret <= half the fixed one.
+
+Each sweep is a subprocess (`python -m scalelab train -m sweeps=ladder ...`, trainer.threads=1,
+WANDB_MODE=disabled, OMP_NUM_THREADS=1), at most --parallel at once, in its own folder under
+--out with its own SQLite file; its output is in that folder's sweep.log. A sweep that finished
+before with the same command is not run again (rerunning it would also be safe: the sweeper
+resumes and skips finished work). On the 2-core machine the full run (grid: 120 runs; 6 studies
+of 48 runs) takes about 30-40 minutes with --parallel 2; --tiny (smaller scales, a 6-point grid,
+3 trials per scale, one seed) takes a couple of minutes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from scalelab import record
+
+REPO = Path(__file__).resolve().parent.parent
+WIDE_SCALES = 2  # the preset's loop.wide_scales: regret is measured at the scales after these
+DONE_FILE = "bench_done.json"
+
+FULL = {
+    "scales": ["model.width=12,16,24,32", "train.tokens=2e5,8e5"],
+    # 1e-3 * sqrt(2)^k, k = 0..14: 0.001 .. 0.128
+    "grid": [1e-3 * 2 ** (k / 2) for k in range(15)],
+    "n_trials": 6,
+}
+TINY = {
+    "scales": ["model.width=8,12,16,20", "train.tokens=2e4,6e4"],
+    "grid": [1e-3 * 100 ** (k / 5) for k in range(6)],  # 1e-3 .. 1e-1, a factor 2.5 apart
+    "n_trials": 3,
+}
+
+
+def sweep_command(folder: Path, name: str, extra: list[str]) -> list[str]:
+    return [sys.executable, "-m", "scalelab", "train", "-m", "sweeps=ladder", "logger=none", "trainer.threads=1",
+            f"hydra.sweep.dir={folder}", f"hydra.sweeper.storage=sqlite:///{folder}/studies.db",
+            f"hydra.sweeper.study_name={name}", *extra]
+
+
+def run_sweep(label: str, folder: Path, cmd: list[str]) -> dict:
+    """Run one sweep (or reuse a finished one); returns its label, wall time and exit status."""
+    folder.mkdir(parents=True, exist_ok=True)
+    done = folder / DONE_FILE
+    if done.exists():
+        stored = json.loads(done.read_text())
+        if stored.get("cmd") == cmd and stored.get("rc") == 0:
+            return {**stored, "label": label, "reused": True}
+    env = dict(os.environ, WANDB_MODE="disabled", OMP_NUM_THREADS="1")
+    print(f"[{time.strftime('%H:%M:%S')}] start {label}", flush=True)
+    t0 = time.perf_counter()
+    with open(folder / "sweep.log", "a") as log:
+        log.write(f"\n$ {' '.join(cmd)}\n")
+        log.flush()
+        rc = subprocess.run(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+    wall = time.perf_counter() - t0
+    out = {"label": label, "cmd": cmd, "rc": rc, "wall_s": wall, "reused": False}
+    if rc == 0:
+        done.write_text(json.dumps(out, indent=1))
+    print(f"[{time.strftime('%H:%M:%S')}] end   {label}: exit {rc}, {wall:.0f} s", flush=True)
+    return out
+
+
+def best_by_scale(folder: Path) -> dict[tuple, dict]:
+    """Per scale (N, D): C, and the completed search trials' (lr, final_val_loss), best first."""
+    scales: dict[tuple, dict] = {}
+    for path in record.find(folder):
+        rec = record.read(path)
+        if record.get(rec, "config.trial.role") is not None or rec.get("status") != "completed":
+            continue
+        loss = record.get(rec, "metrics.final_val_loss")
+        if loss is None or not math.isfinite(loss):
+            continue
+        key = (float(record.get(rec, "scale.N")), float(record.get(rec, "scale.D")))
+        cell = scales.setdefault(key, {"C": float(record.get(rec, "scale.C")), "trials": []})
+        cell["trials"].append((float(record.get(rec, "hparams.lr")), float(loss)))
+    for cell in scales.values():
+        cell["trials"].sort(key=lambda t: t[1])
+    return scales
+
+
+def spread(values: list[float]) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else float("nan")
+    return f"mean {statistics.mean(values):+.5f}  min..max {min(values):+.5f}..{max(values):+.5f}  sd {sd:.5f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", default="0,1,2", help="comma-separated TPE sampler seeds")
+    ap.add_argument("--parallel", type=int, default=2, help="sweeps run at once")
+    ap.add_argument("--out", default="runs/bench_ladder_guidance", help="folder for every sweep")
+    ap.add_argument("--tiny", action="store_true", help="smoke mode: small scales, 6-point grid, 3 trials, one seed")
+    args = ap.parse_args()
+    setup = TINY if args.tiny else FULL
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    if args.tiny:
+        seeds = seeds[:1]
+    out = Path(args.out).resolve()
+    if args.tiny:
+        out = out / "tiny"
+    grid = [float(f"{v:.4g}") for v in setup["grid"]]
+
+    jobs = []
+    grid_dir = out / "grid"
+    jobs.append(("grid", grid_dir, sweep_command(grid_dir, "grid", [
+        *setup["scales"], "hydra/sweeper/sampler=grid", f"optim.lr=choice({','.join(f'{v:g}' for v in grid)})",
+        f"hydra.sweeper.n_trials={len(grid)}", "hydra.sweeper.loop.enabled=false"])))
+    for seed in seeds:
+        for mode, guide in (("guided", "true"), ("fixed", "false")):
+            folder = out / f"{mode}_seed{seed}"
+            jobs.append((f"{mode} seed {seed}", folder, sweep_command(folder, f"{mode}_seed{seed}", [
+                *setup["scales"], f"hydra.sweeper.n_trials={setup['n_trials']}",
+                f"hydra.sweeper.sampler.seed={seed}", f"hydra.sweeper.loop.guide={guide}",
+                "hydra.sweeper.loop.seeds=0", "hydra.sweeper.loop.verify=false"])))
+
+    print(f"ladder_guidance: {len(jobs)} sweeps under {out}, {args.parallel} at once"
+          f"{' (tiny)' if args.tiny else ''}", flush=True)
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
+        results = list(pool.map(lambda job: run_sweep(*job), jobs))
+    total = time.perf_counter() - t0
+
+    print("\nwall time per sweep:")
+    for r in results:
+        note = " (reused: finished before; its first run's time)" if r["reused"] else ""
+        print(f"  {r['label']:<16} {r['wall_s']:7.0f} s  exit {r['rc']}{note}")
+    print(f"  all sweeps: {total:.0f} s wall with {args.parallel} at once")
+    failed = [(r, folder) for r, (_, folder, _) in zip(results, jobs) if r["rc"] != 0]
+    for r, folder in failed:
+        tail = (folder / "sweep.log").read_text()[-3000:]
+        print(f"\nsweep {r['label']} exited {r['rc']}; the end of {folder / 'sweep.log'}:\n{tail}")
+    if failed:
+        sys.exit(1)
+
+    # ----------------------------------------------------------------- the grid's optimum per scale
+    grid_cells = best_by_scale(grid_dir)
+    order = sorted(grid_cells, key=lambda k: grid_cells[k]["C"])
+    measured = order[WIDE_SCALES:]
+    print(f"\ndense grid: {len(grid)} lrs {grid[0]:g} .. {grid[-1]:g} (factor {grid[1] / grid[0]:.3g}) per scale")
+    print(f"  {'scale':>5} {'N':>8} {'D':>8} {'C':>10} {'grid pts':>8} {'best lr':>9} {'best loss':>10}")
+    warnings = []
+    for i, key in enumerate(order, 1):
+        cell = grid_cells[key]
+        lr, loss = cell["trials"][0]
+        print(f"  {i:>5} {key[0]:8.4g} {key[1]:8.4g} {cell['C']:10.4g} {len(cell['trials']):>8} {lr:9.4g} {loss:10.5f}")
+        if math.isclose(lr, grid[0], rel_tol=1e-6) or math.isclose(lr, grid[-1], rel_tol=1e-6):
+            warnings.append(f"WARNING: at scale {i} (N={key[0]:.4g}, D={key[1]:.4g}) the best grid lr {lr:g} is the "
+                            "grid's edge: the grid may not cover the optimum")
+        if len(cell["trials"]) < len(grid):
+            warnings.append(f"note: at scale {i} only {len(cell['trials'])} of {len(grid)} grid runs completed "
+                            "(the others diverged or failed)")
+    for w in warnings:
+        print(w)
+    if len(order) < WIDE_SCALES + 1:
+        sys.exit(f"the grid has {len(order)} scales with a completed run: nothing to measure")
+
+    # ----------------------------------------------------------------- regret per seed
+    regrets: dict[str, dict[int, list]] = {"guided": {}, "fixed": {}}
+    print(f"\nregret at scales {WIDE_SCALES + 1}..{len(order)} (best search trial / best grid loss - 1)")
+    header = "  ".join(f"{f'{m} s{s}':>10}" for s in seeds for m in ("guided", "fixed"))
+    print(f"  {'scale':>5} {'C':>10} {'grid lr':>9}  {header}")
+    cells = {(m, s): best_by_scale(out / f"{m}_seed{s}") for s in seeds for m in ("guided", "fixed")}
+    for i, key in enumerate(measured, WIDE_SCALES + 1):
+        best_grid = grid_cells[key]["trials"][0][1]
+        row = []
+        for s in seeds:
+            for m in ("guided", "fixed"):
+                cell = cells[(m, s)].get(key)
+                if cell is None:
+                    sys.exit(f"{m} seed {s}: no completed search trial at N={key[0]:.4g} D={key[1]:.4g}")
+                lr, loss = cell["trials"][0]
+                r = loss / best_grid - 1
+                regrets[m].setdefault(s, []).append(r)
+                row.append(f"{r:+10.5f}")
+        print(f"  {i:>5} {grid_cells[key]['C']:10.4g} {grid_cells[key]['trials'][0][0]:9.4g}  {'  '.join(row)}")
+
+    print("\nper seed: mean regret over those scales")
+    print(f"  {'seed':>4} {'guided':>10} {'fixed':>10} {'guided/fixed':>13}")
+    means = {m: [statistics.mean(regrets[m][s]) for s in seeds] for m in ("guided", "fixed")}
+    ratios = []
+    for s, g, f in zip(seeds, means["guided"], means["fixed"]):
+        ratio = g / f if f != 0 else float("nan")
+        ratios.append(ratio)
+        print(f"  {s:>4} {g:+10.5f} {f:+10.5f} {ratio:13.3f}")
+    print(f"\nover {len(seeds)} seed(s):")
+    print(f"  guided mean regret: {spread(means['guided'])}")
+    print(f"  fixed  mean regret: {spread(means['fixed'])}")
+    finite = [r for r in ratios if math.isfinite(r)]
+    if finite:
+        print(f"  ratio guided/fixed per seed: {spread(finite).replace('+', '')}")
+    g_mean, f_mean = statistics.mean(means["guided"]), statistics.mean(means["fixed"])
+    ratio_of_means = g_mean / f_mean if f_mean != 0 else float("nan")
+    print(f"  ratio of the means guided/fixed: {ratio_of_means:.3f}")
+    met = g_mean <= 0.5 * f_mean
+    print(f"\ntarget (guided mean regret <= half the fixed one): {'MET' if met else 'NOT MET'} "
+          f"(guided {g_mean:+.5f} vs half of fixed {0.5 * f_mean:+.5f}; ratio {ratio_of_means:.3f})")
+
+
+if __name__ == "__main__":
+    main()

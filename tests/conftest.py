@@ -1,0 +1,26 @@
+"""Fixtures every test folder uses."""
+from types import SimpleNamespace
+
+import pytest
+
+from scalelab.cli import main
+
+
+@pytest.fixture
+def run_cli(capsys, monkeypatch):
+    """`scalelab train ...` as a user runs it: the command's own `main`, in this process (start-up
+    is most of a subprocess's time; the subprocess tests cover the installed command)."""
+
+    def run(*args: str, cwd):
+        monkeypatch.chdir(cwd)
+        monkeypatch.setenv("WANDB_MODE", "disabled")
+        try:
+            code = main(["train", *args])
+        except SystemExit as e:
+            code = e.code
+        except Exception:  # noqa: BLE001 - an uncaught exception: Python's exit status 1
+            code = 1
+        out = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
+
+    return run

@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: test test-fast demo install bench clean
+.PHONY: test test-fast demo study install bench clean
 
 $(BIN)/scalelab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ demo: install
 	WANDB_MODE=offline $(BIN)/scalelab train model=gpt_xs train.tokens=4e5 train.eval_every=50 \
 		hydra.run.dir=runs/demo
 	@echo "run record: runs/demo/run.json"
+
+# The whole scaling study (sweeps/ladder.yaml): ladder, laws, prediction, verification, report.
+study: install
+	WANDB_MODE=offline $(BIN)/scalelab train -m sweeps=ladder
+	$(BIN)/scalelab report runs/sweeps/ladder --out runs/sweeps/ladder/report
+	@echo "verdict: runs/sweeps/ladder/verdict.json; report: runs/sweeps/ladder/report/index.html"
 
 bench: install
 	for f in benchmarks/*.py; do $(BIN)/python $$f || exit 1; done

@@ -6,11 +6,13 @@ configuration at a larger budget. Everything here is a function of the stored ru
 `trial.role` says what each run is for), so the sweeper between scales, the sweeper at the end
 and `scalelab report` afterwards compute the same numbers from the same runs:
 
-- `cells`: per scale, the loss a tuned run reaches: the mean over seeds of the best search trial's
-  configuration (the best trial alone is biased low by the choice of the best of several), and
-  the seed-to-seed spread;
-- `hparam_law`: lr* (and bs*) = a C^alpha (DeepSeek LLM's form) through each scale's `profile`
-  optimum; an optimum at the edge of the values tried is flagged and left out of the fit;
+- `cells`: per scale, the loss a tuned run reaches: the median over seeds of the best search
+  trial's configuration (the best trial alone is biased low by the choice of the best of
+  several; now and then a seed stalls on the early plateau for long, and the median is robust
+  to one such run), and the seed-to-seed spread;
+- `hparam_law`: lr* (and bs*) = a C^alpha (DeepSeek LLM's form), or a constant where that
+  predicts held-out scales better, through each scale's `profile` optimum; an optimum at the
+  edge of the values tried is flagged and left out of the fit;
 - `guided_range`: the next scale's search range, centred on the law's prediction, as wide as its
   bootstrap interval and never narrower than `floor` either side; moved outward, past the edge,
   when the last scale's optimum sat at one;
@@ -32,6 +34,7 @@ from scalelab.record import FlopConvention, flops_per_token, non_embedding_param
 from .errors import AnalysisError
 from .laws import AutoLaw, HparamsLaw
 
+VERDICT_FILE = "verdict.json"  # in the study folder
 SEED = "seed"
 # verification runs at the target budget: the predicted optimum, its IsoFLOP neighbours N/2 and
 # 2N, and the learning-rate scan around the predicted lr
@@ -40,7 +43,8 @@ TARGET_ROLES = (OPTIMUM, HALF, DOUBLE, LR_LOW, LR_HIGH)
 NOISE_SDS = 2.0  # a difference below twice the seed-to-seed spread is inside noise
 
 
-def _role(table: pd.DataFrame) -> pd.Series:
+def roles(table: pd.DataFrame) -> pd.Series:
+    """Each run's `trial.role` (None for a search trial)."""
     if "role" not in table.columns:
         return pd.Series([None] * len(table), index=table.index, dtype=object)
     return table["role"].where(table["role"].notna(), None)
@@ -55,28 +59,28 @@ def _own_flops(frame: pd.DataFrame, source: pd.DataFrame) -> pd.DataFrame:
 
 def search_runs(table: pd.DataFrame) -> pd.DataFrame:
     """The search trials of the ladder (no role)."""
-    return _own_flops(table[_role(table).isna()].copy(), table)
+    return _own_flops(table[roles(table).isna()].copy(), table)
 
 
 def target_runs(table: pd.DataFrame) -> pd.DataFrame:
-    return table[_role(table).isin(TARGET_ROLES)]
+    return table[roles(table).isin(TARGET_ROLES)]
 
 
 def cells(table: pd.DataFrame) -> pd.DataFrame:
     """One row per scale (N, D): C, the best search trial's lr and loss, the losses of its
-    configuration over seeds (the trial and its `seed` re-runs), their mean (`loss`) and sd."""
-    role = _role(table)
+    configuration over seeds (the trial and its `seed` re-runs), their median (`loss`) and sd."""
+    role = roles(table)
     rows = []
     for (N, D), cell in table[role.isna() | (role == SEED)].groupby(["N", "D"], sort=True):
-        search = cell[_role(cell).isna()]
+        search = cell[roles(cell).isna()]
         if search.empty:
             continue
         best = search.loc[search["loss"].idxmin()]
-        repeats = cell[(_role(cell) == SEED) & np.isclose(cell["lr"], best["lr"])]
+        repeats = cell[(roles(cell) == SEED) & np.isclose(cell["lr"], best["lr"])]
         losses = [float(best["loss"]), *repeats["loss"].astype(float)]
         rows.append({"N": float(N), "D": float(D), "C": float(best["C"]), "lr": float(best["lr"]),
                      "best_trial_loss": float(best["loss"]), "seed_losses": losses,
-                     "loss": float(np.mean(losses)),
+                     "loss": float(np.median(losses)),
                      "seed_sd": float(np.std(losses, ddof=1)) if len(losses) > 1 else float("nan"),
                      "trials": int(len(search))})
     return _own_flops(pd.DataFrame(rows, columns=["N", "D", "C", "lr", "best_trial_loss", "seed_losses", "loss",
@@ -91,9 +95,31 @@ def seed_noise(cell_table: pd.DataFrame) -> float:
 
 
 def hparam_law(table: pd.DataFrame, bootstrap: int = 200, seed: int = 0) -> HparamsLaw:
-    """lr* = a C^alpha (and bs* = b C^beta) through the search trials' profile optima."""
-    return HparamsLaw("deepseek", "profile").fit(search_runs(table), bootstrap=bootstrap, seed=seed,
-                                                   evaluate=False)
+    """lr* (and bs*) through the search trials' profile optima: `deepseek` (a C^alpha) where it
+    predicts each scale left out better than `constant` (no trend), else `constant`, which is
+    also all that two scales support. A slope through a few noisy optima over a short range of
+    C extrapolates wildly; the choice is recorded in `metrics_["selection"]`."""
+    runs = search_runs(table)
+    points = HparamsLaw("constant", "profile").optima(runs)
+    inside = points[points["lr_edge"].isna()]
+    errors = {form: _leave_one_out(form, inside) for form in ("constant", "deepseek")} if len(inside) >= 3 else {}
+    form = min(errors, key=errors.get) if errors else "constant"
+    law = HparamsLaw(form, "profile").fit(runs, bootstrap=bootstrap, seed=seed, evaluate=False)
+    law.metrics_["selection"] = {"form": form, "leave_one_out_rmse_log_lr": errors,
+                                 "why": "smaller leave-one-scale-out error" if errors else
+                                        f"{len(inside)} scales with an optimum inside their range: too few for a trend"}
+    return law
+
+
+def _leave_one_out(form: str, points: pd.DataFrame) -> float:
+    """RMSE of log lr* at each point predicted by `form` fitted to the others."""
+    law = HparamsLaw(form, "profile")
+    errors = []
+    for i in range(len(points)):
+        params, _ = law._fit_points(points.drop(points.index[i]))
+        law.params_ = params
+        errors.append(math.log(float(law.predict(C=points["C"].iloc[i])[0])) - math.log(points["lr"].iloc[i]))
+    return float(np.sqrt(np.mean(np.square(errors))))
 
 
 def loss_law(cell_table: pd.DataFrame, bootstrap: int = 200, seed: int = 0) -> AutoLaw:
@@ -136,7 +162,7 @@ def guided_range(name: str, law: Optional[HparamsLaw], law_error: Optional[str],
         low = max(min(interval[0], centre / floor), centre / widest)
         high = min(max(interval[1], centre * floor), centre * widest)
         edges = sum(e["quantity"] == quantity for e in law.metrics_.get("edges", []))
-        reason = (f"law-guided: {quantity}* = {centre:.4g} from {quantity}* = a C^alpha fitted to "
+        reason = (f"law-guided: {quantity}* = {centre:.4g} from {law.form.split('; ')[quantity != 'lr']} fitted to "
                   f"{law.n_points_ - edges} scales ({edges} edge optima left out), 95% interval "
                   f"[{interval[0]:.4g}, {interval[1]:.4g}], at least x{floor:g} and at most x{widest:.3g} "
                   "either side")
@@ -227,15 +253,16 @@ def predict_target(loss: AutoLaw, hp: Optional[HparamsLaw], C: float, depth: int
     return out
 
 
-def _mean(runs: pd.DataFrame, role: str) -> tuple[Optional[float], list[float]]:
-    losses = runs.loc[_role(runs) == role, "loss"].astype(float).tolist()
-    return (float(np.mean(losses)) if losses else None), losses
+def _median(runs: pd.DataFrame, role: str) -> tuple[Optional[float], list[float]]:
+    """The median loss of the runs of `role` over seeds (as `cells` takes it), and the losses."""
+    losses = runs.loc[roles(runs) == role, "loss"].astype(float).tolist()
+    return (float(np.median(losses)) if losses else None), losses
 
 
 def verdict(prediction: dict[str, Any], table: pd.DataFrame, noise_rel: float) -> dict[str, Any]:
     """Prediction against the measured verification runs (completed runs with a target role)."""
     runs = target_runs(table)
-    measured, losses = _mean(runs, OPTIMUM)
+    measured, losses = _median(runs, OPTIMUM)
     out: dict[str, Any] = {"predicted_loss": prediction["loss"], "interval": prediction["loss_interval"],
                            "measured_loss": measured, "seed_losses": losses}
     if measured is None:
@@ -248,7 +275,7 @@ def verdict(prediction: dict[str, Any], table: pd.DataFrame, noise_rel: float) -
                seed_sd_relative=target_sd, noise_relative=margin)
     neighbours = {}
     for role in (HALF, DOUBLE):
-        loss, seeds = _mean(runs, role)
+        loss, seeds = _median(runs, role)
         shape = prediction["shapes"][role]
         neighbours[role] = {"N": shape["N"], "D": shape["D"], "width": shape["width"], "loss": loss,
                             "seed_losses": seeds, "predicted_loss": shape["loss"],
@@ -259,7 +286,7 @@ def verdict(prediction: dict[str, Any], table: pd.DataFrame, noise_rel: float) -
     out["beats_neighbours"] = bool(gaps) and all(g >= -margin for g in gaps)
     out["beats_neighbours_strictly"] = bool(gaps) and all(g > margin for g in gaps)
     scan = [{"role": role, "lr": float(r.lr), "loss": float(r.loss)} for role in (LR_LOW, OPTIMUM, LR_HIGH)
-            for r in runs[(_role(runs) == role) & (runs["seed"] == runs["seed"].min())].itertuples()]
+            for r in runs[(roles(runs) == role) & (runs["seed"] == runs["seed"].min())].itertuples()]
     if len(scan) == 3:
         at_prediction = next(s["loss"] for s in scan if s["role"] == OPTIMUM)
         out["lr_scan"] = scan

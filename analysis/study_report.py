@@ -23,10 +23,9 @@ import pandas as pd  # noqa: E402
 
 from .errors import AnalysisError  # noqa: E402
 from .ladder import (DOUBLE, HALF, LR_HIGH, LR_LOW, NOISE_SDS, OPTIMUM, TARGET_ROLES,  # noqa: E402
-                     search_runs)
+                     VERDICT_FILE, roles, search_runs)
 from .laws import HparamsLaw, Law, load_fit  # noqa: E402
 
-VERDICT_FILE = "verdict.json"
 LR = "optim.lr"
 NEIGHBOUR_NAMES = {HALF: "N/2", DOUBLE: "2N"}
 DODGE = 1.15  # the neighbours are drawn this factor left and right of the target's C
@@ -54,18 +53,12 @@ def load_verdict(path: str | Path) -> dict[str, Any]:
     return d
 
 
-def _roles(table: pd.DataFrame) -> pd.Series:
-    if "role" not in table.columns:
-        return pd.Series([None] * len(table), index=table.index, dtype=object)
-    return table["role"].where(table["role"].notna(), None)
-
-
 def without_verification(table: Optional[pd.DataFrame]) -> tuple[Optional[pd.DataFrame], int]:
     """The table less the verification runs (the laws' held-out test) and how many those were.
     A table of nothing but verification runs is kept whole: there is nothing else to fit."""
     if table is None:
         return None, 0
-    held = _roles(table).isin(TARGET_ROLES).to_numpy()
+    held = roles(table).isin(TARGET_ROLES).to_numpy()
     if not held.any() or held.all():
         return table, 0
     kept = table[~held].reset_index(drop=True)
@@ -176,7 +169,7 @@ def measured_target(verdict: dict[str, Any], table: Optional[pd.DataFrame] = Non
         if n.get("seed_losses"):
             out[role] = [float(x) for x in n["seed_losses"] if _finite(x)]
     if not out and table is not None and "role" in table.columns:
-        roles = _roles(table)
+        roles = roles(table)
         for role in (OPTIMUM, HALF, DOUBLE):
             losses = table.loc[roles == role, "loss"].astype(float)
             if len(losses):
@@ -191,12 +184,12 @@ def lr_scan(verdict: dict[str, Any], table: Optional[pd.DataFrame] = None) -> li
         return [s for s in scan if _finite(s.get("lr")) and _finite(s.get("loss"))]
     if table is None or "role" not in table.columns or "seed" not in table.columns:
         return []
-    runs = table[_roles(table).isin((LR_LOW, OPTIMUM, LR_HIGH))]
+    runs = table[roles(table).isin((LR_LOW, OPTIMUM, LR_HIGH))]
     if runs.empty:
         return []
     first = runs[runs["seed"] == runs["seed"].min()]
     return [{"role": role, "lr": float(r.lr), "loss": float(r.loss)}
-            for role in (LR_LOW, OPTIMUM, LR_HIGH) for r in first[_roles(first) == role].itertuples()]
+            for role in (LR_LOW, OPTIMUM, LR_HIGH) for r in first[roles(first) == role].itertuples()]
 
 
 # ----------------------------------------------------------------------------------- plots

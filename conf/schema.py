@@ -38,6 +38,9 @@ class ModelConfig:
     depth: int = 2
     heads: int = 4
     context: int = 128
+    # std of the weights at initialisation (the residual projections: / sqrt(2 depth)); GPT-2's
+    # 0.02 leaves models a few dozen wide on a long early plateau whose length varies by seed
+    init_std: float = 0.02
 
 
 @dataclass
@@ -167,6 +170,7 @@ MAX_TOKENS = 1e15
 
 RANGES = {
     "model.width": COUNT, "model.depth": COUNT, "model.heads": COUNT, "model.context": COUNT,
+    "model.init_std": POSITIVE,
     "data.val_fraction": Range(0, 1, True, True),
     "data.vocab_size": Range(1, 65536, why="token ids are uint16"),
     "optim.lr": POSITIVE, "optim.weight_decay": NON_NEGATIVE, "optim.eps": POSITIVE,

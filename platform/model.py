@@ -22,6 +22,7 @@ class GPTShape:
     context: int
     vocab_size: int
     mlp_ratio: int = 4
+    init_std: float = 0.02  # GPT-2's, set for width 768; tiny widths train more steadily with more
 
 
 class Block(nn.Module):
@@ -60,12 +61,11 @@ class GPT(nn.Module):
         # Residual projections scaled down with depth, as GPT-2 does, so deep models start stable.
         for name, p in self.named_parameters():
             if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
-                nn.init.normal_(p, std=0.02 / math.sqrt(2 * shape.depth))
+                nn.init.normal_(p, std=shape.init_std / math.sqrt(2 * shape.depth))
 
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
+    def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, std=0.02)
+            nn.init.normal_(module.weight, std=self.shape.init_std)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Logits for every position; the output head is tied to the token embedding."""

@@ -140,9 +140,9 @@ def parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fit", help="fit a law to runs")
     _source_args(f)
     f.add_argument("--law", required=True, choices=["power", "chinchilla", "isoflop", "auto", "hparams"])
-    f.add_argument("--form", default=None, help="hparams: steplaw|deepseek; chinchilla: "
+    f.add_argument("--form", default=None, help="hparams: steplaw|deepseek|constant; chinchilla: "
                                                 "chinchilla|shared|no_floor")
-    f.add_argument("--optimum", default="near-best", choices=["near-best", "surface"])
+    f.add_argument("--optimum", default="near-best", choices=["near-best", "surface", "profile"])
     f.add_argument("--x", default="C", help="power: the x column (default C)")
     f.add_argument("--y", default="loss", help="power: the y column (default loss)")
     f.add_argument("--fix-E", action="store_true", help="power: fix E at 0")

@@ -36,6 +36,7 @@ from optuna.trial import TrialState
 from scalelab.analysis import ladder
 from scalelab.analysis.errors import AnalysisError
 from scalelab.analysis.table import load_table
+from scalelab.platform.threads import thread_count
 from scalelab.record import flops_per_token, non_embedding_params, sanitize, write_atomic
 from scalelab.sweeps.config import ScalingLoopConf, SweepError
 from scalelab.sweeps.plan import Plan, Scale
@@ -47,7 +48,6 @@ LR, BATCH = "optim.lr", "train.batch_size"
 QUANTITY = {LR: "lr", BATCH: "bs"}
 RANGE_ATTR = "search_range"
 RUN_OVERHEAD_S = 1.5  # per run, beyond its training steps: set-up, evaluations, record, logger
-VERDICT_FILE = "verdict.json"
 
 
 @dataclass
@@ -87,6 +87,8 @@ class ScalingLoop:
         job = plan.job_config
         self.depth, self.heads, self.context = int(job.model.depth), int(job.model.heads), int(job.model.context)
         self.guided = [name for name in (LR, BATCH) if name in plan.space.distributions]
+        self.threads = thread_count(job.trainer.threads)
+        self.speed: dict[int, float] = {}  # tokens per second by width
 
     # ------------------------------------------------------------------ before any trial
     def check(self, points: list[Point]) -> None:
@@ -96,6 +98,7 @@ class ScalingLoop:
                 ("wide_scales", s.wide_scales, s.wide_scales >= 2, "at least 2 (the lr law needs two budgets)"),
                 ("floor", s.floor, s.floor > 1, "above 1"), ("seeds", s.seeds, s.seeds >= 0, "at least 0"),
                 ("target_ratio", s.target_ratio, s.target_ratio > 1, "above 1"),
+                ("max_target_ratio", s.max_target_ratio, s.max_target_ratio > 1, "above 1"),
                 ("verify_seeds", s.verify_seeds, s.verify_seeds >= 1, "at least 1"),
                 ("lr_scan", s.lr_scan, s.lr_scan > 1, "above 1"), ("bootstrap", s.bootstrap, s.bootstrap >= 0, "at least 0"),
                 ("target_N", s.target_N, s.target_N is None or s.target_N > 0, "above 0")):
@@ -109,13 +112,14 @@ class ScalingLoop:
             raise SweepError(f"a scaling study moves the search range of {LR} to the optimum the laws "
                              f"predict, so {LR} must be searched as tag(log, interval(a, b)); it is {shown}")
         # `auto` chooses the form of L(N, D) by fitting all but the largest model size: at least
-        # 5 scales there (4-parameter forms), over 2 sizes and 2 token budgets
+        # 5 scales there (4-parameter forms), over 2 sizes and 3 token budgets (with 2, B/D^beta
+        # is any step between them: beta is not identified)
         rest = [p for p in points if p.N < max(q.N for q in points)]
-        if len(rest) < 5 or len({p.N for p in rest}) < 2 or len({p.D for p in rest}) < 2:
+        if len(rest) < 5 or len({p.N for p in rest}) < 2 or len({p.D for p in rest}) < 3:
             raise SweepError(
                 f"the ladder has {len({p.N for p in points})} model size(s) and {len({p.D for p in points})} token "
                 f"budget(s); the L(N, D) fit holds out the largest size and needs 5 scales over at least 2 sizes "
-                "and 2 budgets below it (e.g. model.width=12,16,24,32 train.tokens=1e5,4e5)")
+                "and 3 budgets below it (e.g. model.width=12,16,24 train.tokens=1e5,2e5,4e5)")
         if len(points) < s.wide_scales + 1:
             raise SweepError(f"the ladder has {len(points)} scales; loop.wide_scales={s.wide_scales} leaves none "
                              "for the law-guided search")
@@ -140,20 +144,21 @@ class ScalingLoop:
                              int(m.width)))
         return sorted(out, key=lambda p: p.C)
 
+    def _tokens_per_second(self, width: int) -> float:
+        """Training throughput of the family's model of this width here, measured once."""
+        from scalelab.platform.model import GPTShape  # torch: only a scaling study measures a model
+        from scalelab.platform.throughput import tokens_per_second
+        if width not in self.speed:
+            job = self.plan.job_config
+            shape = GPTShape(width, self.depth, self.heads, self.context, int(job.data.vocab_size),
+                             init_std=float(job.model.init_std))
+            self.speed[width] = tokens_per_second(shape, int(job.train.batch_size), self.threads)
+        return self.speed[width]
+
     def price(self, points: list[Point]) -> None:
         """Measure each model size's throughput and log the study's size, FLOPs and wall time."""
-        from scalelab.platform.model import GPTShape  # torch: only a scaling study measures a model
-        from scalelab.platform.threads import thread_count
-        from scalelab.platform.throughput import tokens_per_second
-        job = self.plan.job_config
-        batch = int(job.train.batch_size)
-        threads = thread_count(job.trainer.threads)
-        speed: dict[int, float] = {}
         for p in points:
-            if p.width not in speed:
-                shape = GPTShape(p.width, self.depth, self.heads, self.context, int(job.data.vocab_size))
-                speed[p.width] = tokens_per_second(shape, batch, threads)
-            p.tokens_per_second = speed[p.width]
+            p.tokens_per_second = self._tokens_per_second(p.width)
         runs_per_scale = self.plan.n_trials + self.loop.seeds
         lines = [f"scaling study {self.study_name}: {len(points)} scales in ascending compute, "
                  f"{self.plan.n_trials} trials + {self.loop.seeds} seed runs each"]
@@ -174,7 +179,7 @@ class ScalingLoop:
             flops += n_runs * c
             seconds += n_runs * (c / flops_per_s + RUN_OVERHEAD_S)
         lines.append(f"  total: {flops:.3g} FLOPs, about {seconds / 60:.1f} min at the measured throughput "
-                     f"({threads} thread(s) per run)")
+                     f"({self.threads} thread(s) per run)")
         for line in lines:
             log.info(line)
 
@@ -321,14 +326,20 @@ class ScalingLoop:
             log.warning("scaling study %s: the best %s at N=%.4g D=%.4g (%.4g) is the %s value tried: an edge, "
                         "left out of the law", self.study_name, edge["quantity"], edge["N"], edge["D"],
                         edge["value"], "largest" if edge["side"] == "high" else "smallest")
+        largest = max(p.C for p in points)
         try:
             target = self.loop.target_C or ladder.target_budget(loss_law, max(p.N for p in points),
-                                                                self.loop.target_ratio, max(p.C for p in points))
+                                                                self.loop.target_ratio, largest)
+            if target > self.loop.max_target_ratio * largest:
+                raise AnalysisError(
+                    f"the fitted law puts N_opt = {self.loop.target_ratio:g} x the largest N at C={target:.3g}, "
+                    f"{target / largest:.3g} x the ladder's largest budget (more than loop.max_target_ratio="
+                    f"{self.loop.max_target_ratio:g}): {loss_law.form} with {_params(loss_law)}")
         except AnalysisError as e:
             result.update(laws={"loss": loss_law.to_dict(), "hparams": hp.to_dict() if hp else None},
                           error=f"target: {e}")
             self._write(result)
-            raise SweepError(f"{e} (hydra.sweeper.loop.target_C=...)") from None
+            raise SweepError(f"{e}; choose the budget with hydra.sweeper.loop.target_C=...") from None
         try:
             prediction = ladder.predict_target(loss_law, hp, target, self.depth, self.heads, self.context,
                                                self.loop.target_N)
@@ -365,20 +376,23 @@ class ScalingLoop:
         base = [*self.plan.fixed, *self.plan.space.fixed, *others]
         seed0 = int(self.plan.job_config.train.seed)
         name = f"{self.study_name}/target"
-        lr = prediction["lr"]
-        runs = [(role, lr, s) for role in (ladder.OPTIMUM, ladder.HALF, ladder.DOUBLE)
+        lr, shapes = prediction["lr"], prediction["shapes"]
+        # (role, shape, lr, seed): the prediction and its neighbours with every seed, the scan with one
+        runs = [(role, shapes[role], lr, s) for role in (ladder.OPTIMUM, ladder.HALF, ladder.DOUBLE)
                 for s in range(seed0, seed0 + self.loop.verify_seeds)]
-        runs += [(ladder.LR_LOW, lr / self.loop.lr_scan, seed0), (ladder.LR_HIGH, lr * self.loop.lr_scan, seed0)]
+        runs += [(role, shapes[ladder.OPTIMUM], rate, seed0)
+                 for role, rate in ((ladder.LR_LOW, lr / self.loop.lr_scan), (ladder.LR_HIGH, lr * self.loop.lr_scan))]
         jobs = []
-        for role, rate, seed in runs:
-            shape = prediction["shapes"][ladder.OPTIMUM if role in (ladder.LR_LOW, ladder.LR_HIGH) else role]
+        for role, shape, rate, seed in runs:
             extra = [f"model.width={shape['width']}", f"train.tokens={shape['D']:.6g}", "train.tokens_per_param=null",
                      f"{LR}={format_value(float(rate))}", f"train.seed={seed}", f"trial.role={role}",
                      f"trial.study_name={format_value(name)}"]
             if "batch_size" in prediction and BATCH in self.guided:
                 extra.append(f"{BATCH}={int(round(prediction['batch_size']))}")
             jobs.append((f"target/{role}_seed{seed}", merged(base, extra)))
-        log.info("scaling study %s: %d verification runs at C=%.4g", self.study_name, len(jobs), prediction["C"])
+        seconds = sum(shape["D"] / self._tokens_per_second(shape["width"]) + RUN_OVERHEAD_S for _, shape, _, _ in runs)
+        log.info("scaling study %s: %d verification runs at C=%.4g, about %.0f s at the measured throughput",
+                 self.study_name, len(jobs), prediction["C"], seconds)
         self.sweeper.launch_runs(jobs)
 
     def _scales_json(self, points: list[Point], cells) -> list[dict[str, Any]]:
@@ -399,9 +413,13 @@ class ScalingLoop:
         return rows
 
     def _write(self, result: dict[str, Any]) -> None:
-        path = self.sweep_dir / VERDICT_FILE
+        path = self.sweep_dir / ladder.VERDICT_FILE
         write_atomic(path, json.dumps(sanitize(result), indent=2, allow_nan=False))
         log.info("scaling study %s: %s", self.study_name, path)
+
+
+def _params(law: Any) -> str:
+    return ", ".join(f"{k}={v:.4g}" for k, v in law.params_.items())
 
 
 def _quoted(study: optuna.Study) -> str:

@@ -12,6 +12,7 @@ Two steps. First, per (N, D) cell, an estimate of where the optimum lies:
 Second, ordinary least squares in log space:
 - `steplaw`:  lr* = a N^alpha D^beta,  bs* = b D^gamma
 - `deepseek`: lr* = a C^alpha,         bs* = b C^beta
+- `constant`: lr* = a,                 bs* = b  (the null model: no trend with scale)
 Batch size is in tokens when the table has `batch_tokens`, else in sequences (see `inputs`).
 The built-in check (`leave_one_n_out`) refits without one model size and scores the regret of
 the nearest grid run to each prediction for that size. Bootstrap refits resample the runs; with
@@ -36,6 +37,7 @@ FORMS = {
                 "names": (("a", "alpha", "beta"), ("b", "gamma"))},
     "deepseek": {"lr": ("C",), "bs": ("C",), "text": "lr* = a C^alpha; bs* = b C^beta",
                  "names": (("a", "alpha"), ("b", "beta"))},
+    "constant": {"lr": (), "bs": (), "text": "lr* = a; bs* = b", "names": (("a",), ("b",))},
 }
 
 
@@ -164,8 +166,8 @@ class HparamsLaw(Law):
 
     def _check(self, table: pd.DataFrame) -> None:
         require_columns(table, "hparams", ("N", "D", "C", "loss", "lr"))
-        # the deepseek form needs distinct budgets C, the steplaw form distinct sizes N
-        require_scales(table, self.name, 5, by="C" if self.law_form == "deepseek" else "N")
+        # the steplaw form needs distinct sizes N, the deepseek one distinct budgets C
+        require_scales(table, self.name, 5, by="N" if self.law_form == "steplaw" else "C")
 
     def _fit_points(self, pts: pd.DataFrame) -> tuple[dict, dict]:
         """Ordinary least squares in log space, one point per estimate of an optimum; a profile
@@ -242,6 +244,9 @@ class HparamsLaw(Law):
         """
         P = params or self.params_
         N, D, C = self.complete_scale(N, D, C)
+        if self.law_form == "constant":
+            size = np.ones(np.broadcast_shapes(*(np.shape(x) for x in (N, D, C) if x is not None)))
+            return P["a"] * size, P["b"] * size
         if self.law_form == "steplaw":
             if N is None or D is None:
                 raise AnalysisError("the steplaw form needs N and D (or N and C)")

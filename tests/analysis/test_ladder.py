@@ -105,12 +105,13 @@ def test_guided_range_moves_past_an_edge():
 def test_cells_average_the_best_configuration_over_seeds_and_skip_verification_runs():
     table = runs(CELLS[:1])
     best = table.loc[table["loss"].idxmin()]
-    repeat = {**best.to_dict(), "role": "seed", "seed": 1, "loss": best["loss"] + 0.02}
+    repeats = [{**best.to_dict(), "role": "seed", "seed": s, "loss": best["loss"] + d} for s, d in ((1, 0.02), (2, 0.5))]
     target = {**best.to_dict(), "role": "optimum", "N": 9e9, "loss": 0.1}
-    full = pd.concat([table, pd.DataFrame([repeat, target])], ignore_index=True)
+    full = pd.concat([table, pd.DataFrame([*repeats, target])], ignore_index=True)
     (cell,) = ladder.cells(full).to_dict(orient="records")
-    assert cell["loss"] == pytest.approx(best["loss"] + 0.01)
-    assert cell["seed_sd"] == pytest.approx(0.02 / math.sqrt(2))
+    assert cell["loss"] == pytest.approx(best["loss"] + 0.02)  # the median: one stalled seed does not count
+    assert cell["seed_losses"] == pytest.approx([best["loss"], best["loss"] + 0.02, best["loss"] + 0.5])
+    assert cell["seed_sd"] == pytest.approx(np.std([0, 0.02, 0.5], ddof=1))
     assert cell["trials"] == len(table)
 
 
@@ -162,3 +163,14 @@ def test_a_neighbour_better_by_more_than_the_noise_beats_the_prediction():
     assert not v["inside_interval"] and not v["beats_neighbours"]
     within_noise = ladder.verdict(PREDICTION, _target_table([2.10, 2.10], [2.09, 2.09], [2.2, 2.2], [2.2, 2.2]), 0.01)
     assert within_noise["beats_neighbours"] and not within_noise["beats_neighbours_strictly"]
+
+
+def test_the_lr_law_has_a_trend_only_where_it_predicts_held_out_scales_better():
+    trend = ladder.hparam_law(runs(CELLS, seed_noise=0.002), bootstrap=0)
+    assert trend.law_form == "deepseek" and trend.metrics_["selection"]["why"] == "smaller leave-one-scale-out error"
+    errors = trend.metrics_["selection"]["leave_one_out_rmse_log_lr"]
+    assert errors["deepseek"] < errors["constant"]
+    two = ladder.hparam_law(runs(CELLS[:2]), bootstrap=0)
+    assert two.law_form == "constant" and "too few for a trend" in two.metrics_["selection"]["why"]
+    assert float(two.predict(C=1e15)[0]) == pytest.approx(math.sqrt(lr_star(6 * 3e3 * 2e5) * lr_star(6 * 3e3 * 8e5)),
+                                                          rel=0.05)

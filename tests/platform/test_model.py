@@ -1,5 +1,7 @@
+import pytest
+
 from scalelab.platform.model import GPT, GPTShape, count_parameters
-from scalelab.record import flops_per_token
+from scalelab.record import flops_per_token, non_embedding_params
 
 
 def hand_count(width, depth, context, vocab):
@@ -14,6 +16,20 @@ def test_parameter_counts_match_hand_computed_values():
     assert count_parameters(GPT(shape)) == (98_944, 98_944 + 256 * 64 + 128 * 64) == hand_count(64, 2, 128, 256)
     shape = GPTShape(width=96, depth=3, heads=6, context=64, vocab_size=50304)
     assert count_parameters(GPT(shape)) == hand_count(96, 3, 64, 50304)
+
+
+@pytest.mark.parametrize("width, depth, heads", [(8, 1, 2), (12, 2, 2), (64, 2, 4), (96, 3, 6)])
+def test_the_formula_for_n_counts_what_the_model_builds(width, depth, heads):
+    # a scaling study sizes its models from the formula, before building any
+    model = GPT(GPTShape(width=width, depth=depth, heads=heads, context=16, vocab_size=256))
+    assert non_embedding_params(width, depth) == count_parameters(model)[0]
+
+
+def test_init_std_sets_the_weights_scale():
+    for std in (0.02, 0.1):
+        model = GPT(GPTShape(width=256, depth=2, heads=4, context=16, vocab_size=256, init_std=std))
+        assert model.blocks[0].qkv.weight.std().item() == pytest.approx(std, rel=0.02)
+        assert model.blocks[0].proj.weight.std().item() == pytest.approx(std / 2, rel=0.05)  # / sqrt(2 depth)
 
 
 def test_flops_per_token_is_six_n_plus_attention():

@@ -18,14 +18,14 @@ sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode
 from sweep_helpers import run  # noqa: E402
 
 TINY = ["model.context=32", "train.batch_size=8", "train.eval_every=1000", "train.eval_tokens=2048", "logger=none"]
-LADDER = ["model.width=8,12,16,24", "train.tokens=3e4,1e5"]
+LADDER = ["model.width=8,12,16", "train.tokens=2e4,4e4,8e4"]
 
 
 @pytest.mark.parametrize("overrides, words", [
     (["optim.lr=0.01"], "optim.lr must be searched as tag(log, interval(a, b)); it is not searched"),
     (["optim.lr=choice(0.01,0.02)"], "it is searched as CategoricalDistribution"),
     (["model.width=12,16,24", "train.tokens=2e5,8e5"], "the ladder has 3 model size(s) and 2 token budget(s)"),
-    (["train.tokens=2e5"], "the ladder has 4 model size(s) and 1 token budget(s)"),
+    (["model.width=12,16", "train.tokens=1e5,2e5,4e5"], "the ladder has 2 model size(s) and 3 token budget(s)"),
     (["hydra.sweeper.loop.target_C=1e9"], "loop.target_C=1e+09 is not larger than the ladder's largest budget"),
     (["hydra.sweeper.loop.floor=1"], "loop.floor=1.0 must be above 1"),
     (["hydra.sweeper.loop.wide_scales=1"], "loop.wide_scales=1 must be at least 2"),
@@ -52,7 +52,7 @@ def test_a_tiny_study_runs_guides_predicts_verifies_and_resumes_as_a_no_op(tmp_p
     log = proc.stdout + proc.stderr
     folder = tmp_path / "runs/sweeps/ladder"
     # priced before the first trial
-    priced = log.index("scaling study ladder: 8 scales in ascending compute")
+    priced = log.index("scaling study ladder: 9 scales in ascending compute")
     assert priced < log.index("trial 0 COMPLETE") and "FLOPs, about" in log[priced:log.index("trial 0 COMPLETE")]
     storage = f"sqlite:///{tmp_path}/runs/sweeps/studies.db"
     summaries = sorted(optuna.get_all_study_summaries(storage), key=lambda s: s._study_id)
@@ -64,7 +64,7 @@ def test_a_tiny_study_runs_guides_predicts_verifies_and_resumes_as_a_no_op(tmp_p
 
     # ascending compute, each scale with its trials, its seed run and its recorded search range
     budgets = [scale_records(s)[0]["scale"]["C"] for s in studies]
-    assert len(studies) == 8 and budgets == sorted(budgets)
+    assert len(studies) == 9 and budgets == sorted(budgets)
     for k, study in enumerate(studies):
         ranges = study.user_attrs["search_range"]
         described = ladder.SearchRange(**ranges["optim.lr"]).describe()

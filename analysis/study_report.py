@@ -142,6 +142,12 @@ def _budget_grid(verdict: dict[str, Any], table: Optional[pd.DataFrame]) -> Opti
     return np.geomspace(min(cs) / 2, max(cs) * 2, 120)
 
 
+def _prediction(ax, c: float, value: float, interval: Any, label: str) -> None:
+    """The target's predicted value at its budget, with its 95% interval as an error bar."""
+    yerr = [[max(value - interval[0], 0.0)], [max(interval[1] - value, 0.0)]] if _interval(interval) else None
+    ax.errorbar([c], [value], yerr=yerr, fmt="D", color="tab:red", ms=7, capsize=4, zorder=5, label=label)
+
+
 def _band(draws: np.ndarray) -> Optional[tuple[np.ndarray, np.ndarray]]:
     draws = np.where(np.isfinite(draws), draws, np.nan)
     if draws.ndim != 2 or draws.shape[0] < 2 or np.isnan(draws).all():
@@ -227,11 +233,7 @@ def plot_study_loss(verdict: dict[str, Any], table: Optional[pd.DataFrame], path
     if _finite(target.get("C")) and _finite(target.get("loss")):
         tc, tl = target["C"], target["loss"]
         iv = target.get("loss_interval")
-        yerr = None
-        if _interval(iv):
-            yerr = [[max(tl - iv[0], 0.0)], [max(iv[1] - tl, 0.0)]]
-        ax.errorbar([tc], [tl], yerr=yerr, fmt="D", color="tab:red", ms=7, capsize=4, zorder=4,
-                    label=f"target: predicted loss {tl:.4f} {_interval(iv, '.4f')}")
+        _prediction(ax, tc, tl, iv, f"target: predicted loss {tl:.4f} {_interval(iv, '.4f')}")
         measured = measured_target(verdict, table)
         styles = {OPTIMUM: (1.0, "*", "tab:green", 13, "measured: predicted N"),
                   HALF: (1 / DODGE, "<", "tab:orange", 8, "measured: neighbour N/2 (drawn left)"),
@@ -241,8 +243,8 @@ def plot_study_loss(verdict: dict[str, Any], table: Optional[pd.DataFrame], path
             if not losses:
                 continue
             ax.scatter([tc * f] * len(losses), losses, s=10, color=color, alpha=0.6, zorder=4)
-            ax.plot([tc * f], [np.mean(losses)], marker, color=color, ms=ms, mec="k", ls="none",
-                    zorder=5, label=f"{label}: {np.mean(losses):.4f}")
+            ax.plot([tc * f], [np.median(losses)], marker, color=color, ms=ms, mec="k", ls="none",
+                    zorder=5, label=f"{label}: {np.median(losses):.4f}")
     ax.set_xscale("log")
     ax.set(xlabel="compute C (FLOPs)", ylabel="validation loss",
            title=f"Scaling study {verdict.get('study', '')}: loss against compute")
@@ -300,9 +302,8 @@ def plot_study_lr(verdict: dict[str, Any], table: Optional[pd.DataFrame], path: 
     if hp is not None and grid is not None:
         with np.errstate(all="ignore"):
             lr = np.asarray(hp.predict(C=grid)[0], float)
-            a, alpha = hp.params_.get("a"), hp.params_.get("alpha")
-            text = f"lr* = {a:.3g} C^{alpha:.3f}" if _finite(a) and _finite(alpha) else "lr law"
-            ax.plot(grid, lr, "k--", lw=1.3, label=f"law: {text}")
+            text = ", ".join(f"{k}={v:.3g}" for k, v in hp.params_.items() if k in ("a", "alpha"))
+            ax.plot(grid, lr, "k--", lw=1.3, label=f"law: {hp.form.split('; ')[0]} ({text})")
             P = _stacked(hp)
             band = None
             if P is not None:
@@ -314,14 +315,10 @@ def plot_study_lr(verdict: dict[str, Any], table: Optional[pd.DataFrame], path: 
     if _finite(target.get("C")) and _finite(target.get("lr")):
         tc, tlr = target["C"], target["lr"]
         iv = target.get("lr_interval")
-        yerr = None
-        if _interval(iv):
-            yerr = [[max(tlr - iv[0], 0.0)], [max(iv[1] - tlr, 0.0)]]
         label = f"target: predicted lr {tlr:.4g} {_interval(iv)}"
         if target.get("lr_note"):
             label += f" ({target['lr_note']})"
-        ax.errorbar([tc], [tlr], yerr=yerr, fmt="D", color="tab:red", ms=7, capsize=4, zorder=5,
-                    label=label)
+        _prediction(ax, tc, tlr, iv, label)
         scan = lr_scan(verdict, table)
         if scan:
             best = min(s["loss"] for s in scan)

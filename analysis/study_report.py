@@ -175,9 +175,9 @@ def measured_target(verdict: dict[str, Any], table: Optional[pd.DataFrame] = Non
         if n.get("seed_losses"):
             out[role] = [float(x) for x in n["seed_losses"] if _finite(x)]
     if not out and table is not None and "role" in table.columns:
-        roles = roles(table)
+        role_of = roles(table)
         for role in (OPTIMUM, HALF, DOUBLE):
-            losses = table.loc[roles == role, "loss"].astype(float)
+            losses = table.loc[role_of == role, "loss"].astype(float)
             if len(losses):
                 out[role] = losses[np.isfinite(losses)].tolist()
     return out
@@ -213,7 +213,7 @@ def plot_study_loss(verdict: dict[str, Any], table: Optional[pd.DataFrame], path
                        label="ladder: each seed" if k == 0 else None)
         sc = ax.scatter(C, [s["loss"] for s in scales], c=np.log10([s["N"] for s in scales]),
                         cmap="viridis", s=40, edgecolor="k", zorder=3,
-                        label="ladder: tuned loss (mean over seeds)")
+                        label="ladder: tuned loss (median over seeds)")
         fig.colorbar(sc, ax=ax, pad=0.01).set_label("log10 N", fontsize=8)
     grid = _budget_grid(verdict, table)
     if law is not None and grid is not None:
@@ -246,6 +246,13 @@ def plot_study_loss(verdict: dict[str, Any], table: Optional[pd.DataFrame], path
             ax.plot([tc * f], [np.median(losses)], marker, color=color, ms=ms, mec="k", ls="none",
                     zorder=5, label=f"{label}: {np.median(losses):.4f}")
     ax.set_xscale("log")
+    # the points decide the view: a bootstrap band can fan out far below the smallest budget
+    shown = [y for s in scales for y in [s["loss"], *(s.get("seed_losses") or [])]]
+    shown += [target.get("loss"), *(target.get("loss_interval") or [])]
+    shown += [y for losses in (measured_target(verdict, table) if target else {}).values() for y in losses or []]
+    shown = [y for y in shown if _finite(y)]
+    if shown:
+        ax.set_ylim(0.95 * min(shown), 1.05 * max(shown))
     ax.set(xlabel="compute C (FLOPs)", ylabel="validation loss",
            title=f"Scaling study {verdict.get('study', '')}: loss against compute")
     if verdict.get("error"):
@@ -363,7 +370,7 @@ def ladder_html(verdict: dict[str, Any]) -> str:
     if not rows:
         return "<p>No ladder scale is recorded.</p>"
     return _table(["scale", "N", "D", "C", "trials", "search range", "why this range", "best lr",
-                   "loss (mean over seeds)", "seed losses", "seed sd"], rows, "ladder")
+                   "loss (median over seeds)", "seed losses", "seed sd"], rows, "ladder")
 
 
 def verdict_html(verdict: dict[str, Any]) -> str:

@@ -35,7 +35,7 @@ class ScalingLoopConf:
     target_C: Optional[float] = None  # the verification budget; null: N_opt = target_ratio x largest N
     target_ratio: float = 4.0
     target_N: Optional[float] = None  # verify this model size at target_C; null: the law's compute-optimal N
-    # a target budget the laws choose is refused beyond this many times the ladder's largest
+    # a target budget the laws choose is not trained beyond this many times the ladder's largest
     max_target_ratio: float = 100.0
     verify: bool = True  # train the prediction and its IsoFLOP neighbours at the target budget
     verify_seeds: int = 2

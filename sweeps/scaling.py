@@ -330,7 +330,7 @@ class ScalingLoop:
         try:
             target = self.loop.target_C or ladder.target_budget(loss_law, max(p.N for p in points),
                                                                 self.loop.target_ratio, largest)
-            if target > self.loop.max_target_ratio * largest:
+            if self.loop.verify and target > self.loop.max_target_ratio * largest:  # it would be trained
                 raise AnalysisError(
                     f"the fitted law puts N_opt = {self.loop.target_ratio:g} x the largest N at C={target:.3g}, "
                     f"{target / largest:.3g} x the ladder's largest budget (more than loop.max_target_ratio="

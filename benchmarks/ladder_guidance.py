@@ -3,9 +3,9 @@
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ladder_guidance.py [--seeds 0,1,2] [--parallel 2]
         [--out runs/bench_ladder_guidance] [--tiny]
 
-The `sweeps=ladder` study, with the preset's own ladder, lr range and trials per scale (read from
-sweeps/ladder.yaml; at the time of writing 12 scales, model.width=12,16,24,32 x
-train.tokens=2e5,5e5,1.25e6, 6 lr trials per scale in tag(log, interval(2e-3, 2e-1)), TPE), is run
+The `sweeps=ladder` study on a 12-scale ladder, model.width=12,16,24,32 x train.tokens=2e5,5e5,1.25e6
+(`FULL_SCALES`), with the preset's lr range, trials per scale and everything else (read from
+sweeps/ladder.yaml: 6 lr trials per scale in tag(log, interval(2e-3, 2e-1)), TPE), is run
 twice per sampler seed, with `loop.seeds=0 loop.verify=false`: with `loop.guide=true` (the first
 `loop.wide_scales` scales in ascending compute search the configured range, every later one a
 range centred on the lr law fitted to the scales before it) and with `loop.guide=false` (every
@@ -57,6 +57,9 @@ MAX_RESUMES = 2
 # --tiny: smaller scales (3 token budgets: the study's L(N, D) fit needs them), 3 trials each
 TINY_SCALES = ["model.width=8,12,16,20", "train.tokens=2e4,4e4,8e4"]
 TINY_TRIALS, TINY_GRID = 3, 6
+# The benchmark's ladder: wider than the study's default (model.width=8,12,16) so that the
+# guidance has 10 scales to act on; every other setting is the preset's.
+FULL_SCALES = ["model.width=12,16,24,32", "train.tokens=2e5,5e5,1.25e6"]
 
 
 def preset() -> dict:
@@ -178,8 +181,8 @@ def main() -> None:
         scales, n_trials = TINY_SCALES, TINY_TRIALS
         n_scales = math.prod(len(o.split("=", 1)[1].split(",")) for o in TINY_SCALES)
     else:
-        scales, n_trials = [], conf["n_trials"]  # the preset's own ladder and trials
-        n_scales = len(conf["width"].split(",")) * len(conf["tokens"].split(","))
+        scales, n_trials = FULL_SCALES, conf["n_trials"]
+        n_scales = math.prod(len(o.split("=", 1)[1].split(",")) for o in FULL_SCALES)
     wide = conf["wide_scales"]
     grid = lr_grid(*conf["lr"], args.tiny)
 

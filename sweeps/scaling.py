@@ -27,7 +27,7 @@ import logging
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import optuna
 from optuna.distributions import FloatDistribution, IntDistribution
@@ -35,6 +35,7 @@ from optuna.trial import TrialState
 
 from scalelab.analysis import ladder
 from scalelab.analysis.errors import AnalysisError
+from scalelab.analysis.laws import HparamsLaw
 from scalelab.analysis.table import load_table
 from scalelab.platform.threads import thread_count
 from scalelab.record import flops_per_token, non_embedding_params, sanitize, write_atomic
@@ -220,11 +221,8 @@ class ScalingLoop:
                 law = ladder.hparam_law(table, bootstrap=self.loop.bootstrap)
             except AnalysisError as e:
                 error = str(e)
-            try:
-                optima = law.optima(ladder.search_runs(table)) if law else \
-                    ladder.HparamsLaw("deepseek", "profile").optima(ladder.search_runs(table))
-            except AnalysisError:
-                optima = None
+            # each scale's optimum and edge flag, whichever form the law has (or none)
+            optima = HparamsLaw("constant", "profile").optima(ladder.search_runs(table))
         for name in self.guided:
             dist = self.plan.space.distributions[name]
             configured = (float(dist.low), float(dist.high))

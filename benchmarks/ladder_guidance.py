@@ -26,10 +26,10 @@ WANDB_MODE=disabled, OMP_NUM_THREADS=1), at most --parallel at once, in its own 
 before with the same command is not run again (rerunning it would also be safe: the sweeper
 resumes and skips finished work), and one stopped by a signal is resumed. A sweep whose process
 fails after all its search trials (the fits after the ladder) still counts: the regret needs the
-trials alone; the error line is printed. On the 2-core machine the full run (grid: 180 runs; 6 studies of 72 runs) takes about
-RUNTIME with --parallel 2.
+trials alone; the error line is printed. On the 2-core machine the full run (grid: 180 runs; 6
+studies of 72 runs) takes about an hour with --parallel 2.
 --tiny (widths 8..20, 2e4..8e4 tokens, a 6-point grid, 3 trials per scale, one seed) takes about
-a minute.
+2 minutes.
 """
 from __future__ import annotations
 

@@ -164,6 +164,14 @@ def _stacked(law: Law) -> Optional[dict[str, np.ndarray]]:
     return {k: np.array([d[k] for d in draws], float)[:, None] for k in draws[0]}
 
 
+def _draw_band(ax, grid: np.ndarray, law: Law, predict, label: str) -> None:
+    """The 95% band of `predict(params)` over the law's bootstrap draws, where it has some."""
+    P = _stacked(law)
+    band = None if P is None else _band(np.asarray(predict(P), float))
+    if band is not None:
+        ax.fill_between(grid, *band, color="k", alpha=0.12, lw=0, label=label)
+
+
 def measured_target(verdict: dict[str, Any], table: Optional[pd.DataFrame] = None
                     ) -> dict[str, list[float]]:
     """The verification losses per role (optimum, half, double): the verdict's, else the table's."""
@@ -221,14 +229,8 @@ def plot_study_loss(verdict: dict[str, Any], table: Optional[pd.DataFrame], path
             n, d = law.compute_optimal(grid)
             ax.plot(grid, law.predict(n, d), "k--", lw=1.3,
                     label=f"fitted frontier L(N_opt, D_opt): {law.form}")
-            P = _stacked(law)
-            band = None
-            if P is not None:
-                nb, db = law.compute_optimal(grid[None, :], P)
-                band = _band(np.asarray(law.predict(nb, db, P), float))
-            if band is not None:
-                ax.fill_between(grid, *band, color="k", alpha=0.12, lw=0,
-                                label="frontier: 95% bootstrap band")
+            _draw_band(ax, grid, law, lambda P: law.predict(*law.compute_optimal(grid[None, :], P), P),
+                       "frontier: 95% bootstrap band")
     target = verdict.get("target") or {}
     if _finite(target.get("C")) and _finite(target.get("loss")):
         tc, tl = target["C"], target["loss"]
@@ -311,13 +313,7 @@ def plot_study_lr(verdict: dict[str, Any], table: Optional[pd.DataFrame], path: 
             lr = np.asarray(hp.predict(C=grid)[0], float)
             text = ", ".join(f"{k}={v:.3g}" for k, v in hp.params_.items() if k in ("a", "alpha"))
             ax.plot(grid, lr, "k--", lw=1.3, label=f"law: {hp.form.split('; ')[0]} ({text})")
-            P = _stacked(hp)
-            band = None
-            if P is not None:
-                band = _band(np.asarray(hp.predict(C=grid[None, :], params=P)[0], float))
-            if band is not None:
-                ax.fill_between(grid, *band, color="k", alpha=0.12, lw=0,
-                                label="law: 95% bootstrap band")
+            _draw_band(ax, grid, hp, lambda P: hp.predict(C=grid[None, :], params=P)[0], "law: 95% bootstrap band")
     target = verdict.get("target") or {}
     if _finite(target.get("C")) and _finite(target.get("lr")):
         tc, tlr = target["C"], target["lr"]

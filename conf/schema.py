@@ -77,11 +77,19 @@ class TrainConfig:
     tokens: float = 2e6  # D, training tokens
     tokens_per_param: Optional[float] = None  # when set, D = tokens_per_param * N
     batch_size: int = 32  # sequences per step
-    eval_every: int = 100  # steps
-    # when set, an evaluation every this many tokens instead (a multiple of the tokens per step):
-    # runs of any batch size are then evaluated, and pruned, at the same token counts
+    # Evaluations: at step 0, then `evals` times evenly spaced, the last at the final step ...
+    evals: int = 10
+    # ... or every this many steps instead ...
+    eval_every: Optional[int] = None
+    # ... or every this many tokens (a multiple of the tokens per step): runs of any batch size
+    # are then evaluated, and pruned, at the same token counts
     eval_every_tokens: Optional[float] = None
-    eval_tokens: int = 65536
+    eval_tokens: int = 65536  # held-out tokens of the first and the final evaluation
+    # The evaluations in between use an evenly spread part of those tokens, as much as this share
+    # of the training FLOPs allows, so a curve of many points costs little: 0.04 keeps 10
+    # points within 5% of the training time (benchmarks/overhead.py). 1 evaluates all every time.
+    eval_share: float = 0.04
+    log_every: int = 10  # steps between two logged training losses
     seed: int = 0
     precision: Precision = Precision["32-true"]
     divergence_factor: float = 1.5  # a training loss this many times the initial one is divergence
@@ -178,8 +186,8 @@ RANGES = {
     "schedule.warmup": NON_NEGATIVE, "schedule.min_lr_ratio": FRACTION, "schedule.decay_fraction": FRACTION,
     "train.tokens": Range(0, MAX_TOKENS, low_open=True, why="more is beyond any plausible run"),
     "train.tokens_per_param": POSITIVE,
-    "train.batch_size": COUNT, "train.eval_every": COUNT, "train.eval_tokens": COUNT,
-    "train.eval_every_tokens": POSITIVE,
+    "train.batch_size": COUNT, "train.evals": COUNT, "train.eval_every": COUNT, "train.eval_tokens": COUNT,
+    "train.eval_every_tokens": POSITIVE, "train.eval_share": Range(0, 1, low_open=True), "train.log_every": COUNT,
     "train.seed": Range(0, 2**32 - 1),
     "train.divergence_factor": Range(1, low_open=True, why="times the initial loss"),
     "train.progress_seconds": POSITIVE,

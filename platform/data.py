@@ -115,8 +115,30 @@ class TrainBatches(IterableDataset):
             yield self.batch(step)
 
 
-def validation_set(tokens: np.ndarray, eval_tokens: int, context: int, batch_size: int) -> list:
-    """A fixed held-out set: windows evenly spaced through the validation split."""
-    n_windows = max(1, min(eval_tokens // context, (len(tokens) - 1) // context))
-    starts = np.linspace(0, len(tokens) - context - 1, n_windows).astype(np.int64)
-    return [windows(tokens, starts[i:i + batch_size], context) for i in range(0, n_windows, batch_size)]
+class HeldOut(IterableDataset):
+    """The held-out set (windows evenly spaced through the validation split), and the evenly
+    spread part of it that every evaluation measures (`curve`).
+
+    The first and the final evaluation read all of it: the whole set gives the run's initial and
+    final loss, and the curve part, from the same forward passes, the curve's first and last
+    points. The evaluations in between read the curve part only, so a curve of many points costs
+    little and all its points are measured on the same windows. Batches are (inputs, targets,
+    whether each window is in the curve part); `final()`, read when an evaluation starts, picks."""
+
+    def __init__(self, tokens: np.ndarray, eval_tokens: int, curve_tokens: int, context: int, batch_size: int):
+        n_windows = max(1, min(eval_tokens // context, (len(tokens) - 1) // context))
+        starts = np.linspace(0, len(tokens) - context - 1, n_windows).astype(np.int64)
+        in_curve = np.zeros(n_windows, dtype=bool)
+        in_curve[np.linspace(0, n_windows - 1, min(n_windows, max(1, curve_tokens // context))).round().astype(int)] = True
+        self.full = _batches(tokens, starts, in_curve, context, batch_size)
+        self.curve = _batches(tokens, starts[in_curve], in_curve[in_curve], context, batch_size)
+        self.tokens, self.curve_tokens = n_windows * context, int(in_curve.sum()) * context
+        self.final: Callable[[], bool] = lambda: True  # the module points it at the trainer's state
+
+    def __iter__(self):
+        return iter(self.full if self.final() else self.curve)
+
+
+def _batches(tokens: np.ndarray, starts: np.ndarray, in_curve: np.ndarray, context: int, batch_size: int) -> list:
+    return [(*windows(tokens, starts[i:i + batch_size], context), torch.from_numpy(in_curve[i:i + batch_size]))
+            for i in range(0, len(starts), batch_size)]

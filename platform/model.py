@@ -79,6 +79,11 @@ class GPT(nn.Module):
         logits = self(tokens)
         return F.cross_entropy(logits.view(-1, logits.shape[-1]).float(), targets.reshape(-1))
 
+    def sequence_losses(self, tokens: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The mean loss of each sequence of the batch."""
+        logits = self(tokens)
+        return F.cross_entropy(logits.transpose(1, 2).float(), targets, reduction="none").mean(1)
+
 
 def count_parameters(model: GPT) -> tuple[int, int]:
     """(N, N_total): N leaves out the token and position embeddings (the tied head is the

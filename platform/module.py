@@ -8,30 +8,35 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from scalelab.platform.data import TrainBatches
+from scalelab.platform.data import HeldOut, TrainBatches
 from scalelab.platform.model import GPT
 from scalelab.platform.schedule import lr_multiplier
 
 
 class LanguageModelTask(L.LightningModule):
     """Each Lightning epoch is one evaluation interval (`eval_every` steps), so validation and the
-    resumable checkpoint both fall on epoch ends, and the last, shorter epoch ends the run."""
+    resumable checkpoint both fall on epoch ends, and the last, shorter epoch ends the run.
+    The curve's points are measured on the curve part of the held-out set, the initial and final
+    loss on all of it (see `HeldOut`); each point says how many tokens it was measured on."""
 
-    def __init__(self, model: GPT, train_batches: TrainBatches, val_set: list, cfg, total_steps: int):
+    def __init__(self, model: GPT, train_batches: TrainBatches, held_out: HeldOut, cfg, total_steps: int):
         super().__init__()
         self.model = model
         self.train_batches = train_batches
-        self.val_set = val_set
+        self.held_out = held_out
+        self.log_every = cfg.train.log_every
         self.optim, self.schedule = cfg.optim, cfg.schedule
         self.divergence_factor = cfg.train.divergence_factor
         self.tokens_per_step = cfg.train.batch_size * cfg.model.context
         self.total_steps = total_steps
         self.initial_loss: float | None = None
+        self.final_loss: float | None = None  # on the whole held-out set, at the final evaluation
         self.curve: list[dict] = []
         self.diverged_at: int | None = None
+        self.train_loss: float | None = None  # of the last step
         self.start_step = 0  # where this process began: above 0 when resumed
         self.eval_seconds = 0.0  # this process's time in evaluation, to leave out of throughput
-        self._val_sum = self._val_count = 0.0
+        self._sums = torch.zeros(4)  # of the evaluation under way: loss sum and windows, all and curve part
 
     # -- data ---------------------------------------------------------------------------------
     def train_dataloader(self):
@@ -40,15 +45,16 @@ class LanguageModelTask(L.LightningModule):
         return DataLoader(self.train_batches, batch_size=None)
 
     def val_dataloader(self):
-        return DataLoader(self.val_set, batch_size=None)
+        self.held_out.final = lambda: self.trainer.global_step >= self.total_steps or self.trainer.should_stop
+        return DataLoader(self.held_out, batch_size=None)
 
     # -- training -----------------------------------------------------------------------------
     def on_fit_start(self) -> None:
         if self.initial_loss is None:  # a resumed run restores it from the checkpoint
             started = time.perf_counter()
-            self.initial_loss = self.evaluate()
+            self.initial_loss, curve_loss = self.evaluate()
             self.eval_seconds += time.perf_counter() - started
-            self.curve.append({"step": 0, "tokens": 0, "val_loss": self.initial_loss})
+            self._add_point(curve_loss)
 
     def on_train_start(self) -> None:
         self.start_step = self.trainer.global_step
@@ -63,8 +69,9 @@ class LanguageModelTask(L.LightningModule):
             self.diverged_at = self.trainer.global_step
             self.trainer.should_stop = True
             return None  # skip the update, keep the weights finite
-        if batch_idx % 10 == 0:
-            self.log("train_loss", value, on_step=True, prog_bar=True)
+        self.train_loss = value
+        if (self.trainer.global_step + 1) % self.log_every == 0:  # the step this update makes
+            self.log("train_loss", value, on_step=True)
         return loss
 
     def configure_optimizers(self):
@@ -79,35 +86,46 @@ class LanguageModelTask(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # -- evaluation ---------------------------------------------------------------------------
+    def _window_sums(self, x: torch.Tensor, y: torch.Tensor, in_curve: torch.Tensor) -> torch.Tensor:
+        losses = self.model.sequence_losses(x, y)
+        return torch.stack([losses.sum(), torch.tensor(len(x), device=losses.device),
+                            losses[in_curve].sum(), in_curve.sum()])
+
     @torch.no_grad()
-    def evaluate(self) -> float:
+    def evaluate(self) -> tuple[float, float]:
+        """(loss on the whole held-out set, loss on its curve part), outside Lightning's loop."""
         was_training = self.model.training
         self.model.eval()
-        total = sum(self.model.loss(x.to(self.device), y.to(self.device)).item() * len(x) for x, y in self.val_set)
+        sums = sum(self._window_sums(*(t.to(self.device) for t in batch)) for batch in self.held_out.full)
         self.model.train(was_training)
-        return total / sum(len(x) for x, _ in self.val_set)
+        return (sums[0] / sums[1]).item(), (sums[2] / sums[3]).item()
+
+    def _add_point(self, val_loss: float) -> None:
+        step = self.trainer.global_step
+        if not self.curve or self.curve[-1]["step"] != step:
+            self.curve.append({"step": step, "tokens": step * self.tokens_per_step, "val_loss": val_loss,
+                               "eval_tokens": self.held_out.curve_tokens})
 
     def on_validation_epoch_start(self) -> None:
         self._val_started = time.perf_counter()
-        self._val_sum = self._val_count = 0.0
+        self._sums = torch.zeros(4, device=self.device)
 
     def validation_step(self, batch, batch_idx):
-        x, y = batch
-        self._val_sum += self.model.loss(x, y).item() * len(x)
-        self._val_count += len(x)
+        self._sums += self._window_sums(*batch)
 
     def on_validation_epoch_end(self) -> None:
-        val_loss = self._val_sum / self._val_count
-        step = self.trainer.global_step
-        if not self.curve or self.curve[-1]["step"] != step:
-            self.curve.append({"step": step, "tokens": step * self.tokens_per_step, "val_loss": val_loss})
+        loss_all, windows_all, loss_curve, windows_curve = self._sums.tolist()
+        if self.held_out.final():
+            self.final_loss = loss_all / windows_all
+        val_loss = loss_curve / windows_curve
+        self._add_point(val_loss)
         self.log("val_loss", val_loss, prog_bar=True, sync_dist=True)
         self.eval_seconds += time.perf_counter() - self._val_started
 
     # -- checkpoint ---------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["scalelab"] = {"initial_loss": self.initial_loss, "curve": self.curve}
+        checkpoint["scalelab"] = {"initial_loss": self.initial_loss, "final_loss": self.final_loss, "curve": self.curve}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint["scalelab"]
-        self.initial_loss, self.curve = state["initial_loss"], state["curve"]
+        self.initial_loss, self.final_loss, self.curve = state["initial_loss"], state.get("final_loss"), state["curve"]

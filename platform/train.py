@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import shutil
 import sys
 import time
@@ -24,14 +23,15 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
 from scalelab import record as rec
 from scalelab.conf.schema import MAX_TOKENS, out_of_range, register_schema
 from scalelab.messages import first_line
+from scalelab.platform import wandb_run
 from scalelab.platform.checkpoint import ResumeCheckpoint
-from scalelab.platform.data import Corpus, TrainBatches, load_corpus, validation_set
+from scalelab.platform.data import Corpus, HeldOut, TrainBatches, load_corpus
 from scalelab.platform.errors import ConfigError
 from scalelab.platform.interrupt import StopOnCtrlC, exit_status, stop_cause
 from scalelab.platform.model import GPT, GPTShape, count_parameters
@@ -63,6 +63,7 @@ class Plan:
     tokens_per_step: int
     eval_every: int  # steps
     flops_per_token: float
+    held_out: HeldOut
 
     def scale(self, model_name: str) -> dict:
         tokens = self.total_steps * self.tokens_per_step
@@ -118,32 +119,25 @@ def plan_run(cfg: DictConfig) -> Plan:
     _require(total_steps >= 1, f"{setting} is smaller than one step: train.batch_size x model.context = "
                                f"{tokens_per_step} tokens")
     check_schedule(cfg.schedule, total_steps)
-    eval_every = t.eval_every
     if t.eval_every_tokens is not None:
         eval_every = int(t.eval_every_tokens // tokens_per_step)
         _require(eval_every * tokens_per_step == t.eval_every_tokens,
                  f"train.eval_every_tokens={t.eval_every_tokens:g} must be a multiple of the tokens per step, "
                  f"train.batch_size x model.context = {tokens_per_step}")
+    else:
+        eval_every = t.eval_every or math.ceil(total_steps / t.evals)
+    between = math.ceil(total_steps / eval_every) - 1  # evaluations between the first and the final
+    held_out = HeldOut(corpus.val, t.eval_tokens, curve_eval_tokens(t, total_steps * tokens_per_step, between),
+                       m.context, t.batch_size)
     return Plan(corpus, model, n_params, n_total, total_steps, tokens_per_step, eval_every,
-                rec.flops_per_token(n_params, m.depth, m.context, m.width))
+                rec.flops_per_token(n_params, m.depth, m.context, m.width), held_out)
 
 
-def build_logger(cfg: DictConfig, run_dir: Path, run_id: str, config: dict, scale: dict):
-    """W&B (offline unless asked), CSV, or nothing. WANDB_MODE in the environment wins over
-    logger.mode, so CI can turn W&B off without editing configs."""
-    if cfg.logger.kind == "none":
-        return None
-    if cfg.logger.kind == "csv":
-        return CSVLogger(save_dir=str(run_dir), name="csv", version="")
-    study, trial = cfg.trial.study_name, cfg.trial.number
-    wandb_config = rec.flatten(config) | {"N": scale["N"], "N_total": scale["N_total"], "D": scale["D"],
-                                      "C": scale["C"], "study": study, "trial": trial}
-    return WandbLogger(
-        project=cfg.logger.project, entity=cfg.logger.entity, save_dir=str(run_dir), id=run_id,
-        name=run_dir.name if trial is None else f"{study}#{trial}", group=study or run_dir.name,
-        tags=[f"N={scale['N']:.3g}", f"D={scale['D']:.3g}", scale["model"]], job_type="train",
-        config=wandb_config, mode=os.environ.get("WANDB_MODE", cfg.logger.mode.value), resume="allow",
-    )
+def curve_eval_tokens(t: DictConfig, tokens: float, between: int) -> int:
+    """Held-out tokens of the loss curve: as many as `train.eval_share` of the training FLOPs
+    pays for at each of the `between` evaluations between the first and the final one (a forward
+    pass costs a third of a training step per token), at most `train.eval_tokens`."""
+    return int(min(t.eval_tokens, 3 * t.eval_share * tokens / max(between, 1)))
 
 
 def summarize(module: LanguageModelTask | None, plan: Plan | None, fit_seconds: float) -> dict:
@@ -155,7 +149,9 @@ def summarize(module: LanguageModelTask | None, plan: Plan | None, fit_seconds: 
     losses = [p["val_loss"] for p in module.curve if p["val_loss"] is not None and math.isfinite(p["val_loss"])]
     train_seconds = fit_seconds - module.eval_seconds
     metrics.update(
-        final_val_loss=module.curve[-1]["val_loss"] if len(module.curve) > 1 else None,
+        # on the whole held-out set; a run stopped early (pruned, interrupted): its last curve point
+        final_val_loss=module.final_loss if module.final_loss is not None else
+        module.curve[-1]["val_loss"] if len(module.curve) > 1 else None,
         best_val_loss=min(losses) if losses else None,
         initial_loss=module.initial_loss,
         steps=steps,
@@ -166,6 +162,12 @@ def summarize(module: LanguageModelTask | None, plan: Plan | None, fit_seconds: 
     return metrics
 
 
+def csv_logger(cfg: DictConfig, run_dir: Path) -> CSVLogger | None:
+    """Lightning's CSV logger with `logger=csv`; W&B is `wandb_run`'s, outside Lightning, so that
+    its steps are the record's."""
+    return CSVLogger(save_dir=str(run_dir), name="csv", version="") if cfg.logger.kind == "csv" else None
+
+
 def build_trainer(cfg: DictConfig, plan: Plan, run_dir: Path, logger, callbacks: list) -> L.Trainer:
     """The Lightning trainer; `trainer.*` values Lightning rejects are a ConfigError naming them."""
     try:
@@ -174,7 +176,8 @@ def build_trainer(cfg: DictConfig, plan: Plan, run_dir: Path, logger, callbacks:
             precision=cfg.train.precision.value, max_steps=plan.total_steps, max_epochs=-1,
             logger=logger or False, callbacks=callbacks, enable_progress_bar=False,
             enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0,
-            default_root_dir=str(run_dir), gradient_clip_val=cfg.optim.grad_clip or None, log_every_n_steps=10,
+            default_root_dir=str(run_dir), gradient_clip_val=cfg.optim.grad_clip or None,
+            log_every_n_steps=cfg.train.log_every,
             use_distributed_sampler=False,  # training batches are shared out by TrainBatches; every
         )                                   # process evaluates the whole held-out set
     except (ValueError, TypeError, MisconfigurationException) as e:  # Lightning checks the trainer.* values
@@ -200,7 +203,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
         return rec.get(finished, "metrics.final_val_loss")
     run_id = run_id_for(run_dir)
     status, error = "failed", None
-    plan = module = logger = None
+    plan = module = wandb = None
     fit_seconds = 0.0
     try:
         plan = plan_run(cfg)
@@ -208,12 +211,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
         module = LanguageModelTask(plan.model, TrainBatches(plan.corpus.train, cfg.train.batch_size,
                                                             cfg.model.context, cfg.train.seed,
                                                             plan.total_steps, plan.eval_every),
-                                   validation_set(plan.corpus.val, cfg.train.eval_tokens, cfg.model.context,
-                                                  cfg.train.batch_size),
-                                   cfg, plan.total_steps)
-        logger = build_logger(cfg, run_dir, run_id, config, plan.scale(cfg.model.name))
-        if logger is not None:
-            logger.experiment  # start it now (W&B is lazy), so its start-up is not counted as training
+                                   plan.held_out, cfg, plan.total_steps)
+        wandb = wandb_run.open_run(cfg, run_dir, run_id, config, plan.scale(cfg.model.name), hydra_cfg)
         checkpoint = run_dir / CHECKPOINT
         callbacks = [ResumeCheckpoint(checkpoint), StopOnCtrlC()]
         if wants_progress_bar():
@@ -223,7 +222,10 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
         if cfg.trial.number is not None:
             callbacks.append(TrialPruning(cfg.trial.study_name, cfg.trial.storage, cfg.trial.number,
                                           plan.tokens_per_step))
-        trainer = build_trainer(cfg, plan, run_dir, logger, callbacks)
+        if wandb is not None:
+            callbacks.append(wandb_run.WandbLog(wandb, cfg, plan.tokens_per_step, plan.flops_per_token,
+                                                plan.total_steps))
+        trainer = build_trainer(cfg, plan, run_dir, csv_logger(cfg, run_dir), callbacks)
         torch.set_num_threads(thread_count(cfg.trainer.threads, trainer.num_devices))
         if checkpoint.exists():
             log.info("resuming %s from %s", run_dir, checkpoint)
@@ -268,7 +270,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
         }
         if _is_global_zero(module):  # one record per run, whatever the number of processes
             path = rec.write(run_dir, record)
-            _finish(logger, status, metrics)
+            wandb_run.finish(wandb, status, metrics)
             log.info("%s, final validation loss %s; record: %s", status, metrics["final_val_loss"], path)
     return metrics["final_val_loss"]
 
@@ -294,14 +296,6 @@ def _device(module) -> str:
             return f"cuda ({torch.cuda.get_device_name(device)})"
         return str(device)
     return "cpu"
-
-
-def _finish(logger, status: str, metrics: dict) -> None:
-    """Finish the W&B run in every case, with the final metrics in its summary."""
-    if isinstance(logger, WandbLogger):
-        run = logger.experiment
-        run.summary.update({k: v for k, v in metrics.items() if v is not None} | {"status": status})
-        run.finish(exit_code=0 if status in ("completed", "diverged", "pruned") else 1)
 
 
 def hydra_task(cfg: DictConfig) -> float | None:

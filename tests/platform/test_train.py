@@ -37,7 +37,12 @@ def test_run_writes_a_complete_record(make_cfg, tmp_path):
                       "tokens_per_second", "wall_seconds"}
     assert m["final_val_loss"] == final and m["steps"] == steps and m["tokens_seen"] == s["D"]
     assert m["initial_loss"] == pytest.approx(np.log(256), rel=0.05)  # an untrained byte model is uniform
-    assert m["final_val_loss"] < m["initial_loss"] - 1.0 and m["best_val_loss"] <= m["final_val_loss"]
+    assert m["final_val_loss"] < m["initial_loss"] - 1.0
+    curve = r["curve"]
+    assert m["best_val_loss"] == min(p["val_loss"] for p in curve)
+    # every curve point is measured on the same part of the held-out set, as train.eval_share allows
+    windows = int(3 * 0.04 * s["D"] / 5) // 32  # 4% of the training FLOPs over 5 evaluations in between
+    assert {p["eval_tokens"] for p in curve} == {windows * 32}
     assert m["tokens_per_second"] > 0 and m["wall_seconds"] > 0
 
     assert [p["step"] for p in r["curve"]] == [0, 20, 40, 60, 80, 100, steps]
@@ -46,6 +51,17 @@ def test_run_writes_a_complete_record(make_cfg, tmp_path):
     assert env["seed"] == 0 and env["device"] == "cpu" and env["packages"]["torch"]
     assert r["started_at"] <= r["ended_at"]
     assert not (tmp_path / "checkpoints").exists()  # only kept to resume, or when asked
+
+
+def test_ten_evaluations_by_default_and_a_curve_on_the_whole_set_ends_at_the_final_loss(make_cfg, tmp_path):
+    final = train(make_cfg("train.eval_every=null", "train.eval_share=1"), run_dir=tmp_path)
+    r = read(tmp_path)
+    steps = r["metrics"]["steps"]  # 78: an evaluation every ceil(78 / 10) = 8 steps, and at the end
+    assert [p["step"] for p in r["curve"]] == [0, *range(8, steps, 8), steps]
+    # eval_share=1 pays for the whole held-out set every time: the curve's ends are the run's losses
+    assert {p["eval_tokens"] for p in r["curve"]} == {2048}
+    assert r["curve"][0]["val_loss"] == pytest.approx(r["metrics"]["initial_loss"], rel=1e-6)
+    assert r["curve"][-1]["val_loss"] == pytest.approx(final, rel=1e-6)
 
 
 def test_same_seed_and_config_give_the_same_losses(make_cfg, tmp_path):

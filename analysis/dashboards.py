@@ -1,0 +1,311 @@
+"""A W&B workspace and a W&B report for one study or one ladder, built with W&B's own library.
+
+The names the runs log are the contract between training and these dashboards: they are
+constants here, so the training code logs exactly what the panels read, and the tests compare.
+A small `DashboardSpec`, written as JSON beside an offline report, is all `publish` needs later.
+
+Building is offline; only `publish` talks to W&B. Without an entity the objects are built with
+an empty one, which `publish` resolves to the account's default entity before saving.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, Iterator
+
+from scalelab.messages import first_line
+
+from .errors import AnalysisError
+
+if TYPE_CHECKING:
+    import wandb_workspaces.reports.v2 as wr
+    import wandb_workspaces.workspaces as ws
+
+# ------------------------------------------------------------------ what the runs log (contract)
+TRAIN_JOB, ANALYSIS_JOB = "train", "analysis"  # W&B job types; the W&B group of a run is its study
+# History, x = optimizer steps. `define_metric` makes `tokens` the step metric of BY_TOKENS.
+HISTORY = ("tokens", "flops", "train_loss", "lr", "val_loss")
+BY_TOKENS = ("val_loss", "train_loss", "lr")
+# Config: flat dotted keys, every config path (like LR) plus these. The analysis run carries the
+# `ladder` and `study` of the runs it fitted, so the dashboards' filter finds it with them.
+CONFIG = ("N", "N_total", "D", "C", "study", "ladder", "scale", "trial", "role", "searched")
+LR = "optim.lr"
+SUMMARY = ("final_val_loss", "best_val_loss", "initial_loss", "steps", "tokens_seen",
+           "tokens_per_second", "wall_seconds", "status")
+FITS_TABLE = "fits"  # the analysis run's W&B Table
+FITS_COLUMNS = ("law", "form", "parameter", "value", "ci_low", "ci_high", "n_points", "quality",
+                "chosen", "error")
+
+# ------------------------------------------------------------------------------------ the spec
+SPEC_FILE = "wandb_dashboards.json"
+KIND = "scalelab.wandb_dashboards"  # tells a spec file from any other JSON file
+RUNS_KEYS = ("ladder", "study")
+FIELDS = ("project", "entity", "name", "runs_key", "runs_value", "searched")
+UNRESOLVED_ENTITY = ""  # built offline without an entity; `publish` puts the real one in
+TITLE_MAX = 128  # W&B's limit on a report title
+
+
+@dataclasses.dataclass(frozen=True)
+class DashboardSpec:
+    """Which runs (config `runs_key` == `runs_value`) go where (`entity`/`project`), named `name`;
+    `searched` are the config paths the study searched (the parallel coordinates' axes)."""
+
+    project: str
+    entity: str | None
+    name: str
+    runs_key: str
+    runs_value: str
+    searched: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        problem = _problem(self)
+        if problem:
+            raise AnalysisError(f"bad W&B dashboard spec: {problem}")
+        object.__setattr__(self, "searched", tuple(self.searched))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": KIND, **{f: getattr(self, f) for f in FIELDS}, "searched": list(self.searched)}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> DashboardSpec:
+        if not isinstance(data, dict):
+            raise AnalysisError(f"expected a JSON object, got {type(data).__name__}")
+        if data.get("kind") != KIND:
+            raise AnalysisError(f"not a W&B dashboard spec (kind {data.get('kind')!r}, "
+                                f"expected {KIND!r})")
+        fields = {k: v for k, v in data.items() if k != "kind"}
+        problems = []
+        if missing := sorted(set(FIELDS) - fields.keys()):
+            problems.append(f"missing {', '.join(missing)}")
+        if unknown := sorted(fields.keys() - set(FIELDS)):
+            problems.append(f"unknown {', '.join(unknown)}")
+        if problems:
+            raise AnalysisError("; ".join(problems))
+        return cls(**fields)
+
+    def write(self, folder: str | Path) -> Path:
+        """`folder`/SPEC_FILE, beside the offline report it belongs to."""
+        path = Path(folder) / SPEC_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def read(cls, path: str | Path) -> DashboardSpec:
+        """A spec file, or the folder holding SPEC_FILE; any problem is one line naming the file."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / SPEC_FILE
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except OSError as e:
+            problem = e.strerror or first_line(e)
+        except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, AnalysisError
+            problem = first_line(e)
+        raise AnalysisError(f"cannot read W&B dashboard spec {path}: {problem}")
+
+
+def _problem(spec: DashboardSpec) -> str | None:
+    for f in ("project", "name", "runs_value"):
+        if not isinstance(getattr(spec, f), str) or not getattr(spec, f):
+            return f"{f} must be a non-empty string, got {getattr(spec, f)!r}"
+    if spec.entity is not None and (not isinstance(spec.entity, str) or not spec.entity):
+        return f"entity must be a non-empty string or null, got {spec.entity!r}"
+    if spec.runs_key not in RUNS_KEYS:
+        return f"runs_key must be one of {', '.join(RUNS_KEYS)}, got {spec.runs_key!r}"
+    if len(spec.name) > TITLE_MAX:
+        return f"name is {len(spec.name)} characters; W&B allows {TITLE_MAX}"
+    if not isinstance(spec.searched, (list, tuple)) or not all(
+            isinstance(k, str) and k for k in spec.searched):
+        return f"searched must be a list of config paths, got {spec.searched!r}"
+    return None
+
+
+# ------------------------------------------------------------------------------------- building
+@functools.cache
+def _lib() -> SimpleNamespace:
+    """wandb_workspaces, with two panel fixes. Imported on first use: importing it (and wandb with
+    it) takes about 0.7 s, which the CLI's start-up should not pay."""
+    import wandb_workspaces.reports.v2 as wr
+    import wandb_workspaces.workspaces as ws
+    from wandb_workspaces import expr
+
+    # The library addresses config key `a.b` as a nested dict (`a.value.b`); the runs log flat
+    # dotted keys, which W&B stores as `a.b.value`. These two write the flat form.
+    class Scatter(wr.ScatterPlot):
+        def _to_model(self):
+            model = super()._to_model()
+            for axis in "xyz":
+                metric = getattr(self, axis)
+                if isinstance(metric, wr.Config):
+                    setattr(model.config, f"{axis}_axis", f"config:{metric.name}.value")
+            return model
+
+    class Column(wr.ParallelCoordinatesPlotColumn):
+        def _to_model(self):
+            model = super()._to_model()
+            if isinstance(self.metric, wr.Config):
+                model.accessor = f"config:{self.metric.name}.value"
+            return model
+
+    return SimpleNamespace(wr=wr, ws=ws, expr=expr, Scatter=Scatter, Column=Column)
+
+
+def _literal(value: str) -> str:
+    """`value` as a string literal of W&B's filter language. Its parser rewrites every `=`, `<`
+    and `>` in the expression, quoted or not (`a=b` would become `a==b`), so those are escaped."""
+    return repr(value).replace("=", r"\x3d").replace("<", r"\x3c").replace(">", r"\x3e")
+
+
+def _filter(spec: DashboardSpec, *jobs: str) -> str:
+    """The spec's runs of these job types, in W&B's filter language."""
+    job = (f"Metric('JobType') = {_literal(jobs[0])}" if len(jobs) == 1
+           else f"Metric('JobType') in [{', '.join(map(_literal, jobs))}]")
+    return f"Config({spec.runs_key!r}) = {_literal(spec.runs_value)} and {job}"
+
+
+def _panels(spec: DashboardSpec) -> dict[str, list]:
+    """The panels by section: built afresh for each workspace or report."""
+    lib = _lib()
+    wr = lib.wr
+    # A ladder's curves: per scale, the best trial's loss at each point and the trials' range.
+    # One study is one scale: each trial is its own curve.
+    by_scale = (dict(groupby=wr.Config("scale"), groupby_aggfunc="min", groupby_rangefunc="minmax")
+                if spec.runs_key == "ladder" else {})
+    columns = [lib.Column(metric=wr.Config(k), log=True if k in ("N", "D") else None)
+               for k in dict.fromkeys((*spec.searched, "N", "D"))]
+    columns.append(lib.Column(metric=wr.SummaryMetric("final_val_loss")))
+    return {
+        "Loss curves": [
+            wr.LinePlot(title="val_loss vs tokens", x="tokens", y=["val_loss"], log_x=True,
+                        **by_scale),
+            wr.LinePlot(title="val_loss vs training FLOPs", x="flops", y=["val_loss"],
+                        log_x=True, **by_scale),
+        ],
+        "Scaling": [
+            lib.Scatter(title="final val_loss vs C (colour: N)", x=wr.Config("C"),
+                        y=wr.SummaryMetric("final_val_loss"), z=wr.Config("N"),
+                        log_x=True, log_y=True, log_z=True),
+            lib.Scatter(title=f"final val_loss vs {LR} (colour: C)", x=wr.Config(LR),
+                        y=wr.SummaryMetric("final_val_loss"), z=wr.Config("C"),
+                        log_x=True, log_z=True),
+        ],
+        "Search": [wr.ParallelCoordinatesPlot(title="searched hyperparameters", columns=columns)],
+        "Fitted laws": [wr.WeavePanelSummaryTable(table_name=FITS_TABLE,
+                                                  layout=wr.Layout(w=24, h=10))],
+    }
+
+
+def build_workspace(spec: DashboardSpec) -> ws.Workspace:
+    """The workspace: one section per theme over the spec's training runs and analysis run."""
+    lib = _lib()
+    return lib.ws.Workspace(
+        entity=spec.entity or UNRESOLVED_ENTITY, project=spec.project, name=spec.name,
+        sections=[lib.ws.Section(name=name, panels=panels, is_open=True)
+                  for name, panels in _panels(spec).items()],
+        # One run set in a workspace: the fits table needs the analysis run in it too.
+        runset_settings=lib.ws.RunsetSettings(filters=_filter(spec, TRAIN_JOB, ANALYSIS_JOB)))
+
+
+def build_report(spec: DashboardSpec) -> wr.Report:
+    """The report: the training runs' panels, then the analysis run's fitted laws."""
+    wr = _lib().wr
+    entity = spec.entity or UNRESOLVED_ENTITY
+    panels = _panels(spec)
+    fits = panels.pop("Fitted laws")
+
+    def runs(name: str, job: str) -> wr.Runset:
+        return wr.Runset(entity=entity, project=spec.project, name=name, filters=_filter(spec, job))
+
+    return wr.Report(
+        entity=entity, project=spec.project, title=spec.name,
+        description=f"W&B runs with config {spec.runs_key} = {spec.runs_value}",
+        blocks=[
+            *(block for name, section in panels.items() for block in (
+                wr.H2(name), wr.PanelGrid(runsets=[runs("training runs", TRAIN_JOB)],
+                                          panels=section))),
+            wr.H2("Fitted laws"),
+            wr.PanelGrid(runsets=[runs("analysis", ANALYSIS_JOB)], panels=fits),
+        ])
+
+
+# ------------------------------------------------------------------------------ what they read
+def _walk(obj: Any) -> Iterator[Any]:
+    yield obj
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        for f in dataclasses.fields(obj):
+            yield from _walk(getattr(obj, f.name))
+    elif isinstance(obj, (list, tuple)):
+        for x in obj:
+            yield from _walk(x)
+
+
+def referenced_keys(obj: ws.Workspace | wr.Report) -> dict[str, set[str]]:
+    """The keys a built workspace or report reads, by where they live: `history`, `config`,
+    `summary`, `run` (W&B's own run attributes, like JobType) and `table` (a logged table)."""
+    lib = _lib()
+    wr, expr = lib.wr, lib.expr
+    keys: dict[str, set[str]] = {s: set() for s in ("history", "config", "summary", "run", "table")}
+
+    def add(metric: Any, plain: str) -> None:
+        """A panel's metric; a plain string means `plain`, or a run attribute if W&B has one."""
+        if metric is None:
+            return
+        if isinstance(metric, str):
+            section = "run" if metric in expr.FE_METRIC_NAME_MAP else plain
+            keys[section].add(metric)
+        else:
+            section = {wr.Config: "config", wr.SummaryMetric: "summary", wr.Metric: "run"}
+            keys[section[type(metric)]].add(metric.name)
+
+    def add_filters(node: Any) -> None:
+        if node.key is not None:
+            keys[{"config": "config", "summary": "summary"}.get(node.key.section, "run")].add(
+                expr.to_frontend_name(node.key.name) if node.key.section == "run" else node.key.name)
+        for child in node.filters or []:
+            add_filters(child)
+
+    for node in _walk(obj):
+        if isinstance(node, wr.LinePlot):
+            for metric in (node.x, *node.y):
+                add(metric, "history")
+            add(node.groupby, "config")
+        elif isinstance(node, wr.ScatterPlot):
+            for metric in (node.x, node.y, node.z):
+                add(metric, "summary")
+        elif isinstance(node, wr.ParallelCoordinatesPlotColumn):
+            add(node.metric, "summary")
+        elif isinstance(node, wr.WeavePanelSummaryTable):
+            keys["table"].add(node.table_name)
+        elif isinstance(node, (wr.Runset, lib.ws.RunsetSettings)) and node.filters:
+            add_filters(expr.expr_to_filters(node.filters))
+    return keys
+
+
+# ----------------------------------------------------------------------------------- publishing
+def publish(spec: DashboardSpec) -> dict[str, str]:
+    """Save the workspace and the report to W&B (online); their URLs by "workspace", "report"."""
+    mode = os.environ.get("WANDB_MODE", "").lower()
+    if mode in ("offline", "disabled", "dryrun"):
+        raise AnalysisError(f"WANDB_MODE={mode}: publishing the W&B dashboards needs W&B online; "
+                            "unset WANDB_MODE or set it to online")
+    # Imported here: only publishing needs wandb, which adds over half a second to start-up.
+    import wandb
+
+    where = f"{spec.entity or '(default entity)'}/{spec.project}"
+    try:
+        entity = spec.entity or wandb.Api().default_entity
+        if not entity:
+            raise AnalysisError("W&B names no default entity for this account; give one")
+        resolved = dataclasses.replace(spec, entity=entity)
+        where = f"{entity}/{spec.project}"
+        workspace = build_workspace(resolved).save()
+        report = build_report(resolved).save()
+        return {"workspace": workspace.url, "report": report.url}
+    except Exception as e:  # noqa: BLE001 - W&B's API and its HTTP client raise many types
+        raise AnalysisError(f"cannot publish the W&B dashboards to {where}: {first_line(e)}") \
+            from None

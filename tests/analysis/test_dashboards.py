@@ -1,0 +1,199 @@
+"""The W&B workspace and report: built offline, reading only the names the runs log."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import wandb_workspaces.reports.v2 as wr
+import wandb_workspaces.workspaces as ws
+from wandb_workspaces import expr
+
+from scalelab.analysis import dashboards as dash
+from scalelab.analysis.dashboards import DashboardSpec
+from scalelab.analysis.errors import AnalysisError
+
+SEARCHED = ("optim.lr", "optim.beta2", "train.batch_size")
+# A study's name holds `=` and `,` (`<study>/<axis=value,...>`); `<` and quotes test the escaping.
+VALUE = "ladder/model.width=8,train.tokens=2e5 <\"q'>"
+
+
+def spec(runs_key="ladder", value="tiny", entity=None, searched=SEARCHED):
+    return DashboardSpec("scalelab", entity, "tiny ladder", runs_key, value, searched)
+
+
+def panels(obj):
+    if isinstance(obj, ws.Workspace):
+        return [p for s in obj.sections for p in s.panels]
+    return [p for b in obj.blocks if isinstance(b, wr.PanelGrid) for p in b.panels]
+
+
+def only(items, what):
+    assert len(items) == 1, f"{len(items)} {what}"
+    return items[0]
+
+
+BUILDERS = [dash.build_workspace, dash.build_report]
+
+
+@pytest.mark.parametrize("runs_key", dash.RUNS_KEYS)
+@pytest.mark.parametrize("build", BUILDERS)
+def test_dashboards_read_only_the_names_the_runs_log(build, runs_key):
+    keys = dash.referenced_keys(build(spec(runs_key)))
+    assert keys["history"] == {"tokens", "flops", "val_loss"}
+    assert keys["history"] <= set(dash.HISTORY)
+    assert keys["summary"] == {"final_val_loss"} and keys["summary"] <= set(dash.SUMMARY)
+    assert set(SEARCHED) | {runs_key, "N", "D", "C", dash.LR} <= keys["config"]
+    assert keys["config"] <= set(dash.CONFIG) | set(SEARCHED) | {dash.LR}
+    assert keys["table"] == {dash.FITS_TABLE}
+    assert keys["run"] == {"JobType"}
+
+
+def test_referenced_keys_sees_a_name_outside_the_contract():
+    workspace = dash.build_workspace(spec())
+    workspace.sections[0].panels.append(wr.LinePlot(x="Step", y=["loss"]))
+    workspace.sections[0].panels.append(wr.ScatterPlot(x=wr.Config("lr"), y="val/loss"))
+    keys = dash.referenced_keys(workspace)
+    assert "loss" in keys["history"] and "Step" in keys["run"]
+    assert "lr" in keys["config"] and "val/loss" in keys["summary"]
+
+
+@pytest.mark.parametrize("build", BUILDERS)
+def test_the_five_panels_and_their_axes(build):
+    ps = panels(build(spec()))
+    lines = [p for p in ps if isinstance(p, wr.LinePlot)]
+    curve = only([p for p in lines if p.x == "tokens"], "val_loss vs tokens plots")
+    assert curve.y == ["val_loss"] and curve.log_x
+    assert curve.groupby == wr.Config("scale")  # a ladder: one curve per scale
+    assert only([p for p in lines if p.x == "flops"], "val_loss vs flops plots").log_x
+
+    scatters = [p for p in ps if isinstance(p, wr.ScatterPlot)]
+    frontier = only([p for p in scatters if p.x == wr.Config("C")], "loss vs C plots")
+    assert frontier.y == wr.SummaryMetric("final_val_loss") and frontier.z == wr.Config("N")
+    assert frontier.log_x and frontier.log_y and frontier.log_z
+    lr = only([p for p in scatters if p.x == wr.Config(dash.LR)], "loss vs lr plots")
+    assert lr.y == wr.SummaryMetric("final_val_loss") and lr.log_x
+
+    parallel = only([p for p in ps if isinstance(p, wr.ParallelCoordinatesPlot)], "parallel plots")
+    assert [c.metric for c in parallel.columns] == (
+        [wr.Config(k) for k in (*SEARCHED, "N", "D")] + [wr.SummaryMetric("final_val_loss")])
+
+    table = only([p for p in ps if isinstance(p, wr.WeavePanelSummaryTable)], "table panels")
+    assert table.table_name == dash.FITS_TABLE
+
+
+@pytest.mark.parametrize("build", BUILDERS)
+def test_one_study_draws_each_trial(build):
+    curve = [p for p in panels(build(spec("study"))) if isinstance(p, wr.LinePlot)][0]
+    assert curve.groupby is None
+
+
+def test_flat_config_keys_are_addressed_as_w_b_stores_them():
+    """The runs log `optim.lr` as one flat key: W&B's path to it is `optim.lr.value`."""
+    saved = json.dumps(dash.build_workspace(spec())._to_model().model_dump(by_alias=True))
+    for key in SEARCHED:
+        assert f"config:{key}.value" in saved
+        head, tail = key.split(".", 1)
+        assert f"{head}.value.{tail}" not in saved
+    assert "config:C.value" in saved and "config:N.value" in saved
+
+
+def filters(text):
+    return {f["key"]["name"]: f for f in expr.filters_tree_to_v2(expr.expr_to_filters(text))["filters"]}
+
+
+def test_workspace_filter_keeps_the_value_exact_and_takes_the_analysis_run():
+    view = dash.build_workspace(spec("study", VALUE))._to_model()
+    found = {f["key"]["name"]: f for f in view.spec.section.run_sets[0].filters["filters"]}
+    assert found["study"]["value"] == VALUE and found["study"]["key"]["section"] == "config"
+    assert found["jobType"]["op"] == "IN"
+    assert set(found["jobType"]["value"]) == {dash.TRAIN_JOB, dash.ANALYSIS_JOB}
+
+
+def test_report_filters_training_runs_and_the_analysis_run_apart():
+    report = dash.build_report(spec("ladder", VALUE))
+    grids = [b for b in report.blocks if isinstance(b, wr.PanelGrid)]
+    assert len(grids) >= 2
+    for grid in grids:
+        found = filters(only(grid.runsets, "run sets").filters)
+        assert found["ladder"]["value"] == VALUE
+        has_table = any(isinstance(p, wr.WeavePanelSummaryTable) for p in grid.panels)
+        assert found["jobType"]["value"] == (dash.ANALYSIS_JOB if has_table else dash.TRAIN_JOB)
+
+
+def test_entity_is_optional_offline_and_used_when_given():
+    assert dash.build_workspace(spec()).entity == dash.UNRESOLVED_ENTITY
+    assert dash.build_report(spec()).entity == dash.UNRESOLVED_ENTITY
+    report = dash.build_report(spec(entity="team"))
+    assert report.entity == "team" and dash.build_workspace(spec(entity="team")).entity == "team"
+    assert {rs.entity for b in report.blocks if isinstance(b, wr.PanelGrid) for rs in b.runsets} \
+        == {"team"}
+    assert {rs.project for b in report.blocks if isinstance(b, wr.PanelGrid) for rs in b.runsets} \
+        == {"scalelab"}
+
+
+# ------------------------------------------------------------------------------------- the spec
+def test_spec_round_trips_through_its_file(tmp_path):
+    s = spec("study", VALUE, entity="team")
+    path = s.write(tmp_path / "report")
+    assert path == tmp_path / "report" / dash.SPEC_FILE
+    assert DashboardSpec.read(path) == s == DashboardSpec.read(path.parent)
+    assert DashboardSpec.read(spec().write(tmp_path)).entity is None
+    assert json.loads(path.read_text())["searched"] == list(SEARCHED)
+
+
+GOOD = spec().to_dict()
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("{", "Expecting"),
+    ("[]", "expected a JSON object"),
+    (json.dumps({"laws": {"chinchilla": {}}}), "not a W&B dashboard spec"),
+    (json.dumps({k: v for k, v in GOOD.items() if k != "runs_value"}), "missing runs_value"),
+    (json.dumps({**GOOD, "colour": "red"}), "unknown colour"),
+    (json.dumps({**GOOD, "runs_key": "group"}), "runs_key must be one of"),
+    (json.dumps({**GOOD, "searched": "optim.lr"}), "searched must be a list"),
+    (json.dumps({**GOOD, "project": 3}), "project must be a non-empty string"),
+    (b"\xff\xfe", "decode"),
+])
+def test_a_bad_or_foreign_spec_file_is_one_line_naming_it(tmp_path, text, problem):
+    path = tmp_path / dash.SPEC_FILE
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(AnalysisError, match=problem) as e:
+        DashboardSpec.read(tmp_path)
+    assert str(path) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_missing_spec_file_names_it(tmp_path):
+    with pytest.raises(AnalysisError, match="No such file") as e:
+        DashboardSpec.read(tmp_path)
+    assert str(tmp_path / dash.SPEC_FILE) in str(e.value)
+
+
+def test_a_bad_spec_is_refused_when_made():
+    with pytest.raises(AnalysisError, match="runs_key"):
+        spec("scale")
+    with pytest.raises(AnalysisError, match="name"):
+        DashboardSpec("p", None, "x" * 200, "ladder", "v", ())
+
+
+# ----------------------------------------------------------------------------------- publishing
+def test_publish_refuses_offline_before_reaching_w_b(monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    with pytest.raises(AnalysisError, match="WANDB_MODE=offline"):
+        dash.publish(spec())
+
+
+def test_publish_saves_both_under_the_default_entity(monkeypatch):
+    """W&B itself stood in for: the account's default entity goes into both objects."""
+    import wandb
+
+    monkeypatch.setenv("WANDB_MODE", "online")
+    monkeypatch.setattr(wandb, "Api", lambda: type("Api", (), {"default_entity": "me"})())
+    saved = []
+    for cls in (ws.Workspace, wr.Report):
+        monkeypatch.setattr(cls, "save", lambda self: saved.append(self) or self)
+        monkeypatch.setattr(cls, "url", property(lambda self: f"{type(self).__name__}:{self.entity}"))
+    assert dash.publish(spec()) == {"workspace": "Workspace:me", "report": "Report:me"}
+    assert [type(o) for o in saved] == [ws.Workspace, wr.Report]
+    assert {rs.entity for b in saved[1].blocks if isinstance(b, wr.PanelGrid) for rs in b.runsets} \
+        == {"me"}

@@ -1,7 +1,6 @@
 """A W&B workspace and a W&B report for one study or one ladder, built with W&B's own library.
 
-The names the runs log are the contract between training and these dashboards: they are
-constants here, so the training code logs exactly what the panels read, and the tests compare.
+The panels read the names `scalelab.wandb_keys` says the runs log; the tests compare the two.
 A small `DashboardSpec`, written as JSON beside an offline report, is all `publish` needs later.
 
 Building is offline; only `publish` talks to W&B. Without an entity the objects are built with
@@ -10,35 +9,19 @@ an empty one, which `publish` resolves to the account's default entity before sa
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 from pathlib import Path
-from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator
+
+import wandb_workspaces.reports.v2 as wr
+import wandb_workspaces.workspaces as ws
+from wandb_workspaces import expr
 
 from scalelab.messages import first_line
+from scalelab.wandb_keys import ANALYSIS_JOB, FITS_TABLE, LR, TRAIN_JOB
 
 from .errors import AnalysisError
-
-if TYPE_CHECKING:
-    import wandb_workspaces.reports.v2 as wr
-    import wandb_workspaces.workspaces as ws
-
-# ------------------------------------------------------------------ what the runs log (contract)
-TRAIN_JOB, ANALYSIS_JOB = "train", "analysis"  # W&B job types; the W&B group of a run is its study
-# History, x = optimizer steps. `define_metric` makes `tokens` the step metric of BY_TOKENS.
-HISTORY = ("tokens", "flops", "train_loss", "lr", "val_loss")
-BY_TOKENS = ("val_loss", "train_loss", "lr")
-# Config: flat dotted keys, every config path (like LR) plus these. The analysis run carries the
-# `ladder` and `study` of the runs it fitted, so the dashboards' filter finds it with them.
-CONFIG = ("N", "N_total", "D", "C", "study", "ladder", "scale", "trial", "role", "searched")
-LR = "optim.lr"
-SUMMARY = ("final_val_loss", "best_val_loss", "initial_loss", "steps", "tokens_seen",
-           "tokens_per_second", "wall_seconds", "status")
-FITS_TABLE = "fits"  # the analysis run's W&B Table
-FITS_COLUMNS = ("law", "form", "parameter", "value", "ci_low", "ci_high", "n_points", "quality",
-                "chosen", "error")
 
 # ------------------------------------------------------------------------------------ the spec
 SPEC_FILE = "wandb_dashboards.json"
@@ -126,33 +109,24 @@ def _problem(spec: DashboardSpec) -> str | None:
 
 
 # ------------------------------------------------------------------------------------- building
-@functools.cache
-def _lib() -> SimpleNamespace:
-    """wandb_workspaces, with two panel fixes. Imported on first use: importing it (and wandb with
-    it) takes about 0.7 s, which the CLI's start-up should not pay."""
-    import wandb_workspaces.reports.v2 as wr
-    import wandb_workspaces.workspaces as ws
-    from wandb_workspaces import expr
+# wandb_workspaces addresses config key `a.b` as a nested dict (`a.value.b`); the runs log flat
+# dotted keys, which W&B stores as `a.b.value`. These two write the flat form.
+class _Scatter(wr.ScatterPlot):
+    def _to_model(self):
+        model = super()._to_model()
+        for axis in "xyz":
+            metric = getattr(self, axis)
+            if isinstance(metric, wr.Config):
+                setattr(model.config, f"{axis}_axis", f"config:{metric.name}.value")
+        return model
 
-    # The library addresses config key `a.b` as a nested dict (`a.value.b`); the runs log flat
-    # dotted keys, which W&B stores as `a.b.value`. These two write the flat form.
-    class Scatter(wr.ScatterPlot):
-        def _to_model(self):
-            model = super()._to_model()
-            for axis in "xyz":
-                metric = getattr(self, axis)
-                if isinstance(metric, wr.Config):
-                    setattr(model.config, f"{axis}_axis", f"config:{metric.name}.value")
-            return model
 
-    class Column(wr.ParallelCoordinatesPlotColumn):
-        def _to_model(self):
-            model = super()._to_model()
-            if isinstance(self.metric, wr.Config):
-                model.accessor = f"config:{self.metric.name}.value"
-            return model
-
-    return SimpleNamespace(wr=wr, ws=ws, expr=expr, Scatter=Scatter, Column=Column)
+class _Column(wr.ParallelCoordinatesPlotColumn):
+    def _to_model(self):
+        model = super()._to_model()
+        if isinstance(self.metric, wr.Config):
+            model.accessor = f"config:{self.metric.name}.value"
+        return model
 
 
 def _literal(value: str) -> str:
@@ -170,15 +144,13 @@ def _filter(spec: DashboardSpec, *jobs: str) -> str:
 
 def _panels(spec: DashboardSpec) -> dict[str, list]:
     """The panels by section: built afresh for each workspace or report."""
-    lib = _lib()
-    wr = lib.wr
     # A ladder's curves: per scale, the best trial's loss at each point and the trials' range.
     # One study is one scale: each trial is its own curve.
     by_scale = (dict(groupby=wr.Config("scale"), groupby_aggfunc="min", groupby_rangefunc="minmax")
                 if spec.runs_key == "ladder" else {})
-    columns = [lib.Column(metric=wr.Config(k), log=True if k in ("N", "D") else None)
+    columns = [_Column(metric=wr.Config(k), log=True if k in ("N", "D") else None)
                for k in dict.fromkeys((*spec.searched, "N", "D"))]
-    columns.append(lib.Column(metric=wr.SummaryMetric("final_val_loss")))
+    columns.append(_Column(metric=wr.SummaryMetric("final_val_loss")))
     return {
         "Loss curves": [
             wr.LinePlot(title="val_loss vs tokens", x="tokens", y=["val_loss"], log_x=True,
@@ -187,10 +159,10 @@ def _panels(spec: DashboardSpec) -> dict[str, list]:
                         log_x=True, **by_scale),
         ],
         "Scaling": [
-            lib.Scatter(title="final val_loss vs C (colour: N)", x=wr.Config("C"),
+            _Scatter(title="final val_loss vs C (colour: N)", x=wr.Config("C"),
                         y=wr.SummaryMetric("final_val_loss"), z=wr.Config("N"),
                         log_x=True, log_y=True, log_z=True),
-            lib.Scatter(title=f"final val_loss vs {LR} (colour: C)", x=wr.Config(LR),
+            _Scatter(title=f"final val_loss vs {LR} (colour: C)", x=wr.Config(LR),
                         y=wr.SummaryMetric("final_val_loss"), z=wr.Config("C"),
                         log_x=True, log_z=True),
         ],
@@ -202,18 +174,16 @@ def _panels(spec: DashboardSpec) -> dict[str, list]:
 
 def build_workspace(spec: DashboardSpec) -> ws.Workspace:
     """The workspace: one section per theme over the spec's training runs and analysis run."""
-    lib = _lib()
-    return lib.ws.Workspace(
+    return ws.Workspace(
         entity=spec.entity or UNRESOLVED_ENTITY, project=spec.project, name=spec.name,
-        sections=[lib.ws.Section(name=name, panels=panels, is_open=True)
+        sections=[ws.Section(name=name, panels=panels, is_open=True)
                   for name, panels in _panels(spec).items()],
         # One run set in a workspace: the fits table needs the analysis run in it too.
-        runset_settings=lib.ws.RunsetSettings(filters=_filter(spec, TRAIN_JOB, ANALYSIS_JOB)))
+        runset_settings=ws.RunsetSettings(filters=_filter(spec, TRAIN_JOB, ANALYSIS_JOB)))
 
 
 def build_report(spec: DashboardSpec) -> wr.Report:
     """The report: the training runs' panels, then the analysis run's fitted laws."""
-    wr = _lib().wr
     entity = spec.entity or UNRESOLVED_ENTITY
     panels = _panels(spec)
     fits = panels.pop("Fitted laws")
@@ -247,8 +217,6 @@ def _walk(obj: Any) -> Iterator[Any]:
 def referenced_keys(obj: ws.Workspace | wr.Report) -> dict[str, set[str]]:
     """The keys a built workspace or report reads, by where they live: `history`, `config`,
     `summary`, `run` (W&B's own run attributes, like JobType) and `table` (a logged table)."""
-    lib = _lib()
-    wr, expr = lib.wr, lib.expr
     keys: dict[str, set[str]] = {s: set() for s in ("history", "config", "summary", "run", "table")}
 
     def add(metric: Any, plain: str) -> None:
@@ -281,7 +249,7 @@ def referenced_keys(obj: ws.Workspace | wr.Report) -> dict[str, set[str]]:
             add(node.metric, "summary")
         elif isinstance(node, wr.WeavePanelSummaryTable):
             keys["table"].add(node.table_name)
-        elif isinstance(node, (wr.Runset, lib.ws.RunsetSettings)) and node.filters:
+        elif isinstance(node, (wr.Runset, ws.RunsetSettings)) and node.filters:
             add_filters(expr.expr_to_filters(node.filters))
     return keys
 

@@ -23,7 +23,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from scalelab import record
+from scalelab import record, wandb_keys
 from scalelab.messages import first_line, redact_url
 from scalelab.record import FlopConvention, RecordError
 
@@ -158,29 +158,39 @@ def wandb_frame(path: str, api_factory: Callable[[], Any] | None = None) -> pd.D
         import wandb
 
         api_factory = wandb.Api
-    api = api_factory()
-    rows = []
-    for run in api.runs(path):
-        config = record.flatten(dict(run.config), lists=False)
-        summary = {k: v for k, v in dict(run.summary).items() if not str(k).startswith("_")}
-        row: dict[str, Any] = {}
-        # A run logged by scalelab carries its record in the config; otherwise take the names as is.
-        row.update(config)
-        row.update({f"config.{k}": v for k, v in config.items()})  # as a record's config
-        for k, v in record.flatten(summary, lists=False).items():
-            row[k] = v
-            row[f"metrics.{k}"] = v
-            row[k.replace("/", ".")] = v
-        row.setdefault("run_id", getattr(run, "id", None) or run.name)
-        row.setdefault("name", run.name)
-        row.setdefault("study", run.group)
-        row["tags"] = ",".join(run.tags or [])
-        row.setdefault("status", {"finished": "completed", "crashed": "failed",
-                                  "failed": "failed"}.get(run.state, run.state))
-        rows.append(row)
+    rows = [wandb_row(run) for run in api_factory().runs(path)]
     if not rows:
         raise AnalysisError(f"no runs in W&B project {path}")
     return pd.DataFrame(rows)
+
+
+def wandb_row(run: Any) -> dict[str, Any]:
+    """One W&B run as a flat row. A training run scalelab logged (`wandb_keys`) becomes the row
+    its record would give; any other run keeps its config and summary names, for `--map`."""
+    config = {k: v for k, v in dict(run.config).items() if not k.startswith("_")}
+    summary = {k: v for k, v in dict(run.summary).items() if not str(k).startswith("_")}
+    state = {"finished": "completed", "crashed": "failed", "failed": "failed"}.get(run.state, run.state)
+    if all(k in config for k in wandb_keys.CONFIG) and wandb_keys.LR in config:
+        paths = {**record.HPARAMS, **{p: p for p in config["searched"] or []}}
+        row = {f"config.{k}": v for k, v in config.items() if k not in wandb_keys.CONFIG}
+        row.update({f"scale.{k}": config[k] for k in wandb_keys.SCALE})
+        row["scale.model"] = config.get("model.name")
+        row.update({f"hparams.{name}": config.get(path) for name, path in paths.items()})
+        row.update({f"metrics.{k}": summary.get(k) for k in wandb_keys.SUMMARY if k != "status"})
+        row.update({k: config[k] for k in ("study", "ladder", "trial")})
+        row.update(run_id=run.id, name=run.name, status=summary.get("status", state),
+                   tags=",".join(run.tags or []))
+        return row
+    row = record.flatten(config, lists=False)
+    row.update({f"config.{k}": v for k, v in row.items()})  # as a record's config
+    for k, v in record.flatten(summary, lists=False).items():
+        row[k] = row[f"metrics.{k}"] = row[k.replace("/", ".")] = v
+    row.setdefault("run_id", getattr(run, "id", None) or run.name)
+    row.setdefault("name", run.name)
+    row.setdefault("study", run.group)
+    row["tags"] = ",".join(run.tags or [])
+    row.setdefault("status", state)
+    return row
 
 
 def raw_frame(source, api_factory=None) -> tuple[pd.DataFrame, str]:

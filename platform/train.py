@@ -16,6 +16,7 @@ import warnings
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import optuna
@@ -202,6 +203,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
                  run_dir, finished["status"], run_dir / rec.FILE_NAME)
         return rec.get(finished, "metrics.final_val_loss")
     run_id = run_id_for(run_dir)
+    where = placement(cfg, hydra_cfg)
     status, error = "failed", None
     plan = module = wandb = None
     fit_seconds = 0.0
@@ -212,7 +214,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
                                                             cfg.model.context, cfg.train.seed,
                                                             plan.total_steps, plan.eval_every),
                                    plan.held_out, cfg, plan.total_steps)
-        wandb = wandb_run.open_run(cfg, run_dir, run_id, config, plan.scale(cfg.model.name), hydra_cfg)
+        wandb = wandb_run.open_run(cfg, run_dir, run_id, config, plan.scale(cfg.model.name), where)
         checkpoint = run_dir / CHECKPOINT
         callbacks = [ResumeCheckpoint(checkpoint), StopOnCtrlC()]
         if wants_progress_bar():
@@ -258,7 +260,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
         metrics["wall_seconds"] = time.perf_counter() - started_wall
         record = {
             "run_id": run_id,
-            "study": cfg.trial.study_name, "trial": cfg.trial.number,
+            "study": cfg.trial.study_name, "ladder": where["ladder"], "trial": cfg.trial.number,
             "status": status, "error": error, "config": config,
             "overrides": list(hydra_cfg.overrides.task) if hydra_cfg else [],
             "scale": plan.scale(cfg.model.name) if plan else None,
@@ -275,13 +277,22 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
     return metrics["final_val_loss"]
 
 
+def placement(cfg: DictConfig, hydra_cfg: Any) -> dict[str, Any]:
+    """Where a run belongs. A sweep's scales are studies `<ladder>/<scale>`, the ladder being the
+    sweeper's `study_name`; a run outside a sweep belongs to none."""
+    study = cfg.trial.study_name
+    ladder = OmegaConf.select(hydra_cfg, "sweeper.study_name") if hydra_cfg is not None and study else None
+    scale = study[len(ladder) + 1:] if ladder and study.startswith(f"{ladder}/") else None
+    return {"study": study, "ladder": ladder or study, "scale": scale, "trial": cfg.trial.number,
+            "role": cfg.trial.role, "searched": list(cfg.trial.searched or [])}
+
+
 def hparams(cfg: DictConfig) -> dict:
     """The hyperparameters the analysis reads, plus every value the sweeper searched, by config path."""
-    values = {"lr": cfg.optim.lr, "batch_size": cfg.train.batch_size, "weight_decay": cfg.optim.weight_decay,
-              "warmup": cfg.schedule.warmup, "schedule": cfg.schedule.name.value}
-    for path in cfg.trial.searched or []:
+    values = {}
+    for name, path in [*rec.HPARAMS.items(), *((path, path) for path in cfg.trial.searched or [])]:
         value = OmegaConf.select(cfg, path)
-        values[path] = value.value if isinstance(value, Enum) else value
+        values[name] = value.value if isinstance(value, Enum) else value
     return values
 
 

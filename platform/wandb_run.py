@@ -1,51 +1,23 @@
-"""The W&B mirror of a training run: one W&B run per job, offline unless `logger.mode=online`.
-
-Logged so that a scaling dashboard plots without editing:
-
-- W&B's step is the record's step (optimizer steps done): W&B row s and the curve point of step s
-  are the same moment. Every row holds `tokens` (seen) and `flops` (spent, the record's FLOP
-  convention); `define_metric` puts the losses and the learning rate on `tokens` by default, with
-  `flops` one click away, and keeps the min and last of each loss in the summary.
-- `val_loss` at every evaluation, step 0 included; `train_loss` and `lr` every `train.log_every` steps.
-- The summary holds the record's metrics (`SUMMARY`) and the run's status.
-- The config holds the resolved config by dotted path (`optim.lr`), N, N_total, D, C,
-  flops_per_token, and where the run belongs: `study` (the Optuna study of its scale), `ladder`
-  (shared by every study of one sweep), `scale`, `trial`, `role`, `searched` (the searched config
-  paths; each value is also under its own path).
-- Tags: N, D, C, the role, and the model preset's name only when the model is that preset unchanged.
+"""The W&B mirror of a training run: one W&B run per job, offline unless `logger.mode=online`,
+logging what `scalelab.wandb_keys` names, so that a scaling dashboard plots without editing.
+Tags: N, D, C, the role, and the model preset's name only when the model is that preset unchanged.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from scalelab import conf
 from scalelab import record as rec
 from scalelab.conf.schema import ModelConfig
 from scalelab.platform.schedule import lr_multiplier
+from scalelab.wandb_keys import BY_TOKENS, LOSSES, SCALE, TRAIN_JOB, X_AXIS
 
-X_AXIS = "tokens"
-HISTORY = ("tokens", "flops", "train_loss", "lr", "val_loss")
-LOSSES = ("train_loss", "val_loss")
-SUMMARY = ("final_val_loss", "best_val_loss", "initial_loss", "steps", "tokens_seen", "tokens_per_second",
-           "wall_seconds", "status")
-PLACEMENT = ("study", "ladder", "scale", "trial", "role", "searched")
-SCALE = ("N", "N_total", "D", "C", "flops_per_token")
-PRESETS = Path(__file__).resolve().parent.parent / "conf" / "model"
-
-
-def placement(cfg: DictConfig, hydra_cfg: Any) -> dict[str, Any]:
-    """Where a run belongs. A sweep's scales are studies `<ladder>/<scale>`, the ladder being the
-    sweeper's `study_name`; a run outside a sweep belongs to none."""
-    study = cfg.trial.study_name
-    ladder = OmegaConf.select(hydra_cfg, "sweeper.study_name") if hydra_cfg is not None and study else None
-    scale = study[len(ladder) + 1:] if ladder and study.startswith(f"{ladder}/") else None
-    return {"study": study, "ladder": ladder or study, "scale": scale, "trial": cfg.trial.number,
-            "role": cfg.trial.role, "searched": list(cfg.trial.searched or [])}
+PRESETS = Path(conf.__file__).parent / "model"
 
 
 def is_preset(model: DictConfig) -> bool:
@@ -63,15 +35,14 @@ def tags(cfg: DictConfig, scale: dict) -> list[str]:
     return out
 
 
-def open_run(cfg: DictConfig, run_dir: Path, run_id: str, config: dict, scale: dict, hydra_cfg: Any):
+def open_run(cfg: DictConfig, run_dir: Path, run_id: str, config: dict, scale: dict, where: dict):
     """The job's W&B run, started now (its start-up is then not counted as training); None on
-    processes other than the first, and with another logger."""
+    processes other than the first, and with another logger. `where`: the run's place (`placement`)."""
     if cfg.logger.kind != "wandb" or rank_zero_only.rank != 0:
         return None
     # Imported here: wandb takes about a second to import, and only this logger needs it.
     import wandb
 
-    where = placement(cfg, hydra_cfg)
     run = wandb.init(
         project=cfg.logger.project, entity=cfg.logger.entity, dir=str(run_dir), id=run_id,
         name=run_dir.name if where["trial"] is None else f"{where['study']}#{where['trial']}",

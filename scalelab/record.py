@@ -13,11 +13,13 @@ all three sides of that contract and imports neither torch nor the training code
   6 * depth * context * width. C = flops_per_token * D. `FlopConvention` turns N, D into C and
   back for a table whose C follows some convention (6ND, or the records' own).
 
-Record fields: schema_version, run_id, study, trial, status, error, config, overrides,
-scale {N, N_total, D, C, flops_per_token, model}, hparams {lr, batch_size, weight_decay,
-warmup, schedule, every searched value by config path}, metrics {final_val_loss, best_val_loss,
-initial_loss, steps, tokens_seen, tokens_per_second, wall_seconds}, curve [{step, tokens,
-val_loss}], environment {git_sha, packages, device, seed}, started_at, ended_at.
+Record fields: schema_version, run_id, study, ladder (the sweep's name, shared by its studies),
+trial, status, error, config, overrides, scale {N, N_total, D, C, flops_per_token, model},
+hparams {lr, batch_size, weight_decay, warmup, schedule, every searched value by config path},
+metrics {final_val_loss, best_val_loss, initial_loss, steps, tokens_seen, tokens_per_second,
+wall_seconds}, curve [{step, tokens, val_loss, eval_tokens}] (measured on the curve's part of the
+held-out set: see `platform.data.HeldOut`), environment {git_sha, packages, device, seed},
+started_at, ended_at.
 """
 from __future__ import annotations
 
@@ -44,6 +46,9 @@ STATUSES = ("completed", "diverged", "pruned", "failed")
 SKIP_DIRS = frozenset({".hydra", "wandb", "checkpoints", "csv"})
 PACKAGES = ("scalelab", "torch", "lightning", "hydra-core", "optuna", "wandb", "numpy")
 
+# The record's `hparams` beside the searched values, and the config path each is read from.
+HPARAMS = {"lr": "optim.lr", "batch_size": "train.batch_size", "weight_decay": "optim.weight_decay",
+           "warmup": "schedule.warmup", "schedule": "schedule.name"}
 # Where each analysed quantity lives in a record.
 FIELDS = {
     "N": "scale.N", "N_total": "scale.N_total", "D": "scale.D", "C": "scale.C",
@@ -51,7 +56,7 @@ FIELDS = {
     "loss": "metrics.final_val_loss", "best_loss": "metrics.best_val_loss",
     "initial_loss": "metrics.initial_loss", "lr": "hparams.lr", "batch_size": "hparams.batch_size",
     "context": "config.model.context", "status": "status", "run_id": "run_id", "study": "study",
-    "trial": "trial", "seed": "config.train.seed", "role": "config.trial.role",
+    "trial": "trial", "seed": "config.train.seed", "role": "config.trial.role", "ladder": "ladder",
 }
 
 

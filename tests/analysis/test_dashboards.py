@@ -11,6 +11,7 @@ from wandb_workspaces import expr
 from scalelab.analysis import dashboards as dash
 from scalelab.analysis.dashboards import DashboardSpec
 from scalelab.analysis.errors import AnalysisError
+from scalelab import wandb_keys as keys_logged
 
 SEARCHED = ("optim.lr", "optim.beta2", "train.batch_size")
 # A study's name holds `=` and `,` (`<study>/<axis=value,...>`); `<` and quotes test the escaping.
@@ -40,11 +41,11 @@ BUILDERS = [dash.build_workspace, dash.build_report]
 def test_dashboards_read_only_the_names_the_runs_log(build, runs_key):
     keys = dash.referenced_keys(build(spec(runs_key)))
     assert keys["history"] == {"tokens", "flops", "val_loss"}
-    assert keys["history"] <= set(dash.HISTORY)
-    assert keys["summary"] == {"final_val_loss"} and keys["summary"] <= set(dash.SUMMARY)
-    assert set(SEARCHED) | {runs_key, "N", "D", "C", dash.LR} <= keys["config"]
-    assert keys["config"] <= set(dash.CONFIG) | set(SEARCHED) | {dash.LR}
-    assert keys["table"] == {dash.FITS_TABLE}
+    assert keys["history"] <= set(keys_logged.HISTORY)
+    assert keys["summary"] == {"final_val_loss"} and keys["summary"] <= set(keys_logged.SUMMARY)
+    assert set(SEARCHED) | {runs_key, "N", "D", "C", keys_logged.LR} <= keys["config"]
+    assert keys["config"] <= set(keys_logged.CONFIG) | set(SEARCHED) | {keys_logged.LR}
+    assert keys["table"] == {keys_logged.FITS_TABLE}
     assert keys["run"] == {"JobType"}
 
 
@@ -70,7 +71,7 @@ def test_the_five_panels_and_their_axes(build):
     frontier = only([p for p in scatters if p.x == wr.Config("C")], "loss vs C plots")
     assert frontier.y == wr.SummaryMetric("final_val_loss") and frontier.z == wr.Config("N")
     assert frontier.log_x and frontier.log_y and frontier.log_z
-    lr = only([p for p in scatters if p.x == wr.Config(dash.LR)], "loss vs lr plots")
+    lr = only([p for p in scatters if p.x == wr.Config(keys_logged.LR)], "loss vs lr plots")
     assert lr.y == wr.SummaryMetric("final_val_loss") and lr.log_x
 
     parallel = only([p for p in ps if isinstance(p, wr.ParallelCoordinatesPlot)], "parallel plots")
@@ -78,7 +79,7 @@ def test_the_five_panels_and_their_axes(build):
         [wr.Config(k) for k in (*SEARCHED, "N", "D")] + [wr.SummaryMetric("final_val_loss")])
 
     table = only([p for p in ps if isinstance(p, wr.WeavePanelSummaryTable)], "table panels")
-    assert table.table_name == dash.FITS_TABLE
+    assert table.table_name == keys_logged.FITS_TABLE
 
 
 @pytest.mark.parametrize("build", BUILDERS)
@@ -106,7 +107,7 @@ def test_workspace_filter_keeps_the_value_exact_and_takes_the_analysis_run():
     found = {f["key"]["name"]: f for f in view.spec.section.run_sets[0].filters["filters"]}
     assert found["study"]["value"] == VALUE and found["study"]["key"]["section"] == "config"
     assert found["jobType"]["op"] == "IN"
-    assert set(found["jobType"]["value"]) == {dash.TRAIN_JOB, dash.ANALYSIS_JOB}
+    assert set(found["jobType"]["value"]) == {keys_logged.TRAIN_JOB, keys_logged.ANALYSIS_JOB}
 
 
 def test_report_filters_training_runs_and_the_analysis_run_apart():
@@ -117,7 +118,7 @@ def test_report_filters_training_runs_and_the_analysis_run_apart():
         found = filters(only(grid.runsets, "run sets").filters)
         assert found["ladder"]["value"] == VALUE
         has_table = any(isinstance(p, wr.WeavePanelSummaryTable) for p in grid.panels)
-        assert found["jobType"]["value"] == (dash.ANALYSIS_JOB if has_table else dash.TRAIN_JOB)
+        assert found["jobType"]["value"] == (keys_logged.ANALYSIS_JOB if has_table else keys_logged.TRAIN_JOB)
 
 
 def test_entity_is_optional_offline_and_used_when_given():

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -295,31 +294,8 @@ def write_report(table: pd.DataFrame, out: str | Path, *, bootstrap: int = 0, se
                                     f"</head><body>{''.join(body)}</body></html>")
     files = {"index": out / "index.html", "fits": out / "fits.json", **study_plots, **plots}
     if use_wandb:
-        files["wandb_dir"] = log_to_wandb(table, res, {**study_plots, **plots}, project=wandb_project)
+        # Imported here: only `--wandb` needs wandb, and it adds over half a second to start-up.
+        from .analysis_run import log_analysis_run
+
+        files.update(log_analysis_run(table, res, {**study_plots, **plots}, out, project=wandb_project))
     return files
-
-
-def log_to_wandb(table, res, plots, project: str | None = None) -> Path:
-    """One W&B run of job type `analysis`, grouped with the study; offline unless asked."""
-    # Imported here: only `--wandb` needs it, and it adds over half a second to start-up.
-    import wandb
-
-    os.environ.setdefault("WANDB_MODE", "offline")
-    studies = [s for s in table.get("study", pd.Series(dtype=object)).dropna().unique()]
-    group = str(studies[0]) if len(studies) == 1 else None
-    run = wandb.init(project=project or os.environ.get("WANDB_PROJECT", "scalelab"),
-                     job_type="analysis", group=group, reinit=True,
-                     config={"source": str(table.attrs.get("source", "")), "runs": len(table)})
-    try:
-        for name, law in res["laws"].items():
-            run.summary[f"{name}/form"] = law.form
-            for k, v in law.params_.items():
-                run.summary[f"{name}/{k}"] = v
-        for name, t in res["tables"].items():
-            run.log({name: wandb.Table(dataframe=t.astype(
-                {c: str for c in t.columns if t[c].dtype == object}))})
-        run.log({name: wandb.Image(str(p)) for name, p in plots.items()})
-        run_dir = Path(run.dir).parent
-    finally:
-        run.finish()
-    return run_dir

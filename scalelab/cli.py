@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -27,14 +28,15 @@ USAGE = """usage: scalelab train [HYDRA OVERRIDES...]
        scalelab fit SOURCE --law {power,chinchilla,isoflop,auto,hparams} [options]
        scalelab predict --fit FILE [--fit FILE ...] [--N N] [--D D] [--C C] [--json]
        scalelab sensitivity SOURCE [--json FILE]
-       scalelab report SOURCE --out DIR [--wandb]"""
+       scalelab report SOURCE --out DIR [--wandb]
+       scalelab sync FOLDER [--dry-run]"""
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "train":
         return train(argv[1:])
-    if not argv or argv[0] not in ("fit", "predict", "sensitivity", "report"):
+    if not argv or argv[0] not in ("fit", "predict", "sensitivity", "report", "sync"):
         print(USAGE, file=sys.stderr)
         return 2
     try:
@@ -173,6 +175,10 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--wandb", action="store_true", help="log to a W&B run (offline unless "
                                                        "WANDB_MODE says otherwise)")
     r.add_argument("--project", default=None, help="W&B project")
+    y = sub.add_parser("sync", help="upload every offline W&B run below FOLDER, then publish the W&B "
+                                    "workspaces and reports `report --wandb` defined there")
+    y.add_argument("folder", metavar="FOLDER")
+    y.add_argument("--dry-run", action="store_true", help="list what would be uploaded and published")
     return ap
 
 
@@ -183,7 +189,7 @@ def _statuses(s: str):
 def analysis_main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     return {"fit": cmd_fit, "predict": cmd_predict, "sensitivity": cmd_sensitivity,
-            "report": cmd_report}[args.cmd](args)
+            "report": cmd_report, "sync": cmd_sync}[args.cmd](args)
 
 
 def _load(args, statuses, require=()):
@@ -364,4 +370,32 @@ def cmd_report(args) -> int:
                          all_runs=all_runs, use_wandb=args.wandb, wandb_project=args.project)
     for k, v in files.items():
         print(f"{k}: {v}")
+    return 0
+
+
+def cmd_sync(args) -> int:
+    # Imported here: wandb_workspaces loads wandb, over half a second that no other command pays.
+    from scalelab.analysis.dashboards import SPEC_FILE, DashboardSpec, publish
+
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise AnalysisError(f"{folder} is not a folder")
+    runs = sorted(p for p in folder.rglob("offline-run-*") if p.is_dir())
+    specs = sorted(folder.rglob(SPEC_FILE))
+    if not runs and not specs:
+        raise AnalysisError(f"no offline W&B run (offline-run-*) and no {SPEC_FILE} below {folder}")
+    dashboards = [DashboardSpec.read(p) for p in specs]  # a bad file stops us before any upload
+    print(f"{len(runs)} offline W&B run(s), {len(specs)} dashboard definition(s) below {folder}")
+    if args.dry_run:
+        for p in [*runs, *specs]:
+            print(f"  {p}")
+        return 0
+    if runs:
+        done = subprocess.run([sys.executable, "-m", "wandb", "sync", *map(str, runs)])
+        if done.returncode != 0:
+            raise AnalysisError(f"wandb sync exited with status {done.returncode} (are you logged in? "
+                                "`wandb login`)")
+    for path, spec in zip(specs, dashboards):
+        for kind, url in publish(spec).items():
+            print(f"{kind}: {url}  ({path})")
     return 0

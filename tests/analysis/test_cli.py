@@ -4,15 +4,21 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from scalelab.analysis.dashboards import DashboardSpec
 from scalelab.analysis.errors import AnalysisError
 from scalelab.analysis.laws import HparamsLaw
 from scalelab.analysis.table import load_table
 from scalelab.cli import main
+from scalelab.wandb_keys import FITS_COLUMNS
+
+sys.path.insert(0, str(Path(__file__).parents[1]))  # pytest runs with --import-mode=importlib
+from wandb_file import find_runs, read_run  # noqa: E402
 
 
 def _run(capsys, *argv):
@@ -115,6 +121,10 @@ def test_fit_and_predict_import_neither_torch_nor_matplotlib(tmp_path, chinchill
     script = f"""
 import json, sys
 from scalelab.cli import main
+from scalelab.wandb_keys import FITS_COLUMNS
+
+sys.path.insert(0, str(Path(__file__).parents[1]))  # pytest runs with --import-mode=importlib
+from wandb_file import find_runs, read_run  # noqa: E402
 seen = {{}}
 for name, argv in [("fit --help", ["fit", "--help"]),
                    ("fit", ["fit", {str(table)!r}, "--law", "power", "--json", {str(fit)!r}]),
@@ -172,8 +182,26 @@ def test_report_writes_files_and_offline_wandb_run(capsys, tmp_path, monkeypatch
     assert html.count("data:image/png;base64,") >= 6 and "src=\"http" not in html
     fits = json.loads((out_dir / "fits.json").read_text())
     assert {"chinchilla", "hparams_near-best", "hparams_surface"} <= set(fits)
-    runs = list((tmp_path / "wb" / "wandb").glob("offline-run-*"))
-    assert len(runs) == 1
+    # the analysis run, under the report folder: named, grouped, its runs named, fits as a Table
+    [folder] = find_runs(out_dir)
+    run = read_run(folder)
+    assert (run.name, run.group, run.job_type) == ("analysis of runs", "ladder", "analysis")
+    assert run.config["study"] == "ladder" and run.config["run_ids"] == sorted(r["run_id"] for r in recs)
+    [table_file] = (folder / "files" / "media" / "table").glob("fits_*.table.json")
+    logged = json.loads(table_file.read_text())
+    assert logged["columns"] == list(FITS_COLUMNS)
+    rows = {(r[0], r[2]): r for r in logged["data"]}
+    for law in ("chinchilla", "hparams_near-best"):
+        for name, value in fits[law]["params"].items():
+            row = rows[(law, name)]
+            assert row[3] == pytest.approx(value) and row[6] == fits[law]["n_points"]
+            assert [row[4], row[5]] == pytest.approx(fits[law]["ci"][name])
+    assert {r[0]: r[9] for r in logged["data"] if isinstance(r[9], str)} == fits["_errors"]  # why not fitted
+    assert any(rec.HasField("artifact") for rec in run.records)
+    assert {f"plots/{name}" for name in ("loss_vs_compute", "residuals")} <= {k for h in run.history for k in h}
+    spec = DashboardSpec.read(out_dir)  # the dashboards' definitions, beside the report
+    assert (spec.runs_key, spec.runs_value, spec.searched) == ("study", "ladder", ())
+    assert not list((tmp_path / "wb").rglob("offline-run-*"))  # nothing in W&B's own folder
 
 
 def _err(capsys, *argv):

@@ -28,7 +28,7 @@ test-fast: install
 	$(TEST_ENV) $(BIN)/python -m pytest -q -m "not slow"
 
 demo: install
-	WANDB_MODE=offline $(BIN)/scalelab train model=gpt_xs train.tokens=4e5 train.eval_every=50 \
+	WANDB_MODE=offline $(BIN)/scalelab train model=gpt_xs train.tokens=4e5 \
 		hydra.run.dir=runs/demo
 	@echo "run record: runs/demo/run.json"
 

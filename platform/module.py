@@ -87,6 +87,7 @@ class LanguageModelTask(L.LightningModule):
 
     # -- evaluation ---------------------------------------------------------------------------
     def _window_sums(self, x: torch.Tensor, y: torch.Tensor, in_curve: torch.Tensor) -> torch.Tensor:
+        """(loss sum, windows) of the batch, then of its windows in the curve part."""
         losses = self.model.sequence_losses(x, y)
         return torch.stack([losses.sum(), torch.tensor(len(x), device=losses.device),
                             losses[in_curve].sum(), in_curve.sum()])

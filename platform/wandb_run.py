@@ -46,15 +46,14 @@ def open_run(cfg: DictConfig, run_dir: Path, run_id: str, config: dict, scale: d
     run = wandb.init(
         project=cfg.logger.project, entity=cfg.logger.entity, dir=str(run_dir), id=run_id,
         name=run_dir.name if where["trial"] is None else f"{where['study']}#{where['trial']}",
-        group=where["study"] or run_dir.name, job_type="train", tags=tags(cfg, scale),
+        group=where["study"] or run_dir.name, job_type=TRAIN_JOB, tags=tags(cfg, scale),
         config=rec.flatten(config) | {k: scale[k] for k in SCALE} | where,
         mode=os.environ.get("WANDB_MODE", cfg.logger.mode.value), resume="allow",
     )
     run.define_metric(X_AXIS)
     run.define_metric("flops")
-    for name in LOSSES:
-        run.define_metric(name, step_metric=X_AXIS, summary="min,last")
-    run.define_metric("lr", step_metric=X_AXIS)
+    for name in BY_TOKENS:
+        run.define_metric(name, step_metric=X_AXIS, summary="min,last" if name in LOSSES else None)
     return run
 
 

@@ -121,10 +121,6 @@ def test_fit_and_predict_import_neither_torch_nor_matplotlib(tmp_path, chinchill
     script = f"""
 import json, sys
 from scalelab.cli import main
-from scalelab.wandb_keys import FITS_COLUMNS
-
-sys.path.insert(0, str(Path(__file__).parents[1]))  # pytest runs with --import-mode=importlib
-from wandb_file import find_runs, read_run  # noqa: E402
 seen = {{}}
 for name, argv in [("fit --help", ["fit", "--help"]),
                    ("fit", ["fit", {str(table)!r}, "--law", "power", "--json", {str(fit)!r}]),
@@ -358,3 +354,24 @@ def test_missing_sqlite_storage_is_refused_and_not_created(capsys, tmp_path, mon
     absolute = tmp_path / "sweeps" / "optuna.db"
     assert "does not exist" in _refused(capsys, "sensitivity", f"sqlite:///{absolute}")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sync_finds_offline_runs_at_any_depth_and_refuses_bad_input(capsys, tmp_path):
+    runs = [tmp_path / "runs" / "sweeps" / "lr" / f"model.width={w}" / f"trial_{t}" / "wandb" / f"offline-run-{w}{t}"
+            for w in (8, 16) for t in (0, 1)]
+    runs.append(tmp_path / "runs" / "2026-01-01" / "12-00-00_gpt_s" / "wandb" / "offline-run-x")
+    for p in runs:
+        p.mkdir(parents=True)
+    rc, out, err = _run(capsys, "sync", str(tmp_path / "runs"), "--dry-run")
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert lines[0] == f"5 offline W&B run(s), 0 dashboard definition(s) below {tmp_path / 'runs'}"
+    assert sorted(Path(line.strip()) for line in lines[1:]) == sorted(runs)
+
+    assert "is not a folder" in _err(capsys, "sync", str(tmp_path / "nowhere"))
+    (tmp_path / "empty").mkdir()
+    assert "no offline W&B run (offline-run-*) and no wandb_dashboards.json below" in _err(
+        capsys, "sync", str(tmp_path / "empty"))
+    (tmp_path / "runs" / "wandb_dashboards.json").write_text("{not json")
+    err = _err(capsys, "sync", str(tmp_path / "runs"), "--dry-run")  # refused before any upload
+    assert f"cannot read W&B dashboard spec {tmp_path / 'runs' / 'wandb_dashboards.json'}" in err

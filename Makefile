@@ -19,13 +19,15 @@ install: $(BIN)/scalelab
 
 # Tiny test models train fastest on one thread, and parallel-worker tests then do not oversubscribe.
 TEST_ENV := WANDB_MODE=disabled OMP_NUM_THREADS=1
+# One test worker per core; a file's tests stay on one worker, so its shared fixtures are built once.
+PYTEST := $(BIN)/python -m pytest -q -n auto --dist loadfile
 
 test: install
-	$(TEST_ENV) $(BIN)/python -m pytest -q
+	$(TEST_ENV) $(PYTEST)
 
 # Everything but the tests that start processes (sweeps, kill-and-resume, data parallelism, installs).
 test-fast: install
-	$(TEST_ENV) $(BIN)/python -m pytest -q -m "not slow"
+	$(TEST_ENV) $(PYTEST) -m "not slow"
 
 demo: install
 	WANDB_MODE=offline $(BIN)/scalelab train model=gpt_xs train.tokens=4e5 \

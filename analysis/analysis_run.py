@@ -61,6 +61,7 @@ def log_analysis_run(table: pd.DataFrame, res: dict[str, Any], plots: dict[str, 
     searched = [h for h in table.attrs.get("hparams", []) if "." in h]
     run = wandb.init(project=project, job_type=ANALYSIS_JOB, name=f"analysis of {Path(source).name or source}",
                      group=ladder or study, dir=str(out), mode=mode, reinit="finish_previous",
+                     settings=wandb.Settings(silent=True),  # the command prints where its files went
                      config={"source": source, "runs": len(table), "ladder": ladder, "study": study,
                              "searched": searched,
                              "run_ids": sorted(table["run_id"].dropna().astype(str)) if "run_id" in table else []})

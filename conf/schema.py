@@ -28,6 +28,7 @@ DataKind = _choices("DataKind", ("bytes", "tokens"))
 ScheduleName = _choices("ScheduleName", ("cosine", "wsd", "constant"))
 Precision = _choices("Precision", ("32-true", "32", "64-true", "16-mixed", "bf16-mixed", "bf16-true", "16-true"))
 LoggerKind = _choices("LoggerKind", ("wandb", "csv", "none"))
+Parametrization = _choices("Parametrization", ("sp", "mup"))
 WandbMode = _choices("WandbMode", ("offline", "online", "disabled"))
 
 
@@ -41,6 +42,10 @@ class ModelConfig:
     # std of the weights at initialisation (the residual projections: / sqrt(2 depth)); GPT-2's
     # 0.02 leaves models a few dozen wide on a long early plateau whose length varies by seed
     init_std: float = 0.02
+    # sp: standard; mup: maximal update parametrization relative to base_width, where the two are
+    # the same model (see platform/model.py): a learning rate found at one width holds at others
+    parametrization: Parametrization = Parametrization.sp
+    base_width: Optional[int] = None
 
 
 @dataclass
@@ -178,7 +183,7 @@ MAX_TOKENS = 1e15
 
 RANGES = {
     "model.width": COUNT, "model.depth": COUNT, "model.heads": COUNT, "model.context": COUNT,
-    "model.init_std": POSITIVE,
+    "model.init_std": POSITIVE, "model.base_width": COUNT,
     "data.val_fraction": Range(0, 1, True, True),
     "data.vocab_size": Range(1, 65536, why="token ids are uint16"),
     "optim.lr": POSITIVE, "optim.weight_decay": NON_NEGATIVE, "optim.eps": POSITIVE,

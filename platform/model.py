@@ -3,6 +3,20 @@
 N counts the non-embedding parameters (Kaplan et al. 2020; Chinchilla's approach 1). Training
 FLOPs follow the one convention of `scalelab.record.flops_per_token`: 6N per token (forward 2,
 backward 4 per parameter) plus the attention scores, 6 * depth * context * width.
+
+Two parametrizations. `sp`, the standard one: every weight initialised with std `init_std`, one
+learning rate. `mup`, the maximal update parametrization for Adam (Yang et al. 2022, "Tensor
+Programs V", table 3), relative to `base_width`, where the two coincide; with m = width /
+base_width:
+- hidden matrices (attention qkv and projection, the MLP's two): init std / sqrt(m) (variance
+  1/fan_in) and Adam learning rate / m;
+- embeddings, layer norms: as in SP (input weights and vectors: init and rate independent of width);
+- the output: the head is tied to the token embedding, an input weight, so the tensor keeps the
+  input's init and rate, and the output's own scaling goes into the forward pass as a 1/m
+  multiplier on the logits (what a separate µP readout with init variance 1/fan_in^2 and rate
+  1/fan_in would achieve for its output);
+- attention scores scaled by 1/d_head, not 1/sqrt(d_head): sqrt(d_base) / d_head, which is
+  1/sqrt(d_head) at the base width.
 """
 from __future__ import annotations
 
@@ -23,13 +37,25 @@ class GPTShape:
     vocab_size: int
     mlp_ratio: int = 4
     init_std: float = 0.02  # GPT-2's, set for width 768; tiny widths train more steadily with more
+    parametrization: str = "sp"  # or "mup"
+    base_width: int | None = None  # mup: the width at which it equals sp
+
+    @property
+    def width_mult(self) -> float:
+        """m = width / base_width under µP; 1 under SP."""
+        return self.width / self.base_width if self.parametrization == "mup" else 1.0
+
+    @property
+    def attention_scale(self) -> float:
+        d_head = self.width // self.heads
+        return math.sqrt(d_head / self.width_mult) / d_head  # sqrt(d_base) / d_head; SP: 1/sqrt(d_head)
 
 
 class Block(nn.Module):
     def __init__(self, shape: GPTShape):
         super().__init__()
         w = shape.width
-        self.heads = shape.heads
+        self.heads, self.attention_scale = shape.heads, shape.attention_scale
         self.ln_attn = nn.LayerNorm(w)
         self.qkv = nn.Linear(w, 3 * w, bias=False)
         self.proj = nn.Linear(w, w, bias=False)
@@ -44,7 +70,7 @@ class Block(nn.Module):
         b, t, w = x.shape
         q, k, v = self.qkv(self.ln_attn(x)).split(w, dim=2)
         q, k, v = (z.view(b, t, self.heads, w // self.heads).transpose(1, 2) for z in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.attention_scale)
         x = x + self.proj(y.transpose(1, 2).reshape(b, t, w))
         return x + self.mlp(self.ln_mlp(x))
 
@@ -57,15 +83,30 @@ class GPT(nn.Module):
         self.position_embedding = nn.Embedding(shape.context, shape.width)
         self.blocks = nn.ModuleList(Block(shape) for _ in range(shape.depth))
         self.ln_final = nn.LayerNorm(shape.width)
-        self.apply(self._init_weights)
+        for embedding in (self.token_embedding, self.position_embedding):
+            nn.init.normal_(embedding.weight, std=shape.init_std)
+        hidden_std = shape.init_std / math.sqrt(shape.width_mult)
+        for _, p in self.hidden_matrices():
+            nn.init.normal_(p, std=hidden_std)
         # Residual projections scaled down with depth, as GPT-2 does, so deep models start stable.
-        for name, p in self.named_parameters():
+        for name, p in self.hidden_matrices():
             if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
-                nn.init.normal_(p, std=shape.init_std / math.sqrt(2 * shape.depth))
+                nn.init.normal_(p, std=hidden_std / math.sqrt(2 * shape.depth))
 
-    def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, std=self.shape.init_std)
+    def hidden_matrices(self):
+        """(name, weight) of the matrices between hidden layers: those µP scales with width."""
+        return [(n, p) for n, p in self.named_parameters() if n.startswith("blocks.") and p.dim() == 2]
+
+    def optimizer_groups(self, weight_decay: float) -> list[dict]:
+        """Parameter groups with their weight decay and `lr_scale`, the multiplier of the learning
+        rate: 1 / width_mult for the hidden matrices under µP. Matrices decay; vectors do not."""
+        hidden = {id(p) for _, p in self.hidden_matrices()}
+        groups = [{"params": [p for p in self.parameters() if id(p) in hidden], "weight_decay": weight_decay,
+                   "lr_scale": 1 / self.shape.width_mult},
+                  {"params": [p for p in self.parameters() if id(p) not in hidden and p.dim() >= 2],
+                   "weight_decay": weight_decay, "lr_scale": 1.0},
+                  {"params": [p for p in self.parameters() if p.dim() < 2], "weight_decay": 0.0, "lr_scale": 1.0}]
+        return [g for g in groups if g["params"]]
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Logits for every position; the output head is tied to the token embedding."""
@@ -73,7 +114,7 @@ class GPT(nn.Module):
         x = self.token_embedding(tokens) + self.position_embedding(positions)
         for block in self.blocks:
             x = block(x)
-        return F.linear(self.ln_final(x), self.token_embedding.weight)
+        return F.linear(self.ln_final(x), self.token_embedding.weight) / self.shape.width_mult
 
     def loss(self, tokens: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         logits = self(tokens)

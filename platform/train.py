@@ -104,7 +104,10 @@ def plan_run(cfg: DictConfig) -> Plan:
     top = int(max(corpus.val.max(), corpus.train[: 1 << 20].max()))
     _require(top < corpus.vocab_size, f"data.vocab_size={corpus.vocab_size} is too small: the data holds token id {top}")
 
-    shape = GPTShape(m.width, m.depth, m.heads, m.context, corpus.vocab_size, init_std=m.init_std)
+    _require(m.parametrization == "sp" or m.base_width is not None,
+             "model.parametrization=mup needs model.base_width, the width at which it equals sp")
+    shape = GPTShape(m.width, m.depth, m.heads, m.context, corpus.vocab_size, init_std=m.init_std,
+                     parametrization=m.parametrization.value, base_width=m.base_width)
     L.seed_everything(t.seed, verbose=False)
     model = GPT(shape)
     n_params, n_total = count_parameters(model)

@@ -49,6 +49,7 @@ def open_run(cfg: DictConfig, run_dir: Path, run_id: str, config: dict, scale: d
         group=where["study"] or run_dir.name, job_type=TRAIN_JOB, tags=tags(cfg, scale),
         config=rec.flatten(config) | {k: scale[k] for k in SCALE} | where,
         mode=os.environ.get("WANDB_MODE", cfg.logger.mode.value), resume="allow",
+        settings=wandb.Settings(silent=True),  # where the files went is the run folder's `wandb/`
     )
     run.define_metric(X_AXIS)
     run.define_metric("flops")

@@ -57,6 +57,7 @@ FIELDS = {
     "initial_loss": "metrics.initial_loss", "lr": "hparams.lr", "batch_size": "hparams.batch_size",
     "context": "config.model.context", "status": "status", "run_id": "run_id", "study": "study",
     "trial": "trial", "seed": "config.train.seed", "role": "config.trial.role", "ladder": "ladder",
+    "width": "config.model.width", "parametrization": "config.model.parametrization",
 }
 
 

@@ -49,3 +49,64 @@ def test_forward_shapes_and_causality():
     changed[:, -1] = (changed[:, -1] + 1) % 32
     # the last token must not influence earlier positions
     assert torch.allclose(model(changed)[:, :-1], logits[:, :-1])
+
+
+# ------------------------------------------------------------------------------------------- µP
+def _trained_coordinates(parametrization: str, width: int, steps: int = 5, lr: float = 1e-2) -> dict[str, float]:
+    """RMS of each block's output and of the logits after `steps` Adam steps on fixed batches."""
+    import torch
+
+    torch.manual_seed(0)
+    model = GPT(GPTShape(width, 2, 4, 32, 256, parametrization=parametrization, base_width=32))
+    optimizer = torch.optim.AdamW([{**g, "lr": lr * g["lr_scale"]} for g in model.optimizer_groups(0.0)], lr=lr)
+    batches = torch.randint(0, 256, (steps + 1, 16, 33), generator=torch.Generator().manual_seed(1))
+    for batch in batches[:-1]:
+        optimizer.zero_grad()
+        model.loss(batch[:, :-1], batch[:, 1:]).backward()
+        optimizer.step()
+    sizes = {}
+    for i, block in enumerate(model.blocks):
+        block.register_forward_hook(lambda m, args, out, i=i: sizes.__setitem__(f"block {i}", out.pow(2).mean().sqrt().item()))
+    with torch.no_grad():
+        sizes["logits"] = model(batches[-1][:, :-1]).pow(2).mean().sqrt().item()
+    return sizes
+
+
+def test_coordinate_check_activations_keep_their_size_across_widths_under_mup_only():
+    """Tensor Programs V's coordinate check: after a few Adam steps, each layer's activations
+    grow with width under SP (the updates add up over the fan-in) and keep their size under µP.
+    Measured here over widths 32-256: SP grows by 1.6-2.2 (blocks) and 0.6 (logits) doublings per
+    doubling of width; µP changes by -0.15 to -0.28 (a finite-width effect that fades with width)."""
+    import numpy as np
+
+    widths = [32, 64, 128, 256]
+    for parametrization, allowed in (("sp", lambda slope: slope > 0.5), ("mup", lambda slope: abs(slope) < 0.35)):
+        rows = [_trained_coordinates(parametrization, w) for w in widths]
+        for layer in rows[0]:
+            slope = np.polyfit(np.log2(widths), np.log2([r[layer] for r in rows]), 1)[0]
+            assert allowed(slope), (parametrization, layer, slope)
+
+
+def test_mup_is_sp_at_the_base_width():
+    import torch
+
+    shapes = [GPTShape(48, 2, 4, 16, 64), GPTShape(48, 2, 4, 16, 64, parametrization="mup", base_width=48)]
+    models = []
+    for shape in shapes:
+        torch.manual_seed(0)
+        models.append(GPT(shape))
+    x = torch.randint(0, 64, (4, 16))
+    assert torch.equal(models[0](x), models[1](x))
+    assert [g["lr_scale"] for g in models[1].optimizer_groups(0.1)] == [1.0, 1.0, 1.0]
+
+
+def test_mup_scales_the_hidden_matrices_and_their_learning_rate_only():
+    shape = GPTShape(256, 2, 4, 16, 256, init_std=0.1, parametrization="mup", base_width=64)  # m = 4
+    model = GPT(shape)
+    assert model.blocks[0].qkv.weight.std().item() == pytest.approx(0.1 / 2, rel=0.03)  # / sqrt(m)
+    assert model.token_embedding.weight.std().item() == pytest.approx(0.1, rel=0.03)  # an input weight: as SP
+    hidden, other, vectors = model.optimizer_groups(0.1)
+    assert hidden["lr_scale"] == 0.25 and other["lr_scale"] == vectors["lr_scale"] == 1.0
+    assert {id(p) for p in hidden["params"]} == {id(p) for _, p in model.hidden_matrices()}
+    assert len(hidden["params"]) == 2 * 4 and vectors["weight_decay"] == 0.0
+    assert shape.attention_scale == pytest.approx(16 ** 0.5 / 64)  # sqrt(d_base) / d_head, d_base = 64 / 4

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from scalelab.platform.errors import ConfigError
+from scalelab.platform.model import GPT, GPTShape
 from scalelab.platform.module import LanguageModelTask
 from scalelab.platform.schedule import check_schedule, lr_multiplier
 
@@ -61,16 +62,18 @@ def test_settings_the_schedule_cannot_follow_are_refused(settings, message):
 
 
 def test_the_optimizer_follows_the_multiplier(make_cfg):
-    """The rates AdamW uses at each step are the peak rate times the multiplier."""
+    """The rates AdamW uses at each step are the peak rate times the multiplier, times each
+    group's scale (1/2 for µP's hidden matrices at twice the base width)."""
     cfg = make_cfg("schedule=wsd", "schedule.warmup=2", "optim.lr=0.01")
-    task = LanguageModelTask(torch.nn.Linear(2, 2), None, [], cfg, total_steps=10)
+    model = GPT(GPTShape(32, 1, 2, 8, 16, parametrization="mup", base_width=16))
+    task = LanguageModelTask(model, None, None, cfg, total_steps=10)
     optimizer = task.configure_optimizers()
     opt, sched = optimizer["optimizer"], optimizer["lr_scheduler"]["scheduler"]
     rates = []
     for _ in range(10):
-        rates.append(opt.param_groups[0]["lr"])
+        rates.append([g["lr"] for g in opt.param_groups])
         opt.step()
         sched.step()
     f = lr_multiplier(cfg.schedule, 10)
-    assert rates == pytest.approx([0.01 * f(s) for s in range(10)])
-    assert rates[:3] == pytest.approx([0.005, 0.01, 0.01])
+    assert rates == [pytest.approx([0.01 * f(s) * scale for scale in (0.5, 1, 1)]) for s in range(10)]
+    assert [r[1] for r in rates[:3]] == pytest.approx([0.005, 0.01, 0.01])

@@ -64,6 +64,14 @@ def test_ten_evaluations_by_default_and_a_curve_on_the_whole_set_ends_at_the_fin
     assert r["curve"][-1]["val_loss"] == pytest.approx(final, rel=1e-6)
 
 
+def test_mup_at_its_base_width_trains_exactly_as_sp(make_cfg, tmp_path):
+    sp = train(make_cfg(), run_dir=tmp_path / "sp")
+    mup = train(make_cfg("model.parametrization=mup", "model.base_width=16"), run_dir=tmp_path / "mup")
+    assert mup == sp
+    assert read(tmp_path / "mup")["config"]["model"] | {"width": 16} == {
+        **read(tmp_path / "sp")["config"]["model"], "parametrization": "mup", "base_width": 16}
+
+
 def test_same_seed_and_config_give_the_same_losses(make_cfg, tmp_path):
     curves = []
     for i, seed in enumerate((0, 0, 1)):
@@ -115,6 +123,8 @@ def test_pre_tokenized_uint16_files(make_cfg, tmp_path):
     (["train.batch_size=1000000", "train.tokens=1e9"], "train.batch_size=1000000 x model.context=32 .* is larger than the training split"),
     (["train.tokens=100"], "train.tokens=100 is smaller than one step"),
     (["model.width=30", "model.heads=4"], "model.width=30 must be divisible by model.heads=4"),
+    (["model.parametrization=mup"], "model.parametrization=mup needs model.base_width"),
+    (["model.parametrization=mup", "model.base_width=0"], "model.base_width=0 must be >= 1"),
     (["optim.lr=-1"], "optim.lr=-1.0 must be > 0"),
     (["optim.lr=nan"], "optim.lr=nan must be > 0"),
     (["optim.lr=inf"], "optim.lr=inf must be > 0"),

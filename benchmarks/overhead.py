@@ -40,7 +40,7 @@ def bare_loop(cfg, steps: int) -> float:
     m, t, o = cfg.model, cfg.train, cfg.optim
     L.seed_everything(t.seed, verbose=False)
     model = GPT(GPTShape(m.width, m.depth, m.heads, m.context, corpus.vocab_size))
-    batches = TrainBatches(corpus.train, t.batch_size, m.context, t.seed, steps, steps)
+    batches = TrainBatches(corpus.train, t.batch_size, m.context, t.seed, [steps])
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": o.weight_decay},

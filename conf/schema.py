@@ -75,6 +75,9 @@ class ScheduleConfig:
     warmup: float = 0.02  # below 1: fraction of the steps; from 1 up: a step count
     min_lr_ratio: float = 0.1
     decay_fraction: float = 0.2  # wsd only: the final fraction of steps that decays
+    # wsd only: more token budgets from the same run, each a cooldown forked off its stable phase
+    # (platform/branches.py); a value up to 1 is a fraction of train.tokens
+    branches: Optional[List[float]] = None
 
 
 @dataclass

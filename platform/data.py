@@ -5,12 +5,13 @@ uninterrupted one would, without any data-loader state in the checkpoint.
 """
 from __future__ import annotations
 
+import bisect
 import glob
 import os
 import sysconfig
 import zlib
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -88,14 +89,13 @@ def windows(tokens: np.ndarray, starts: np.ndarray, context: int) -> tuple[torch
 
 
 class TrainBatches(IterableDataset):
-    """One Lightning epoch of training batches: from the trainer's current step up to the next
-    multiple of `steps_per_epoch` (or the last step). Each batch is random windows drawn from a
-    generator seeded with (seed, step)."""
+    """One Lightning epoch of training batches: from the trainer's current step up to the next of
+    `epoch_ends` (the evaluation steps, the last being the run's last step). Each batch is random
+    windows drawn from a generator seeded with (seed, step)."""
 
-    def __init__(self, tokens: np.ndarray, batch_size: int, context: int, seed: int, total_steps: int,
-                 steps_per_epoch: int):
+    def __init__(self, tokens: np.ndarray, batch_size: int, context: int, seed: int, epoch_ends: Sequence[int]):
         self.tokens, self.batch_size, self.context, self.seed = tokens, batch_size, context, seed
-        self.total_steps, self.steps_per_epoch = total_steps, steps_per_epoch
+        self.epoch_ends = sorted(epoch_ends)
         self.current_step: Callable[[], int] = lambda: 0  # the module points it at the trainer's step
 
         # Under data parallelism each process takes its share of the same global batch, so a run
@@ -110,8 +110,8 @@ class TrainBatches(IterableDataset):
     def __iter__(self):
         # Read the step lazily (at the first batch): by then a resumed trainer has restored it.
         start = self.current_step()
-        stop = min((start // self.steps_per_epoch + 1) * self.steps_per_epoch, self.total_steps)
-        for step in range(start, stop):
+        later = self.epoch_ends[bisect.bisect_right(self.epoch_ends, start):]
+        for step in range(start, later[0] if later else start):
             yield self.batch(step)
 
 

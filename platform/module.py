@@ -14,7 +14,7 @@ from scalelab.platform.schedule import lr_multiplier
 
 
 class LanguageModelTask(L.LightningModule):
-    """Each Lightning epoch is one evaluation interval (`eval_every` steps), so validation and the
+    """Each Lightning epoch runs up to the next evaluation (`Plan.evaluations`), so validation and the
     resumable checkpoint both fall on epoch ends, and the last, shorter epoch ends the run.
     The curve's points are measured on the curve part of the held-out set, the initial and final
     loss on all of it (see `HeldOut`); each point says how many tokens it was measured on."""

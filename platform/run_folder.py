@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Optional
 
 from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
 
 from scalelab import record as rec
 from scalelab.platform.errors import ConfigError
@@ -76,6 +77,11 @@ def open_run_folder(run_dir: Path, config: dict, fresh_start: bool = False) -> O
             raise ConfigError(f"{run_dir} holds {what} started with other settings ({'; '.join(changed)}); "
                               "choose another hydra.run.dir, or add train.fresh_start=true to discard it")
     return finished
+
+
+def resolved(cfg: DictConfig) -> dict:
+    """The run's config as its record and its folder keep it: resolved, plain, credentials hidden."""
+    return rec.sanitize(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
 
 
 def remember_config(run_dir: Path, config: dict) -> None:

@@ -31,6 +31,7 @@ from scalelab import record as rec
 from scalelab.conf.schema import MAX_TOKENS, out_of_range, register_schema
 from scalelab.messages import first_line
 from scalelab.platform import wandb_run
+from scalelab.platform.branches import Branch, Forks, plan_branches, train_branches
 from scalelab.platform.checkpoint import ResumeCheckpoint
 from scalelab.platform.data import Corpus, HeldOut, TrainBatches, load_corpus
 from scalelab.platform.errors import ConfigError
@@ -39,7 +40,7 @@ from scalelab.platform.model import GPT, GPTShape, count_parameters
 from scalelab.platform.module import LanguageModelTask
 from scalelab.platform.progress import ProgressLog, RunProgressBar, wants_progress_bar
 from scalelab.platform.pruning import TrialPruning
-from scalelab.platform.run_folder import CHECKPOINT, open_run_folder, remember_config, run_id_for
+from scalelab.platform.run_folder import CHECKPOINT, open_run_folder, remember_config, resolved, run_id_for
 from scalelab.platform.schedule import check_schedule
 from scalelab.platform.threads import thread_count
 
@@ -62,7 +63,8 @@ class Plan:
     n_total: int
     total_steps: int
     tokens_per_step: int
-    eval_every: int  # steps
+    evaluations: list[int]  # the steps evaluated after step 0, the last step the last: the epoch ends
+    branches: list[Branch]
     flops_per_token: float
     held_out: HeldOut
 
@@ -130,10 +132,13 @@ def plan_run(cfg: DictConfig) -> Plan:
                  f"train.batch_size x model.context = {tokens_per_step}")
     else:
         eval_every = t.eval_every or math.ceil(total_steps / t.evals)
-    between = math.ceil(total_steps / eval_every) - 1  # evaluations between the first and the final
+    branches = plan_branches(cfg.schedule, total_steps, tokens_per_step)
+    # a branch forks at an epoch end, where the checkpoint is
+    evaluations = sorted({*range(eval_every, total_steps, eval_every), total_steps, *(b.fork_step for b in branches)})
+    between = len(evaluations) - 1  # evaluations between the first and the final
     held_out = HeldOut(corpus.val, t.eval_tokens, curve_eval_tokens(t, total_steps * tokens_per_step, between),
                        m.context, t.batch_size)
-    return Plan(corpus, model, n_params, n_total, total_steps, tokens_per_step, eval_every,
+    return Plan(corpus, model, n_params, n_total, total_steps, tokens_per_step, evaluations, branches,
                 rec.flops_per_token(n_params, m.depth, m.context, m.width), held_out)
 
 
@@ -190,20 +195,23 @@ def build_trainer(cfg: DictConfig, plan: Plan, run_dir: Path, logger, callbacks:
                           f"trainer.strategy={t.strategy}: {first_line(str(e))}") from None
 
 
-def train(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
+def train(cfg: DictConfig, run_dir: str | Path | None = None, parent: dict | None = None) -> float | None:
     """Train one run and write its record; returns the final validation loss.
 
     `run_dir` defaults to Hydra's output folder. A ConfigError (bad input) or any exception is
     recorded as status `failed` and raised again; a pruned trial is recorded and returns. A
-    folder whose run already finished is not trained again: its recorded loss is returned."""
+    folder whose run already finished is not trained again: its recorded loss is returned.
+    With `schedule.branches`, the branches are trained after the run (`branches`); `parent`
+    is what a branch records of its fork."""
     started_wall, started_at = time.perf_counter(), rec.now()
     hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
     run_dir = Path(run_dir or hydra_cfg.runtime.output_dir)
-    config = rec.sanitize(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+    config = resolved(cfg)
     finished = open_run_folder(run_dir, config, cfg.train.fresh_start)
     if finished is not None:
         log.info("%s already holds a %s run (record: %s); nothing to do (train.fresh_start=true trains it again)",
                  run_dir, finished["status"], run_dir / rec.FILE_NAME)
+        _train_branches(cfg, run_dir, finished)
         return rec.get(finished, "metrics.final_val_loss")
     run_id = run_id_for(run_dir)
     where = placement(cfg, hydra_cfg)
@@ -214,12 +222,11 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
         plan = plan_run(cfg)
         remember_config(run_dir, config)
         module = LanguageModelTask(plan.model, TrainBatches(plan.corpus.train, cfg.train.batch_size,
-                                                            cfg.model.context, cfg.train.seed,
-                                                            plan.total_steps, plan.eval_every),
+                                                            cfg.model.context, cfg.train.seed, plan.evaluations),
                                    plan.held_out, cfg, plan.total_steps)
         wandb = wandb_run.open_run(cfg, run_dir, run_id, config, plan.scale(cfg.model.name), where)
         checkpoint = run_dir / CHECKPOINT
-        callbacks = [ResumeCheckpoint(checkpoint), StopOnCtrlC()]
+        callbacks = [ResumeCheckpoint(checkpoint), Forks(run_dir, cfg, plan.branches), StopOnCtrlC()]
         if wants_progress_bar():
             callbacks.append(RunProgressBar(plan.total_steps))
         else:
@@ -265,19 +272,29 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
             "run_id": run_id,
             "study": cfg.trial.study_name, "ladder": where["ladder"], "trial": cfg.trial.number,
             "status": status, "error": error, "config": config,
-            "overrides": list(hydra_cfg.overrides.task) if hydra_cfg else [],
+            "overrides": list(hydra_cfg.overrides.task) if hydra_cfg and parent is None else [],
             "scale": plan.scale(cfg.model.name) if plan else None,
             "hparams": hparams(cfg),
             "metrics": metrics,
             "curve": module.curve if module else [],
             "environment": {**rec.environment(cfg.train.seed, _device(module)), "threads": torch.get_num_threads()},
             "started_at": started_at, "ended_at": rec.now(),
+            "branch": parent,
         }
         if _is_global_zero(module):  # one record per run, whatever the number of processes
             path = rec.write(run_dir, record)
             wandb_run.finish(wandb, status, metrics)
             log.info("%s, final validation loss %s; record: %s", status, metrics["final_val_loss"], path)
+    if _is_global_zero(module):
+        _train_branches(cfg, run_dir, record)
     return metrics["final_val_loss"]
+
+
+def _train_branches(cfg: DictConfig, run_dir: Path, record: dict) -> None:
+    """A run's cooldown branches, then what the family cost, into the run's record."""
+    family = train_branches(cfg, run_dir, record, train)
+    if family is not None and record.get("family") != family:
+        rec.write(run_dir, {**record, "family": family})
 
 
 def placement(cfg: DictConfig, hydra_cfg: Any) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from scalelab.platform.model import GPT, GPTShape, count_parameters
 from scalelab.platform.train import train
 from scalelab.record import flops_per_token, read
 
-RECORD_KEYS = {"schema_version", "run_id", "study", "ladder", "trial", "status", "error", "config", "overrides", "scale",
+RECORD_KEYS = {"schema_version", "run_id", "study", "ladder", "trial", "branch", "status", "error", "config", "overrides", "scale",
                "hparams", "metrics", "curve", "environment", "started_at", "ended_at"}
 
 

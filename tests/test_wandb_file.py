@@ -9,7 +9,7 @@ import pytest
 import wandb
 
 sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
-from wandb_file import BLOCK_SIZE, HEADER, WandbFileError, find_runs, read_run  # noqa: E402
+from wandb_file import BLOCK_SIZE, HEADER, WandbFileError, find_runs, offline_env, read_run  # noqa: E402
 
 ROWS = [(0, 100, 3.0), (10, 200, 1.5), (20, 300, 2.0)]  # step, tokens, val_loss
 BIG = "x" * (2 * BLOCK_SIZE + 1000)  # its record is split over at least three blocks
@@ -22,10 +22,8 @@ def run_dir(tmp_path_factory):
     logged at explicit steps, summary updates."""
     tmp = tmp_path_factory.mktemp("wandb")
     with pytest.MonkeyPatch.context() as env:
-        for name, value in {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": tmp,
-                            "WANDB_CONFIG_DIR": tmp / "config", "WANDB_CACHE_DIR": tmp / "cache",
-                            "WANDB_DATA_DIR": tmp / "data"}.items():
-            env.setenv(name, str(value))
+        for name, value in offline_env(tmp).items():
+            env.setenv(name, value)
         run = wandb.init(mode="offline", dir=tmp, project="p", name="n", group="g",
                          job_type="train", tags=["a"], config={"x": 1, "nested": {"y": 2}})
         run.define_metric("tokens")

@@ -14,16 +14,14 @@ from scalelab.analysis import dashboards
 from scalelab.analysis.dashboards import DashboardSpec
 
 sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
-from wandb_file import find_runs, read_run  # noqa: E402
+from wandb_file import find_runs, offline_env, read_run  # noqa: E402
 
 TINY = ["model.depth=1", "model.heads=2", "model.context=32", "train.tokens=1e4", "train.batch_size=8",
         "train.eval_tokens=1024", "logger=wandb"]
 
 
 def scalelab(*args: str, cwd: Path) -> str:
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "0"}
-    for name in ("WANDB_DIR", "WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
-        env[name] = str(cwd / "wandb_home")
+    env = {**os.environ, **offline_env(cwd / "wandb_home"), "HYDRA_FULL_ERROR": "0"}
     env.pop("SCALELAB_OPTUNA_STORAGE", None)
     done = subprocess.run([sys.executable, "-m", "scalelab", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=300)

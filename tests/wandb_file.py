@@ -74,6 +74,14 @@ class OfflineRun:
     records: list[pb.Record] = field(repr=False)  # every record, for anything else
 
 
+def offline_env(folder: Path) -> dict[str, str]:
+    """Environment for W&B offline and quiet, with every file it writes (runs, settings, caches,
+    logs) below `folder`."""
+    return {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": str(folder),
+            **{name: str(folder / part) for name, part in (("WANDB_CONFIG_DIR", "config"), ("WANDB_CACHE_DIR", "cache"),
+                                                           ("WANDB_DATA_DIR", "data"))}}
+
+
 def find_runs(root: str | Path) -> list[Path]:
     """Every offline-run-* folder below root, oldest first (the names start with the time)."""
     runs = [p for p in Path(root).rglob("offline-run-*") if p.is_dir()]

@@ -21,7 +21,7 @@ from scalelab.platform.wandb_run import is_preset
 from scalelab.record import read
 
 sys.path.insert(0, str(Path(__file__).parents[1]))  # pytest runs with --import-mode=importlib
-from wandb_file import find_runs, read_run  # noqa: E402
+from wandb_file import find_runs, offline_env, read_run  # noqa: E402
 
 SEARCHED = ["optim.lr", "optim.weight_decay"]
 STUDY = "lad/model.width=16"
@@ -36,10 +36,8 @@ def logged(tmp_path_factory):
     record and its offline W&B file, read back."""
     tmp = tmp_path_factory.mktemp("wandb_run")
     with pytest.MonkeyPatch.context() as env:
-        for name, value in {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": tmp,
-                            "WANDB_CONFIG_DIR": tmp / "config", "WANDB_CACHE_DIR": tmp / "cache",
-                            "WANDB_DATA_DIR": tmp / "data"}.items():
-            env.setenv(name, str(value))
+        for name, value in offline_env(tmp).items():
+            env.setenv(name, value)
         storage = f"sqlite:///{tmp / 'optuna.db'}"
         trial = optuna.create_study(study_name=STUDY, storage=storage).ask()  # as the sweeper asks
         GlobalHydra.instance().clear()

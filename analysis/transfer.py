@@ -15,6 +15,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -65,6 +66,7 @@ def plot_lr_transfer(table: pd.DataFrame, optima: pd.DataFrame, path: str | Path
             for lr in best["lr_opt"]:
                 ax.axvline(lr, color=colour, ls=":", lw=1)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # within a decade its labels overlap
         ax.set_xlabel("learning rate")
         ax.set_title(f"{kind}: lr* spread {spread(optima).get(kind, float('nan')):.2f} doublings")
     axes[0][0].set_ylabel("final validation loss")

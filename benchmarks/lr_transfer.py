@@ -13,7 +13,7 @@ Figures (targets from the issue: µP spread <= 0.5 doublings, µP regret < 0.5%)
 - regret of the smallest width's lr* at the largest width, SP vs µP.
 
 Every run is a real `scalelab train` run with its record in --out; rerunning the command reuses
-finished runs. About 10 min on 2 CPU cores with the defaults; on a GPU, --widths 64,128,256,512
+finished runs. With the defaults, 51 runs, about 25 min on 2 CPU cores; on a GPU, --widths 64,128,256,512
 --tokens 2e7 trainer=gpu.
 
     .venv/bin/python benchmarks/lr_transfer.py [--widths 16,32,64,128] [--tokens 1e6] [--out runs/bench_lr_transfer] [OVERRIDE ...]
@@ -45,7 +45,7 @@ def rate(k: int) -> float:
 
 def run(out: Path, parametrization: str, width: int, lr: float, tokens: float, base: int, extra: list[str],
         name: str) -> float:
-    overrides = [*FAMILY, f"model.width={width}", f"train.tokens={tokens:g}", f"optim.lr={lr!r}",
+    overrides = [*FAMILY, f"model.width={width}", f"train.tokens={tokens:g}", f"optim.lr={float(lr)!r}",
                  f"model.parametrization={parametrization}", f"model.base_width={base}", *extra]
     GlobalHydra.instance().clear()
     with initialize_config_module(config_module="scalelab.conf", version_base="1.3"):

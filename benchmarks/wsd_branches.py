@@ -1,7 +1,7 @@
 """WSD cooldown branches against dedicated runs: what many token budgets from one run cost, and
 whether the laws fitted to them change.
 
-For each model size (widths 16, 24, 32 of the ladder's family: depth 2, context 64, batch 16) and
+For each model size (widths 8, 16, 32 of the ladder's family: depth 2, context 64, batch 16) and
 four budgets D = 2.5e5, 5e5, 1e6, 2e6 tokens, with a warmup of 20 steps and the last 20% of each
 run cooling down:
 - one run to 2e6 tokens with `schedule.branches` at the three smaller budgets (a family);
@@ -35,7 +35,7 @@ from scalelab.record import read  # noqa: E402
 
 FAMILY = ["model.depth=2", "model.heads=2", "model.context=64", "model.init_std=0.1", "train.batch_size=16",
           "train.eval_tokens=32768", "optim.lr=0.02", "schedule.warmup=20", "logger=none"]
-WIDTHS = (16, 24, 32)
+WIDTHS = (8, 16, 32)
 BUDGETS = (2.5e5, 5e5, 1e6, 2e6)
 
 

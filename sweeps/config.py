@@ -41,6 +41,9 @@ class ScalingLoopConf:
     verify_seeds: int = 2
     lr_scan: float = 2.0  # the scan around the predicted lr: lr / lr_scan, lr, lr * lr_scan
     bootstrap: int = 200  # bootstrap refits behind every interval
+    # µP (model.parametrization=mup): the learning rate is searched at each budget's smallest
+    # width only; every wider model at that budget trains that scale's best rate, in one trial
+    transfer: bool = False
 
 
 def _default_sampler() -> dict:

@@ -9,7 +9,9 @@ scale's study on its own:
    each later one searches a range centred on the lr law fitted to the scales before it
    (`scalelab.analysis.ladder.guided_range`), whose prediction is the study's first trial. The
    range and why are the study's user attributes (`search_range`) and each run's
-   `trial.search_range`. After each study, its best trial runs again with `seeds` more seeds;
+   `trial.search_range`. With `transfer` (µP only), a scale wider than its budget's smallest
+   width runs one trial, at that smallest width's best rate. After each study, its best trial
+   runs again with `seeds` more seeds;
 3. fits L(N, D) (`auto`) and lr* (and bs*) on every scale, with bootstrap intervals, into
    `fits/loss.json` and `fits/hparams.json` (files `scalelab predict` reads);
 4. predicts the compute-optimal model at the target budget, trains it and its IsoFLOP neighbours
@@ -27,7 +29,7 @@ import logging
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import optuna
 from optuna.distributions import FloatDistribution, IntDistribution
@@ -124,6 +126,9 @@ class ScalingLoop:
         if len(points) < s.wide_scales + 1:
             raise SweepError(f"the ladder has {len(points)} scales; loop.wide_scales={s.wide_scales} leaves none "
                              "for the law-guided search")
+        if s.transfer and self.plan.job_config.model.get("parametrization") != "mup":
+            raise SweepError("loop.transfer=true carries each budget's best learning rate to wider models, "
+                             "which holds under µP only: add model.parametrization=mup model.base_width=W")
         if s.target_N is not None and s.target_C is None:
             raise SweepError("loop.target_N needs loop.target_C: the size to verify at a given budget")
         largest = max(p.C for p in points)
@@ -252,9 +257,26 @@ class ScalingLoop:
                 dists[name] = IntDistribution(max(1, math.floor(r.low)), max(1, math.ceil(r.high)), log=True)
         return replace(self.plan.space, distributions=dists)
 
+    def _transfer_source(self, point: Point, before: list[Point]) -> Optional[Point]:
+        """Under `loop.transfer`, the scale whose best learning rate this one trains: the smallest
+        width at the same budget (run before it, its compute being smaller); None: search."""
+        narrower = [p for p in before if p.D == point.D and p.width < point.width]
+        return min(narrower, key=lambda p: p.width) if self.loop.transfer and narrower else None
+
+    def _transferred(self, source: Point) -> ladder.SearchRange:
+        name = source.scale.study_name(self.study_name)
+        done = optuna.load_study(study_name=name, storage=self.storage).get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE,))
+        if not done:
+            raise SweepError(f"loop.transfer: study {name} completed no trial, so it has no learning rate to transfer")
+        lr = float(min(done, key=lambda t: t.value).params[LR])
+        return ladder.SearchRange(LR, lr, lr, f"transferred (µP): the best rate of {name}, the smallest width "
+                                              "at this budget", centre=lr)
+
     def _run_scale(self, k: int, point: Point, points: list[Point]) -> list:
         scale = point.scale
         name = scale.study_name(self.study_name)
+        source = self._transfer_source(point, points[:k])
 
         def prepare(study: optuna.Study) -> Plan:
             stored = study.user_attrs.get(RANGE_ATTR)
@@ -262,13 +284,15 @@ class ScalingLoop:
                 ranges = {n: ladder.SearchRange(**r) for n, r in stored.items()}
             else:
                 ranges = self._ranges(k, point, points[:k])
+                if source is not None:
+                    ranges[LR] = self._transferred(source)
                 study.set_user_attr(RANGE_ATTR, {n: r.to_dict() for n, r in ranges.items()})
                 centre = {n: r.centre for n, r in ranges.items() if r.centre is not None}
                 if centre and not study.get_trials(deepcopy=False):
                     study.enqueue_trial({n: self._fit_into(n, v) for n, v in centre.items()}, skip_if_exists=True)
             for r in ranges.values():
                 log.info("study %s: %s", name, r.describe())
-            return replace(self.plan, space=self._space(ranges),
+            return replace(self.plan, space=self._space(ranges), n_trials=1 if source is not None else self.plan.n_trials,
                            fixed=[*self.plan.fixed, f"trial.search_range={_quoted(study)}"])
 
         returns = self.sweeper._run_study(self.plan, self.storage, scale, self.heartbeat, prepare=prepare)

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 # Trials that use up the budget: all but those still waiting to be asked for, and FAILs that
 # carry UNCOUNTED_ATTR.
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-_IN_FLIGHT = (TrialState.RUNNING, TrialState.WAITING)
+_IN_FLIGHT = (TrialState.RUNNING,)
 INTERRUPTED_REASON = "interrupted"
 
 

@@ -27,6 +27,8 @@ LADDER = ["model.width=8,12,16", "train.tokens=1e4,2e4,4e4"]
     (["model.width=12,16,24", "train.tokens=2e5,8e5"], "the ladder has 3 model size(s) and 2 token budget(s)"),
     (["hydra.sweeper.loop.target_C=1e9"], "loop.target_C=1e+09 is not larger than the ladder's largest budget"),
     (["hydra.sweeper.loop.floor=1"], "loop.floor=1.0 must be above 1"),
+    (["hydra.sweeper.loop.transfer=true"], "loop.transfer=true carries each budget's best learning rate to wider "
+                                           "models, which holds under µP only"),
 ])
 def test_bad_study_input_is_one_line_before_any_trial(tmp_path, run_cli, overrides, words):
     out = run_cli("sweeps=ladder", *TINY, *overrides, cwd=tmp_path)
@@ -90,3 +92,22 @@ def test_a_tiny_study_runs_guides_predicts_verifies_and_resumes_as_a_no_op(tmp_p
     refit = ladder.loss_law(ladder.cells(table), bootstrap=20)
     assert refit.params_ == load_fit(folder / "fits/loss.json").params_
     assert json.loads((folder / "verdict.json").read_text())["target"] == verdict["target"]
+
+
+@pytest.mark.slow
+def test_a_mup_study_searches_the_learning_rate_at_each_budgets_smallest_width_only(tmp_path):
+    run(study_cmd("model.parametrization=mup", "model.base_width=8", "hydra.sweeper.loop.transfer=true",
+                  "hydra.sweeper.loop.seeds=0", "hydra.sweeper.loop.verify=false"), tmp_path, timeout=300)
+    storage = f"sqlite:///{tmp_path}/runs/sweeps/studies.db"
+    studies = {s.study_name: optuna.load_study(study_name=s.study_name, storage=storage)
+               for s in optuna.get_all_study_summaries(storage)}
+    for tokens in ("1e4", "2e4", "4e4"):
+        searched = studies[f"ladder/model.width=8,train.tokens={tokens}"]
+        assert len(searched.trials) == 3
+        for width in (12, 16):
+            study = studies[f"ladder/model.width={width},train.tokens={tokens}"]
+            assert [t.params["optim.lr"] for t in study.trials] == [searched.best_params["optim.lr"]]
+            assert study.user_attrs["search_range"]["optim.lr"]["reason"].startswith("transferred (µP)")
+    records = [read(p) for p in find(tmp_path / "runs/sweeps/ladder")]
+    assert len(records) == 3 * 3 + 6 * 1  # 27 without transfer
+    assert {r["config"]["model"]["parametrization"] for r in records} == {"mup"}

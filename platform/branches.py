@@ -45,7 +45,7 @@ def plan_branches(schedule: DictConfig, total_steps: int, tokens_per_step: int) 
         return []
     if schedule.name != "wsd":
         raise ConfigError(f"schedule.branches needs schedule=wsd (cooldowns fork off a stable phase); "
-                          f"the schedule is {schedule.name}")
+                          f"the schedule is {schedule.name.value}")
     if 0 < schedule.warmup < 1:
         raise ConfigError(f"schedule.branches needs schedule.warmup as a step count (or 0), not a fraction "
                           f"({schedule.warmup:g}) of a run, which differs from budget to budget")

@@ -113,6 +113,8 @@ class TrainerConfig:
     strategy: str = "auto"
     # CPU threads per process; null: the cores divided among the processes that share them
     threads: Optional[int] = None
+    # one device's peak FLOP/s, for the run's MFU; null: the table in platform/mfu.py (none on CPU)
+    peak_flops: Optional[float] = None
 
 
 @dataclass
@@ -199,7 +201,7 @@ RANGES = {
     "train.seed": Range(0, 2**32 - 1),
     "train.divergence_factor": Range(1, low_open=True, why="times the initial loss"),
     "train.progress_seconds": POSITIVE,
-    "trainer.threads": COUNT,
+    "trainer.threads": COUNT, "trainer.peak_flops": POSITIVE,
 }
 
 

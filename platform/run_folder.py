@@ -32,7 +32,7 @@ CHECKPOINT = Path("checkpoints") / "last.ckpt"
 FINISHED = ("completed", "diverged", "pruned")
 # Settings that do not change what is trained.
 IGNORED = ("logger.", "trial.", "train.keep_checkpoint", "train.fresh_start", "train.progress_seconds",
-           "trainer.threads")
+           "trainer.threads", "trainer.peak_flops")
 
 
 def run_id_for(run_dir: Path) -> str:

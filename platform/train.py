@@ -36,6 +36,7 @@ from scalelab.platform.checkpoint import ResumeCheckpoint
 from scalelab.platform.data import Corpus, HeldOut, TrainBatches, load_corpus
 from scalelab.platform.errors import ConfigError
 from scalelab.platform.interrupt import StopOnCtrlC, exit_status, stop_cause
+from scalelab.platform.mfu import mfu, peak_flops
 from scalelab.platform.model import GPT, GPTShape, count_parameters
 from scalelab.platform.module import LanguageModelTask
 from scalelab.platform.progress import ProgressLog, RunProgressBar, wants_progress_bar
@@ -151,7 +152,7 @@ def curve_eval_tokens(t: DictConfig, tokens: float, between: int) -> int:
 
 def summarize(module: LanguageModelTask | None, plan: Plan | None, fit_seconds: float) -> dict:
     metrics = dict.fromkeys(("final_val_loss", "best_val_loss", "initial_loss", "steps", "tokens_seen",
-                             "tokens_per_second"))
+                             "tokens_per_second", "mfu"))
     if module is None or plan is None:
         return metrics
     steps = module.trainer.global_step if module._trainer is not None else 0
@@ -267,6 +268,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, parent: dict | Non
         if status != "failed" and not cfg.train.keep_checkpoint and _is_global_zero(module):
             shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
         metrics = summarize(module, plan, fit_seconds)
+        if plan is not None and module is not None and module._trainer is not None:
+            metrics["mfu"] = mfu(metrics["tokens_per_second"], plan.flops_per_token,
+                                 peak_flops(_device(module), cfg.trainer.peak_flops), module.trainer.world_size)
         metrics["wall_seconds"] = time.perf_counter() - started_wall
         record = {
             "run_id": run_id,

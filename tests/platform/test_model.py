@@ -110,3 +110,16 @@ def test_mup_scales_the_hidden_matrices_and_their_learning_rate_only():
     assert {id(p) for p in hidden["params"]} == {id(p) for _, p in model.hidden_matrices()}
     assert len(hidden["params"]) == 2 * 4 and vectors["weight_decay"] == 0.0
     assert shape.attention_scale == pytest.approx(16 ** 0.5 / 64)  # sqrt(d_base) / d_head, d_base = 64 / 4
+
+
+@pytest.mark.parametrize("device, peak", [
+    ("cuda (NVIDIA H100 80GB HBM3)", 989e12), ("cuda (NVIDIA H100 PCIe)", 756e12), ("cuda (NVIDIA L40S)", 362e12),
+    ("cuda (NVIDIA L4)", 121e12), ("cuda (NVIDIA A100-SXM4-40GB)", 312e12), ("cpu", None),
+    ("cuda (NVIDIA GeForce RTX 4090)", None),
+])
+def test_peak_flops_from_the_device_name(device, peak):
+    from scalelab.platform.mfu import mfu, peak_flops
+
+    assert peak_flops(device) == peak
+    assert peak_flops(device, override=5e12) == 5e12
+    assert mfu(1e6, 6e6, peak, devices=2) == (None if peak is None else pytest.approx(6e12 / (2 * peak)))

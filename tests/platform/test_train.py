@@ -34,7 +34,7 @@ def test_run_writes_a_complete_record(make_cfg, tmp_path):
 
     m = r["metrics"]
     assert set(m) == {"final_val_loss", "best_val_loss", "initial_loss", "steps", "tokens_seen",
-                      "tokens_per_second", "wall_seconds"}
+                      "tokens_per_second", "mfu", "wall_seconds"}
     assert m["final_val_loss"] == final and m["steps"] == steps and m["tokens_seen"] == s["D"]
     assert m["initial_loss"] == pytest.approx(np.log(256), rel=0.05)  # an untrained byte model is uniform
     assert m["final_val_loss"] < m["initial_loss"] - 1.0
@@ -44,6 +44,7 @@ def test_run_writes_a_complete_record(make_cfg, tmp_path):
     windows = int(3 * 0.04 * s["D"] / 5) // 32  # 4% of the training FLOPs over 5 evaluations in between
     assert {p["eval_tokens"] for p in curve} == {windows * 32}
     assert m["tokens_per_second"] > 0 and m["wall_seconds"] > 0
+    assert m["mfu"] is None  # a CPU has no peak in the table
 
     assert [p["step"] for p in r["curve"]] == [0, 20, 40, 60, 80, 100, steps]
     assert r["hparams"] == {"lr": 3e-3, "batch_size": 8, "weight_decay": 0.1, "warmup": 0.02, "schedule": "cosine"}
@@ -70,6 +71,13 @@ def test_mup_at_its_base_width_trains_exactly_as_sp(make_cfg, tmp_path):
     assert mup == sp
     assert read(tmp_path / "mup")["config"]["model"] | {"width": 16} == {
         **read(tmp_path / "sp")["config"]["model"], "parametrization": "mup", "base_width": 16}
+
+
+def test_mfu_is_the_model_flops_per_second_over_the_peak(make_cfg, tmp_path):
+    train(make_cfg("trainer.peak_flops=1e9"), run_dir=tmp_path)  # a peak given for this CPU
+    r = read(tmp_path)
+    achieved = r["metrics"]["tokens_per_second"] * r["scale"]["flops_per_token"]
+    assert r["metrics"]["mfu"] == pytest.approx(achieved / 1e9)
 
 
 def test_same_seed_and_config_give_the_same_losses(make_cfg, tmp_path):

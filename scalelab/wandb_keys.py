@@ -23,6 +23,6 @@ PLACEMENT = ("study", "ladder", "scale", "trial", "role", "searched")
 CONFIG = (*SCALE, *PLACEMENT)
 SUMMARY = ("final_val_loss", "best_val_loss", "initial_loss", "steps", "tokens_seen", "tokens_per_second",
            "wall_seconds", "status")
-LR, BATCH_SIZE = "optim.lr", "train.batch_size"
+LR = "optim.lr"
 FITS_TABLE = "fits"  # the analysis run's W&B Table of fitted parameters
 FITS_COLUMNS = ("law", "form", "parameter", "value", "ci_low", "ci_high", "n_points", "quality", "chosen", "error")

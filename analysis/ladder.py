@@ -36,6 +36,9 @@ from .laws import AutoLaw, HparamsLaw
 
 VERDICT_FILE = "verdict.json"  # in the study folder
 SEED = "seed"
+# a µP ladder's wider scale trained at the rate its budget's smallest width found best
+# (`loop.transfer`): a measured loss, but no learning-rate optimum of its own
+TRANSFER = "transfer"
 # verification runs at the target budget: the predicted optimum, its IsoFLOP neighbours N/2 and
 # 2N, and the learning-rate scan around the predicted lr
 OPTIMUM, HALF, DOUBLE, LR_LOW, LR_HIGH = "optimum", "half", "double", "lr_low", "lr_high"
@@ -58,7 +61,7 @@ def _own_flops(frame: pd.DataFrame, source: pd.DataFrame) -> pd.DataFrame:
 
 
 def search_runs(table: pd.DataFrame) -> pd.DataFrame:
-    """The search trials of the ladder (no role)."""
+    """The search trials of the ladder (no role): where a learning rate was searched."""
     return _own_flops(table[roles(table).isna()].copy(), table)
 
 
@@ -67,12 +70,13 @@ def target_runs(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def cells(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per scale (N, D): C, the best search trial's lr and loss, the losses of its
-    configuration over seeds (the trial and its `seed` re-runs), their median (`loss`) and sd."""
+    """One row per scale (N, D): C, the best search (or transferred) trial's lr and loss, the
+    losses of its configuration over seeds (the trial and its `seed` re-runs), their median
+    (`loss`) and sd."""
     role = roles(table)
     rows = []
-    for (N, D), cell in table[role.isna() | (role == SEED)].groupby(["N", "D"], sort=True):
-        search = cell[roles(cell).isna()]
+    for (N, D), cell in table[role.isna() | role.isin((SEED, TRANSFER))].groupby(["N", "D"], sort=True):
+        search = cell[roles(cell).isna() | (roles(cell) == TRANSFER)]
         if search.empty:
             continue
         best = search.loc[search["loss"].idxmin()]

@@ -44,6 +44,10 @@ class ScalingLoopConf:
     # µP (model.parametrization=mup): the learning rate is searched at each budget's smallest
     # width only; every wider model at that budget trains that scale's best rate, in one trial
     transfer: bool = False
+    # schedule=wsd: each model size trains its largest budget only, and its smaller budgets are
+    # cooldown branches of those runs (platform/branches.py): the same learning rates, for little
+    # more than the largest budget's compute
+    branches: bool = False
 
 
 def _default_sampler() -> dict:

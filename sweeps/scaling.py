@@ -10,8 +10,10 @@ scale's study on its own:
    (`scalelab.analysis.ladder.guided_range`), whose prediction is the study's first trial. The
    range and why are the study's user attributes (`search_range`) and each run's
    `trial.search_range`. With `transfer` (µP only), a scale wider than its budget's smallest
-   width runs one trial, at that smallest width's best rate. After each study, its best trial
-   runs again with `seeds` more seeds;
+   width runs one trial, at that smallest width's best rate. With `branches` (schedule=wsd),
+   each model size trains only its largest budget, and every run forks a cooldown branch at each
+   smaller budget of that size: those scales' runs, at the same learning rates, for the price of
+   their cooldowns. After each study, its best trial runs again with `seeds` more seeds;
 3. fits L(N, D) (`auto`) and lr* (and bs*) on every scale, with bootstrap intervals, into
    `fits/loss.json` and `fits/hparams.json` (files `scalelab predict` reads);
 4. predicts the compute-optimal model at the target budget, trains it and its IsoFLOP neighbours
@@ -123,12 +125,19 @@ class ScalingLoop:
                 f"the ladder has {len({p.N for p in points})} model size(s) and {len({p.D for p in points})} token "
                 f"budget(s); the L(N, D) fit holds out the largest size and needs 5 scales over at least 2 sizes "
                 "and 3 budgets below it (e.g. model.width=12,16,24 train.tokens=1e5,2e5,4e5)")
-        if len(points) < s.wide_scales + 1:
-            raise SweepError(f"the ladder has {len(points)} scales; loop.wide_scales={s.wide_scales} leaves none "
+        trained = len(self.families(points))
+        if trained < s.wide_scales + 1:
+            raise SweepError(f"the ladder trains {trained} scales; loop.wide_scales={s.wide_scales} leaves none "
                              "for the law-guided search")
         if s.transfer and self.plan.job_config.model.get("parametrization") != "mup":
             raise SweepError("loop.transfer=true carries each budget's best learning rate to wider models, "
                              "which holds under µP only: add model.parametrization=mup model.base_width=W")
+        if s.branches:
+            schedule = self.plan.job_config.schedule
+            if schedule.name != "wsd" or 0 < schedule.warmup < 1:
+                raise SweepError("loop.branches=true forks each model size's smaller budgets off its largest run, "
+                                 "which needs schedule=wsd with schedule.warmup a step count (e.g. "
+                                 f"schedule.warmup=20); the schedule is {schedule.name} with warmup {schedule.warmup:g}")
         if s.target_N is not None and s.target_C is None:
             raise SweepError("loop.target_N needs loop.target_C: the size to verify at a given budget")
         largest = max(p.C for p in points)
@@ -150,6 +159,23 @@ class ScalingLoop:
                              int(m.width)))
         return sorted(out, key=lambda p: p.C)
 
+    def families(self, points: list[Point]) -> list[tuple[Point, list[Point]]]:
+        """(the scale trained, the scales its runs branch into) in ascending compute. Without
+        `branches` each scale is trained; with it, each model size's largest budget, its smaller
+        budgets being branches."""
+        if not self.loop.branches:
+            return [(p, []) for p in points]
+        sizes: dict[float, list[Point]] = {}
+        for p in points:
+            sizes.setdefault(p.N, []).append(p)
+        out = [(max(same, key=lambda p: p.D), sorted((p for p in same if p.D < max(q.D for q in same)),
+                                                      key=lambda p: p.D)) for same in sizes.values()]
+        return sorted(out, key=lambda family: family[0].C)
+
+    def _cooldown(self, point: Point) -> float:
+        """The compute of a branch at `point`'s budget beyond what its trunk trained: its cooldown."""
+        return float(self.plan.job_config.schedule.decay_fraction) * point.C
+
     def _tokens_per_second(self, width: int) -> float:
         """Training throughput of the family's model of this width here, measured once."""
         from scalelab.platform.model import GPTShape  # torch: only a scaling study measures a model
@@ -168,12 +194,19 @@ class ScalingLoop:
         runs_per_scale = self.plan.n_trials + self.loop.seeds
         lines = [f"scaling study {self.study_name}: {len(points)} scales in ascending compute, "
                  f"{self.plan.n_trials} trials + {self.loop.seeds} seed runs each"]
-        for k, p in enumerate(points):
+        flops = seconds = 0.0
+        for k, (p, branched) in enumerate(self.families(points)):
             how = "law-guided range" if self.loop.guide and k >= self.loop.wide_scales else "configured range"
             lines.append(f"  {p.scale.name}: N={p.N:.4g} D={p.D:.4g} C={p.C:.4g}  "
                          f"{p.tokens_per_second:,.0f} tokens/s  {runs_per_scale * p.seconds:.0f} s  ({how})")
-        flops = sum(p.C for p in points) * runs_per_scale
-        seconds = sum(p.seconds for p in points) * runs_per_scale
+            flops += runs_per_scale * p.C
+            seconds += runs_per_scale * p.seconds
+            for b in branched:
+                cost = self._cooldown(b) / b.C * (b.seconds - RUN_OVERHEAD_S) + RUN_OVERHEAD_S
+                lines.append(f"    branch {b.scale.name}: D={b.D:.4g} C={b.C:.4g}, a cooldown of "
+                             f"{self._cooldown(b):.4g} FLOPs per run  {runs_per_scale * cost:.0f} s")
+                flops += runs_per_scale * self._cooldown(b)
+                seconds += runs_per_scale * cost
         if self.loop.verify:
             n_runs = 3 * self.loop.verify_seeds + 2
             c = self.loop.target_C or self._guess_target(points)
@@ -201,9 +234,10 @@ class ScalingLoop:
         points = self.points(compose)
         self.check(points)
         self.price(points)
-        returns = []
-        for k, point in enumerate(points):
-            returns += self._run_scale(k, point, points)
+        returns, before = [], []
+        for k, (point, branched) in enumerate(self.families(points)):
+            returns += self._run_scale(k, point, before, branched)
+            before += sorted([point, *branched], key=lambda p: p.C)
         self.finish(points)
         return returns
 
@@ -273,17 +307,21 @@ class ScalingLoop:
         return ladder.SearchRange(LR, lr, lr, f"transferred (µP): the best rate of {name}, the smallest width "
                                               "at this budget", centre=lr)
 
-    def _run_scale(self, k: int, point: Point, points: list[Point]) -> list:
+    def _run_scale(self, k: int, point: Point, before: list[Point], branched: list[Point]) -> list:
+        """Scale `k`'s study (of the scales `before` it), its runs forking into `branched`."""
         scale = point.scale
         name = scale.study_name(self.study_name)
-        source = self._transfer_source(point, points[:k])
+        source = self._transfer_source(point, before)
+        forks = [f"schedule.branches=[{','.join(f'{b.D:.0f}' for b in branched)}]"] if branched else []
+        # a transferred rate is no optimum of this scale's: the lr law leaves it out
+        role = [f"trial.role={ladder.TRANSFER}"] if source is not None else []
 
         def prepare(study: optuna.Study) -> Plan:
             stored = study.user_attrs.get(RANGE_ATTR)
             if stored and study.get_trials(deepcopy=False):  # a started study keeps its range
                 ranges = {n: ladder.SearchRange(**r) for n, r in stored.items()}
             else:
-                ranges = self._ranges(k, point, points[:k])
+                ranges = self._ranges(k, point, before)
                 if source is not None:
                     ranges[LR] = self._transferred(source)
                 study.set_user_attr(RANGE_ATTR, {n: r.to_dict() for n, r in ranges.items()})
@@ -293,17 +331,17 @@ class ScalingLoop:
             for r in ranges.values():
                 log.info("study %s: %s", name, r.describe())
             return replace(self.plan, space=self._space(ranges), n_trials=1 if source is not None else self.plan.n_trials,
-                           fixed=[*self.plan.fixed, f"trial.search_range={_quoted(study)}"])
+                           fixed=[*self.plan.fixed, *forks, *role, f"trial.search_range={_quoted(study)}"])
 
         returns = self.sweeper._run_study(self.plan, self.storage, scale, self.heartbeat, prepare=prepare)
-        self._seed_runs(point, name)
+        self._seed_runs(point, name, forks)
         return returns
 
     def _fit_into(self, name: str, value: float) -> Any:
         return int(round(value)) if isinstance(self.plan.space.distributions[name], IntDistribution) else float(value)
 
-    def _seed_runs(self, point: Point, study_name: str) -> None:
-        """The best trial of the scale again, with `seeds` other seeds."""
+    def _seed_runs(self, point: Point, study_name: str, forks: list[str]) -> None:
+        """The best trial of the scale again, with `seeds` other seeds (and its branches)."""
         if not self.loop.seeds:
             return
         study = optuna.load_study(study_name=study_name, storage=self.storage)
@@ -318,7 +356,7 @@ class ScalingLoop:
         for s in range(1, self.loop.seeds + 1):
             extra = [f"train.seed={seed0 + s}", "trial.role=seed", f"trial.study_name={format_value(study_name)}",
                      f"trial.search_range={_quoted(study)}"]
-            jobs.append((f"{point.scale.folder}/seed_{seed0 + s}", merged(base, extra)))
+            jobs.append((f"{point.scale.folder}/seed_{seed0 + s}", merged(base, [*forks, *extra])))
         self.sweeper.launch_runs(jobs)
 
     # ------------------------------------------------------------------ after the ladder

@@ -9,7 +9,15 @@ over the whole of Trainer.fit (evaluations included):
 
 and the platform's fixed start-up cost beyond imports: compose, build, logger, record (< 3 s).
 
+On a GPU (`--gpu`, the default where CUDA is visible) it compares instead, for each GPU preset,
+compiled and not: `scalelab train trainer=gpu` (bf16 mixed precision, fused AdamW, pinned
+batches, no synchronisation per step) against a bare PyTorch loop with the same settings, both
+timed from the end of their first step (warm-up, compilation) to their last (target >= 0.95),
+and the MFU of each: model FLOPs per second (`scalelab.record.flops_per_token`) over the
+device's peak (`platform/mfu.py`).
+
     .venv/bin/python benchmarks/overhead.py [--steps 200] [--rounds 3]
+    .venv/bin/python benchmarks/overhead.py --gpu [--presets gpt_10m gpt_100m] [--gpu-steps 100]
 """
 from __future__ import annotations
 
@@ -28,10 +36,13 @@ import torch  # noqa: E402
 from hydra import compose, initialize_config_module  # noqa: E402
 
 from scalelab.platform.data import TrainBatches, load_corpus  # noqa: E402
+from scalelab.platform.mfu import peak_flops  # noqa: E402
 from scalelab.platform.model import GPT, GPTShape, count_parameters  # noqa: E402
 from scalelab.platform.schedule import lr_multiplier  # noqa: E402
-from scalelab.platform.train import train  # noqa: E402
+from scalelab.platform.train import device_name, train  # noqa: E402
 from scalelab.record import read  # noqa: E402
+
+GPU_PRESETS = ("gpt_10m", "gpt_25m", "gpt_50m", "gpt_100m")
 
 
 def bare_loop(cfg, steps: int) -> float:
@@ -85,11 +96,79 @@ def platform_run(overrides: list[str], run_dir: Path) -> tuple[float, float]:
     return read(run_dir)["metrics"]["tokens_seen"] / fit_seconds[0], total - fit_seconds[0]
 
 
+def bare_gpu_loop(cfg, steps: int) -> float:
+    """Tokens per second of a plain PyTorch loop with the platform's GPU settings: bf16 autocast,
+    fused AdamW, pinned batches copied without blocking, no host read; after its first step."""
+    device = torch.device("cuda")
+    corpus = load_corpus(cfg.data)
+    m, t, o = cfg.model, cfg.train, cfg.optim
+    L.seed_everything(t.seed, verbose=False)
+    model = GPT(GPTShape(m.width, m.depth, m.heads, m.context, corpus.vocab_size, init_std=m.init_std)).to(device)
+    if t.compile:
+        torch._dynamo.reset()  # as the platform does for each run
+        model.compile()
+    batches = TrainBatches(corpus.train, t.batch_size, m.context, t.seed, [steps])
+    groups = [{**g, "lr": o.lr * g.pop("lr_scale")} for g in model.optimizer_groups(o.weight_decay)]
+    optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps, fused=True)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(cfg.schedule, steps))
+    for step in range(steps):
+        if step == 1:
+            torch.cuda.synchronize()
+            started = time.perf_counter()
+        inputs, targets = (x.pin_memory().to(device, non_blocking=True) for x in batches.batch(step))
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = model.loss(inputs, targets)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+    torch.cuda.synchronize()
+    return (steps - 1) * t.batch_size * m.context / (time.perf_counter() - started)
+
+
+def gpu_main(args) -> None:
+    peak = peak_flops(device_name(torch.device("cuda")))
+    print(f"{torch.cuda.get_device_name()}: peak {peak:.3g} FLOP/s (bf16, dense); torch {torch.__version__}; "
+          f"{args.gpu_steps} steps per run, batch 32 sequences of each preset's context")
+    print(f"{'preset':<10} {'N':>6} {'compile':>7} {'bare tok/s':>12} {'platform tok/s':>15} {'ratio':>6} "
+          f"{'MFU bare':>8} {'MFU platform':>12} {'compile s':>9}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for preset in args.presets:
+            for compiled in (False, True):
+                with initialize_config_module(config_module="scalelab.conf", version_base="1.3"):
+                    cfg = compose(config_name="config", overrides=[
+                        f"model={preset}", "trainer=gpu", f"train.compile={compiled}", "train.batch_size=32",
+                        "train.evals=1", "train.eval_tokens=16384", "logger=none"])
+                    cfg.train.tokens = args.gpu_steps * 32 * cfg.model.context
+                bare = bare_gpu_loop(cfg, args.gpu_steps)
+                run_dir = Path(tmp) / f"{preset}_{compiled}"
+                train(cfg, run_dir=run_dir)
+                r = read(run_dir)
+                platform, per_token = r["metrics"]["tokens_per_second"], r["scale"]["flops_per_token"]
+                compile_seconds = r["metrics"]["compile_seconds"]
+                print(f"{preset:<10} {r['scale']['N'] / 1e6:>5.1f}M {str(compiled):>7} {bare:>12,.0f} "
+                      f"{platform:>15,.0f} {platform / bare:>6.3f} {bare * per_token / peak:>8.1%} "
+                      f"{r['metrics']['mfu']:>12.1%} {'-' if compile_seconds is None else f'{compile_seconds:.1f}':>9}",
+                      flush=True)
+                if preset == args.presets[0] and not compiled:  # what a host read at every step would cost
+                    cfg.train.log_every = 1
+                    train(cfg, run_dir=run_dir.with_name("every_step"))
+                    every = read(run_dir.with_name("every_step"))["metrics"]["tokens_per_second"]
+                    print(f"{'':<10} {'':>6} {'':>7} divergence check read every step (train.log_every=1): "
+                          f"{every:,.0f} tok/s, {every / platform:.3f} of every 10 steps", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--gpu", action=argparse.BooleanOptionalAction, default=torch.cuda.is_available())
+    parser.add_argument("--presets", nargs="+", default=list(GPU_PRESETS))
+    parser.add_argument("--gpu-steps", type=int, default=100)
     args = parser.parse_args()
+    if args.gpu:
+        return gpu_main(args)
 
     tokens_per_step = 32 * 128
     common = ["model=gpt_s", f"train.tokens={args.steps * tokens_per_step}", "train.batch_size=32"]

@@ -26,7 +26,7 @@ def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
 
 DataKind = _choices("DataKind", ("bytes", "tokens"))
 ScheduleName = _choices("ScheduleName", ("cosine", "wsd", "constant"))
-Precision = _choices("Precision", ("32-true", "32", "64-true", "16-mixed", "bf16-mixed", "bf16-true", "16-true"))
+Precision = _choices("Precision", ("auto", "32-true", "32", "64-true", "16-mixed", "bf16-mixed", "bf16-true", "16-true"))
 LoggerKind = _choices("LoggerKind", ("wandb", "csv", "none"))
 Parametrization = _choices("Parametrization", ("sp", "mup"))
 WandbMode = _choices("WandbMode", ("offline", "online", "disabled"))
@@ -72,6 +72,9 @@ class OptimConfig:
 @dataclass
 class ScheduleConfig:
     name: ScheduleName = ScheduleName.cosine
+    # AdamW's fused kernel; null: on CUDA only. Fused, a diverging step is skipped on the device,
+    # so the divergence check reads the loss every train.log_every steps instead of every step
+    fused: Optional[bool] = None
     warmup: float = 0.02  # below 1: fraction of the steps; from 1 up: a step count
     min_lr_ratio: float = 0.1
     decay_fraction: float = 0.2  # wsd only: the final fraction of steps that decays
@@ -99,7 +102,9 @@ class TrainConfig:
     eval_share: float = 0.04
     log_every: int = 10  # steps between two logged training losses
     seed: int = 0
-    precision: Precision = Precision["32-true"]
+    # auto: bf16-mixed on a GPU that has bf16, 16-mixed on an older one, 32-true on a CPU
+    precision: Precision = Precision.auto
+    compile: bool = False  # torch.compile the model; its compile time is recorded apart from training
     divergence_factor: float = 1.5  # a training loss this many times the initial one is divergence
     keep_checkpoint: bool = False  # the checkpoint exists to resume; kept after the end only if asked
     fresh_start: bool = False  # discard the run folder's earlier run (checkpoint, record) and start over
@@ -115,6 +120,8 @@ class TrainerConfig:
     threads: Optional[int] = None
     # one device's peak FLOP/s, for the run's MFU; null: the table in platform/mfu.py (none on CPU)
     peak_flops: Optional[float] = None
+    # machines of a data-parallel run, each with `devices` processes (on Slurm: hydra.launcher.nodes)
+    num_nodes: int = 1
 
 
 @dataclass
@@ -134,8 +141,9 @@ class TrialConfig:
     number: Optional[int] = None
     searched: Optional[List[str]] = None  # the config paths the sweeper searches, for the record
     # In a scaling study (`sweeps=ladder`): what the run is for (null: a search trial; `seed`: the
-    # best trial of its scale again with another seed; `optimum`, `half`, `double`, `lr_low`,
-    # `lr_high`: a verification run at the target budget) and the search range its scale used, and why.
+    # best trial of its scale again with another seed; `transfer`: a µP scale trained at the rate
+    # its budget's smallest width found best; `optimum`, `half`, `double`, `lr_low`, `lr_high`: a
+    # verification run at the target budget) and the search range its scale used, and why.
     role: Optional[str] = None
     search_range: Optional[str] = None
 
@@ -201,7 +209,7 @@ RANGES = {
     "train.seed": Range(0, 2**32 - 1),
     "train.divergence_factor": Range(1, low_open=True, why="times the initial loss"),
     "train.progress_seconds": POSITIVE,
-    "trainer.threads": COUNT, "trainer.peak_flops": POSITIVE,
+    "trainer.threads": COUNT, "trainer.peak_flops": POSITIVE, "trainer.num_nodes": COUNT,
 }
 
 

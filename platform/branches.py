@@ -66,8 +66,9 @@ def plan_branches(schedule: DictConfig, total_steps: int, tokens_per_step: int) 
 
 
 def branch_cfg(cfg: DictConfig, branch: Branch) -> DictConfig:
-    """A branch's config: the parent's with its own budget, no branches, outside any trial."""
-    return OmegaConf.merge(cfg, {"train": {"tokens": branch.tokens, "tokens_per_param": None},
+    """A branch's config: the parent's with its own budget, no branches, outside any trial, and
+    never a fresh start (which would discard the fork it resumes from)."""
+    return OmegaConf.merge(cfg, {"train": {"tokens": branch.tokens, "tokens_per_param": None, "fresh_start": False},
                                  "schedule": {"branches": None}, "trial": {"number": None, "storage": None}})
 
 

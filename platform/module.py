@@ -1,7 +1,6 @@
 """The LightningModule: one GPT trained on a token stream, evaluated on a fixed held-out set."""
 from __future__ import annotations
 
-import math
 import time
 
 import lightning as L
@@ -9,6 +8,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from scalelab.platform.data import HeldOut, TrainBatches
+from scalelab.platform.divergence import DivergenceCheck
 from scalelab.platform.model import GPT
 from scalelab.platform.schedule import lr_multiplier
 
@@ -22,6 +22,12 @@ class LanguageModelTask(L.LightningModule):
     def __init__(self, model: GPT, train_batches: TrainBatches, held_out: HeldOut, cfg, total_steps: int):
         super().__init__()
         self.model = model
+        self.compiled = cfg.train.compile
+        if self.compiled:
+            # The limit on recompilations counts per function across a process's runs (a sweep's
+            # trials in one process): each run compiles afresh.
+            torch._dynamo.reset()
+            model.compile()  # in place: its state dict, so its checkpoints, stay those of the model
         self.train_batches = train_batches
         self.held_out = held_out
         self.log_every = cfg.train.log_every
@@ -32,17 +38,24 @@ class LanguageModelTask(L.LightningModule):
         self.initial_loss: float | None = None
         self.final_loss: float | None = None  # on the whole held-out set, at the final evaluation
         self.curve: list[dict] = []
+        self.fused = cfg.optim.fused  # null: on a GPU, unless with 16-bit loss scaling
+        self.divergence: DivergenceCheck | None = None
         self.diverged_at: int | None = None
-        self.train_loss: float | None = None  # of the last step
+        self.train_loss: float | None = None  # of the last logged step
         self.start_step = 0  # where this process began: above 0 when resumed
         self.eval_seconds = 0.0  # this process's time in evaluation, to leave out of throughput
+        # Throughput is timed from the end of this process's first step, which holds the device's
+        # warm-up and, with train.compile, the compilation, to the end of training, evaluations left out.
+        self.first_step_seconds: float | None = None
+        self.timed_steps, self.timed_seconds = 0, None
         self._sums = torch.zeros(4)  # of the evaluation under way: loss sum and windows, all and curve part
 
     # -- data ---------------------------------------------------------------------------------
     def train_dataloader(self):
         self.train_batches.current_step = lambda: self.trainer.global_step
         self.train_batches.rank, self.train_batches.world_size = self.trainer.global_rank, self.trainer.world_size
-        return DataLoader(self.train_batches, batch_size=None)
+        # pinned batches go to the GPU without a synchronisation (Lightning copies them non-blocking)
+        return DataLoader(self.train_batches, batch_size=None, pin_memory=self.device.type == "cuda")
 
     def val_dataloader(self):
         self.held_out.final = lambda: self.trainer.global_step >= self.total_steps or self.trainer.should_stop
@@ -58,25 +71,65 @@ class LanguageModelTask(L.LightningModule):
 
     def on_train_start(self) -> None:
         self.start_step = self.trainer.global_step
+        self.divergence = DivergenceCheck(self.trainer.optimizers[0], self.divergence_factor * self.initial_loss,
+                                          self.device, loss_scaling=self.trainer.precision == "16-mixed")
+        self._started = time.perf_counter()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        if self.first_step_seconds is None:
+            self.first_step_seconds = self._synchronized() - self._started
+            self._timed_from, self._eval_before = time.perf_counter(), self.eval_seconds
+
+    def on_train_end(self) -> None:
+        self.stop_timer()
+
+    def stop_timer(self) -> None:
+        """End the throughput timer: at the end of training, or where a run stopped otherwise (pruned)."""
+        if self.first_step_seconds is not None and self.timed_seconds is None:
+            self.timed_steps = self.trainer.global_step - self.start_step - 1
+            self.timed_seconds = self._synchronized() - self._timed_from - (self.eval_seconds - self._eval_before)
+
+    def _synchronized(self) -> float:
+        """The time once the device has done the work queued so far (twice a run: no cost)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    @property
+    def steps_done(self) -> int:
+        """Optimizer steps taken, the diverging one included (a check read later skipped the rest)."""
+        return self.trainer.global_step if self.diverged_at is None else self.diverged_at + 1
 
     def training_step(self, batch, batch_idx):
+        step = self.trainer.global_step
         loss = self.model.loss(*batch)
-        # The mean over processes (itself on one device): every process must take the same
-        # decision below, or data-parallel training would wait forever for a skipped step.
-        value = self.trainer.strategy.reduce(loss.detach(), reduce_op="mean").item()
-        if not math.isfinite(value) or value > self.divergence_factor * self.initial_loss:
-            # Divergence is a result (this learning rate is unstable), not a crash: stop cleanly.
-            self.diverged_at = self.trainer.global_step
+        # The mean over processes (itself on one device): every process takes the same decision,
+        # or data-parallel training would wait forever for a skipped step.
+        mean = self.trainer.strategy.reduce(loss.detach(), reduce_op="mean")
+        self.divergence.observe(mean, step)
+        if not self.divergence.must_read(step, self.train_batches.epoch_ends, self.log_every):
+            return loss
+        self.diverged_at = self.divergence.diverged_at()
+        if self.diverged_at is not None:
             self.trainer.should_stop = True
             return None  # skip the update, keep the weights finite
-        self.train_loss = value
-        if (self.trainer.global_step + 1) % self.log_every == 0:  # the step this update makes
-            self.log("train_loss", value, on_step=True)
+        if (step + 1) % self.log_every == 0:  # the step this update makes
+            self.train_loss = mean.item()
+            self.log("train_loss", self.train_loss, on_step=True)
         return loss
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        # Lightning's own clipping refuses a fused optimizer, which unscales 16-bit gradients
+        # itself; none is used with 16-bit loss scaling (see `plan_run`), so the gradients here are unscaled.
+        if gradient_clip_val:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), gradient_clip_val)
 
     def configure_optimizers(self):
         groups = [{**g, "lr": self.optim.lr * g["lr_scale"]} for g in self.model.optimizer_groups(self.optim.weight_decay)]
-        optimizer = torch.optim.AdamW(groups, lr=self.optim.lr, betas=tuple(self.optim.betas), eps=self.optim.eps)
+        fused = self.fused if self.fused is not None else (self.device.type == "cuda"
+                                                          and self.trainer.precision != "16-mixed")
+        optimizer = torch.optim.AdamW(groups, lr=self.optim.lr, betas=tuple(self.optim.betas), eps=self.optim.eps,
+                                      fused=fused)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(self.schedule, self.total_steps))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
@@ -97,7 +150,7 @@ class LanguageModelTask(L.LightningModule):
         return (sums[0] / sums[1]).item(), (sums[2] / sums[3]).item()
 
     def _add_point(self, val_loss: float) -> None:
-        step = self.trainer.global_step
+        step = self.steps_done
         if not self.curve or self.curve[-1]["step"] != step:
             self.curve.append({"step": step, "tokens": step * self.tokens_per_step, "val_loss": val_loss,
                                "eval_tokens": self.held_out.curve_tokens})

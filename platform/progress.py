@@ -23,9 +23,25 @@ def _val_loss(trainer) -> float | None:
     return None if value is None else float(value)
 
 
+class Speed:
+    """Tokens per second and, where the devices' peak is known, MFU, from a rate in steps per second."""
+
+    def __init__(self, tokens_per_step: int, flops_per_token: float, peak_flops: float | None):
+        self.tokens_per_step, self.flops_per_token, self.peak_flops = tokens_per_step, flops_per_token, peak_flops
+
+    def __call__(self, steps_per_second: float | None) -> dict[str, str]:
+        if not steps_per_second:
+            return {}
+        tokens = steps_per_second * self.tokens_per_step
+        speed = {"tok/s": f"{tokens:.3g}"}
+        if self.peak_flops:
+            speed["mfu"] = f"{tokens * self.flops_per_token / self.peak_flops:.1%}"
+        return speed
+
+
 class RunProgressBar(L.Callback):
-    def __init__(self, total_steps: int):
-        self.total_steps = total_steps
+    def __init__(self, total_steps: int, speed: Speed):
+        self.total_steps, self.speed = total_steps, speed
         self.bar: tqdm | None = None
 
     def on_train_start(self, trainer, pl_module) -> None:
@@ -34,11 +50,17 @@ class RunProgressBar(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.bar.update(trainer.global_step - self.bar.n)
+        if trainer.global_step % pl_module.log_every == 0:
+            self._show(trainer)
 
     def on_validation_end(self, trainer, pl_module) -> None:
+        if self.bar is not None:
+            self._show(trainer)
+
+    def _show(self, trainer) -> None:
         loss = _val_loss(trainer)
-        if self.bar is not None and loss is not None:
-            self.bar.set_postfix(val_loss=f"{loss:.4f}")
+        postfix = {} if loss is None else {"val_loss": f"{loss:.4f}"}
+        self.bar.set_postfix(postfix | self.speed(self.bar.format_dict["rate"]), refresh=False)
 
     def on_train_end(self, trainer, pl_module) -> None:
         self.bar.close()
@@ -51,8 +73,8 @@ class RunProgressBar(L.Callback):
 class ProgressLog(L.Callback):
     """One log line every `seconds`: the step, the last validation loss, the rate, the time left."""
 
-    def __init__(self, total_steps: int, seconds: float):
-        self.total_steps, self.seconds = total_steps, seconds
+    def __init__(self, total_steps: int, seconds: float, speed: Speed):
+        self.total_steps, self.seconds, self.speed = total_steps, seconds, speed
         self.started = self.last = 0.0
         self.first_step = 0
 
@@ -69,5 +91,6 @@ class ProgressLog(L.Callback):
         rate = (step - self.first_step) / (now - self.started)
         left = (self.total_steps - step) / rate if rate > 0 else float("nan")
         loss = _val_loss(trainer)
-        log.info("step %d/%d (%.0f%%), val_loss %s, %.3g steps/s, about %.0f s left", step, self.total_steps,
-                 100 * step / self.total_steps, "-" if loss is None else f"{loss:.4f}", rate, left)
+        speed = "".join(f", {value} {name}" for name, value in self.speed(rate).items())
+        log.info("step %d/%d (%.0f%%), val_loss %s, %.3g steps/s%s, about %.0f s left", step, self.total_steps,
+                 100 * step / self.total_steps, "-" if loss is None else f"{loss:.4f}", rate, speed, left)

@@ -40,9 +40,10 @@ def run_id_for(run_dir: Path) -> str:
     path = run_dir / RUN_ID_FILE
     if path.exists():
         return path.read_text().strip()
-    run_dir.mkdir(parents=True, exist_ok=True)
     run_id = rec.new_run_id()
-    path.write_text(run_id)
+    if rank_zero_only.rank == 0:  # the record and the W&B run are rank 0's: its id is the run's
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(run_id)
     return run_id
 
 
@@ -64,10 +65,12 @@ def _finished_record(run_dir: Path) -> Optional[dict]:
 def open_run_folder(run_dir: Path, config: dict, fresh_start: bool = False) -> Optional[dict]:
     """Check that `config` may run in `run_dir` (see the module docstring); the finished
     record when there is nothing left to do. Raises ConfigError when the settings differ."""
-    if fresh_start and rank_zero_only.rank == 0:  # data-parallel workers start after rank 0 cleared it
-        shutil.rmtree(run_dir / CHECKPOINT.parent, ignore_errors=True)
-        for name in (rec.FILE_NAME, RUN_ID_FILE, CONFIG_FILE):
-            (run_dir / name).unlink(missing_ok=True)
+    if fresh_start:
+        if rank_zero_only.rank == 0:
+            shutil.rmtree(run_dir / CHECKPOINT.parent, ignore_errors=True)
+            for name in (rec.FILE_NAME, RUN_ID_FILE, CONFIG_FILE):
+                (run_dir / name).unlink(missing_ok=True)
+        return None  # every process starts over, whatever another still sees of the earlier run
     finished = _finished_record(run_dir)
     config_file = run_dir / CONFIG_FILE
     if (finished or (run_dir / CHECKPOINT).exists()) and config_file.exists():

@@ -33,13 +33,14 @@ from scalelab.messages import first_line
 from scalelab.platform import wandb_run
 from scalelab.platform.branches import Branch, Forks, plan_branches, train_branches
 from scalelab.platform.checkpoint import ResumeCheckpoint
+from scalelab.platform.cluster import check_launch, cluster_plugins
 from scalelab.platform.data import Corpus, HeldOut, TrainBatches, load_corpus
 from scalelab.platform.errors import ConfigError
 from scalelab.platform.interrupt import StopOnCtrlC, exit_status, stop_cause
 from scalelab.platform.mfu import mfu, peak_flops
 from scalelab.platform.model import GPT, GPTShape, count_parameters
 from scalelab.platform.module import LanguageModelTask
-from scalelab.platform.progress import ProgressLog, RunProgressBar, wants_progress_bar
+from scalelab.platform.progress import ProgressLog, RunProgressBar, Speed, wants_progress_bar
 from scalelab.platform.pruning import TrialPruning
 from scalelab.platform.run_folder import CHECKPOINT, open_run_folder, remember_config, resolved, run_id_for
 from scalelab.platform.schedule import check_schedule
@@ -86,12 +87,20 @@ def plan_run(cfg: DictConfig) -> Plan:
     problems = out_of_range(cfg)
     _require(not problems, "; ".join(problems))
     _require(m.width % m.heads == 0, f"model.width={m.width} must be divisible by model.heads={m.heads}")
-    if isinstance(cfg.trainer.devices, int) and cfg.trainer.devices > 1:
-        _require(t.batch_size % cfg.trainer.devices == 0,
-                 f"train.batch_size={t.batch_size} must be divisible by trainer.devices={cfg.trainer.devices} "
-                 "(each device takes an equal share of the batch)")
+    devices, nodes = cfg.trainer.devices, cfg.trainer.num_nodes
+    if isinstance(devices, int) and devices * nodes > 1:  # the world size: every process takes a share
+        _require(t.batch_size % (devices * nodes) == 0,
+                 f"train.batch_size={t.batch_size} must be divisible by trainer.devices={devices}"
+                 + (f" x trainer.num_nodes={nodes} = {devices * nodes}" if nodes != 1 else "")
+                 + " (each device takes an equal share of the batch)")
+    _require(not (cfg.schedule.branches and isinstance(devices, int) and devices * nodes > 1),
+             "schedule.branches trains its branches in one process after the run; a data-parallel run "
+             f"(trainer.devices={devices} trainer.num_nodes={nodes}) cannot branch yet")
     _require(len(cfg.optim.betas) == 2 and all(0 <= b < 1 for b in cfg.optim.betas),
              f"optim.betas={list(cfg.optim.betas)} must be two numbers in [0, 1)")
+    _require(not (cfg.optim.fused and precision(cfg) == "16-mixed"),
+             "optim.fused=true cannot train with train.precision=16-mixed: the fused optimizer unscales the "
+             "gradients itself, after they are clipped; use bf16-mixed or optim.fused=false")
     _require(cfg.trainer.accelerator not in ("gpu", "cuda") or torch.cuda.is_available(),
              f"trainer.accelerator={cfg.trainer.accelerator} but no CUDA device is visible here; use trainer=cpu")
 
@@ -150,14 +159,14 @@ def curve_eval_tokens(t: DictConfig, tokens: float, between: int) -> int:
     return int(min(t.eval_tokens, 3 * t.eval_share * tokens / max(between, 1)))
 
 
-def summarize(module: LanguageModelTask | None, plan: Plan | None, fit_seconds: float) -> dict:
+def summarize(module: LanguageModelTask | None, plan: Plan | None) -> dict:
     metrics = dict.fromkeys(("final_val_loss", "best_val_loss", "initial_loss", "steps", "tokens_seen",
-                             "tokens_per_second", "mfu"))
+                             "tokens_per_second", "mfu", "compile_seconds"))
     if module is None or plan is None:
         return metrics
-    steps = module.trainer.global_step if module._trainer is not None else 0
+    steps = module.steps_done if module._trainer is not None else 0
+    module.stop_timer()
     losses = [p["val_loss"] for p in module.curve if p["val_loss"] is not None and math.isfinite(p["val_loss"])]
-    train_seconds = fit_seconds - module.eval_seconds
     metrics.update(
         # on the whole held-out set; a run stopped early (pruned, interrupted): its last curve point
         final_val_loss=module.final_loss if module.final_loss is not None else
@@ -166,10 +175,23 @@ def summarize(module: LanguageModelTask | None, plan: Plan | None, fit_seconds: 
         initial_loss=module.initial_loss,
         steps=steps,
         tokens_seen=steps * plan.tokens_per_step,
-        tokens_per_second=(steps - module.start_step) * plan.tokens_per_step / train_seconds
-        if train_seconds > 0 else None,
+        tokens_per_second=module.timed_steps * plan.tokens_per_step / module.timed_seconds
+        if module.timed_steps > 0 else None,
+        compile_seconds=module.first_step_seconds if module.compiled else None,
     )
     return metrics
+
+
+def precision(cfg: DictConfig) -> str:
+    """`train.precision`, `auto` resolved: bf16-mixed on a GPU that has bf16, 16-mixed on an older
+    GPU, full 32-bit on a CPU."""
+    chosen = cfg.train.precision.value
+    if chosen != "auto":
+        return chosen
+    accelerator = cfg.trainer.accelerator
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
 
 
 def csv_logger(cfg: DictConfig, run_dir: Path) -> CSVLogger | None:
@@ -181,18 +203,22 @@ def csv_logger(cfg: DictConfig, run_dir: Path) -> CSVLogger | None:
 def build_trainer(cfg: DictConfig, plan: Plan, run_dir: Path, logger, callbacks: list) -> L.Trainer:
     """The Lightning trainer; `trainer.*` values Lightning rejects are a ConfigError naming them."""
     try:
-        return L.Trainer(
+        trainer = L.Trainer(
             accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, strategy=cfg.trainer.strategy,
-            precision=cfg.train.precision.value, max_steps=plan.total_steps, max_epochs=-1,
+            num_nodes=cfg.trainer.num_nodes, plugins=cluster_plugins(cfg.trainer.devices, cfg.trainer.num_nodes),
+            precision=precision(cfg), max_steps=plan.total_steps, max_epochs=-1,
             logger=logger or False, callbacks=callbacks, enable_progress_bar=False,
             enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0,
             default_root_dir=str(run_dir), gradient_clip_val=cfg.optim.grad_clip or None,
             log_every_n_steps=cfg.train.log_every,
             use_distributed_sampler=False,  # training batches are shared out by TrainBatches; every
         )                                   # process evaluates the whole held-out set
+        check_launch(trainer)
+        return trainer
     except (ValueError, TypeError, MisconfigurationException) as e:  # Lightning checks the trainer.* values
         t = cfg.trainer
-        raise ConfigError(f"trainer.accelerator={t.accelerator} trainer.devices={t.devices} "
+        nodes = f" trainer.num_nodes={t.num_nodes}" if t.num_nodes != 1 else ""
+        raise ConfigError(f"trainer.accelerator={t.accelerator} trainer.devices={t.devices}{nodes} "
                           f"trainer.strategy={t.strategy}: {first_line(str(e))}") from None
 
 
@@ -218,7 +244,6 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, parent: dict | Non
     where = placement(cfg, hydra_cfg)
     status, error = "failed", None
     plan = module = wandb = None
-    fit_seconds = 0.0
     try:
         plan = plan_run(cfg)
         remember_config(run_dir, config)
@@ -227,11 +252,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, parent: dict | Non
                                    plan.held_out, cfg, plan.total_steps)
         wandb = wandb_run.open_run(cfg, run_dir, run_id, config, plan.scale(cfg.model.name), where)
         checkpoint = run_dir / CHECKPOINT
-        callbacks = [ResumeCheckpoint(checkpoint), Forks(run_dir, cfg, plan.branches), StopOnCtrlC()]
-        if wants_progress_bar():
-            callbacks.append(RunProgressBar(plan.total_steps))
-        else:
-            callbacks.append(ProgressLog(plan.total_steps, cfg.train.progress_seconds))
+        callbacks = [ResumeCheckpoint(checkpoint, cfg.train.keep_checkpoint), Forks(run_dir, cfg, plan.branches), StopOnCtrlC()]
         if cfg.trial.number is not None:
             callbacks.append(TrialPruning(cfg.trial.study_name, cfg.trial.storage, cfg.trial.number,
                                           plan.tokens_per_step))
@@ -239,14 +260,15 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, parent: dict | Non
             callbacks.append(wandb_run.WandbLog(wandb, cfg, plan.tokens_per_step, plan.flops_per_token,
                                                 plan.total_steps))
         trainer = build_trainer(cfg, plan, run_dir, csv_logger(cfg, run_dir), callbacks)
+        peak = peak_flops(device_name(trainer.strategy.root_device), cfg.trainer.peak_flops)
+        speed = Speed(plan.tokens_per_step, plan.flops_per_token, peak and peak * trainer.world_size)
+        trainer.callbacks.append(RunProgressBar(plan.total_steps, speed) if wants_progress_bar() else
+                                 ProgressLog(plan.total_steps, cfg.train.progress_seconds, speed))
         torch.set_num_threads(thread_count(cfg.trainer.threads, trainer.num_devices))
-        if checkpoint.exists():
+        resume = checkpoint.exists() and not cfg.train.fresh_start  # another process may not have removed it yet
+        if resume:
             log.info("resuming %s from %s", run_dir, checkpoint)
-        fit_started = time.perf_counter()
-        try:
-            trainer.fit(module, ckpt_path=checkpoint if checkpoint.exists() else None)
-        finally:
-            fit_seconds = time.perf_counter() - fit_started
+        trainer.fit(module, ckpt_path=checkpoint if resume else None)
         status = "diverged" if module.diverged_at is not None else "completed"
     except optuna.TrialPruned:  # raised by TrialPruning alone, so only a trial of a sweep ends here
         status = "pruned"
@@ -267,7 +289,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, parent: dict | Non
         # one may still be writing into the folder.
         if status != "failed" and not cfg.train.keep_checkpoint and _is_global_zero(module):
             shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-        metrics = summarize(module, plan, fit_seconds)
+        metrics = summarize(module, plan)
         if plan is not None and module is not None and module._trainer is not None:
             metrics["mfu"] = mfu(metrics["tokens_per_second"], plan.flops_per_token,
                                  peak_flops(_device(module), cfg.trainer.peak_flops), module.trainer.world_size)
@@ -281,7 +303,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, parent: dict | Non
             "hparams": hparams(cfg),
             "metrics": metrics,
             "curve": module.curve if module else [],
-            "environment": {**rec.environment(cfg.train.seed, _device(module)), "threads": torch.get_num_threads()},
+            "environment": {**rec.environment(cfg.train.seed, _device(module)), "threads": torch.get_num_threads(),
+                            "precision": module.trainer.precision if module and module._trainer else None},
             "started_at": started_at, "ended_at": rec.now(),
             "branch": parent,
         }
@@ -325,12 +348,13 @@ def _is_global_zero(module) -> bool:
 
 
 def _device(module) -> str:
-    if module is not None and module._trainer is not None:
-        device = module.device
-        if device.type == "cuda":
-            return f"cuda ({torch.cuda.get_device_name(device)})"
-        return str(device)
-    return "cpu"
+    """The device the run trained on (the model itself is back on the CPU after training)."""
+    return device_name(module.trainer.strategy.root_device) if module is not None and module._trainer else "cpu"
+
+
+def device_name(device: torch.device) -> str:
+    """As the record names a device: `cpu`, or `cuda (NVIDIA H100 80GB HBM3)`."""
+    return f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
 
 
 def hydra_task(cfg: DictConfig) -> float | None:

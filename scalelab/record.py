@@ -16,9 +16,11 @@ all three sides of that contract and imports neither torch nor the training code
 Record fields: schema_version, run_id, study, ladder (the sweep's name, shared by its studies),
 trial, status, error, config, overrides, scale {N, N_total, D, C, flops_per_token, model},
 hparams {lr, batch_size, weight_decay, warmup, schedule, every searched value by config path},
-metrics {final_val_loss, best_val_loss, initial_loss, steps, tokens_seen, tokens_per_second,
-mfu, wall_seconds}, curve [{step, tokens, val_loss, eval_tokens}] (measured on the curve's part of the
-held-out set: see `platform.data.HeldOut`), environment {git_sha, packages, device, seed},
+metrics {final_val_loss, best_val_loss, initial_loss, steps, tokens_seen, tokens_per_second (this
+process's training steps after its first, over their time), mfu, compile_seconds (with
+train.compile: the first step, which compiles), wall_seconds}, curve [{step, tokens, val_loss,
+eval_tokens}] (measured on the curve's part of the held-out set: see `platform.data.HeldOut`),
+environment {git_sha, packages, device, seed, threads, precision (train.precision resolved)},
 started_at, ended_at; branch (a WSD cooldown branch's {parent, fork_step, fork_tokens}, else
 null) and, on a run with branches, family {budgets, folders, compute}: see `platform.branches`.
 """

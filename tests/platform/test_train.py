@@ -34,7 +34,7 @@ def test_run_writes_a_complete_record(make_cfg, tmp_path):
 
     m = r["metrics"]
     assert set(m) == {"final_val_loss", "best_val_loss", "initial_loss", "steps", "tokens_seen",
-                      "tokens_per_second", "mfu", "wall_seconds"}
+                      "tokens_per_second", "mfu", "compile_seconds", "wall_seconds"}
     assert m["final_val_loss"] == final and m["steps"] == steps and m["tokens_seen"] == s["D"]
     assert m["initial_loss"] == pytest.approx(np.log(256), rel=0.05)  # an untrained byte model is uniform
     assert m["final_val_loss"] < m["initial_loss"] - 1.0
@@ -150,6 +150,9 @@ def test_pre_tokenized_uint16_files(make_cfg, tmp_path):
     (["trainer.devices=0"], r"trainer.accelerator=cpu trainer.devices=0 trainer.strategy=auto: `Trainer\(devices=0\)`"),
     (["data=tokens"], "data.train_path is required with data=tokens"),
     (["schedule.warmup=2.5"], r"schedule.warmup=2.5 must be a whole number of steps"),
+    (["optim.fused=true", "train.precision=16-mixed"], "optim.fused=true cannot train with train.precision=16-mixed"),
+    (["schedule=wsd", "schedule.warmup=2", "schedule.branches=[0.5]", "trainer.devices=2", "trainer.strategy=ddp"],
+     "schedule.branches trains its branches in one process after the run; a data-parallel run"),
     (["schedule.warmup=1000"], r"schedule.warmup=1000 steps is longer than the run \(78 steps\)"),
     (["schedule=wsd", "schedule.decay_fraction=1.5"], r"schedule.decay_fraction=1.5 must be in \[0, 1\]"),
     (["data=tokens", "data.train_path=/nope.bin", "data.val_path=/nope.bin"], "data.train_path: no such file"),
@@ -190,9 +193,9 @@ def test_a_bad_closed_choice_is_refused_at_composition(make_cfg, override):
 
 
 @pytest.mark.parametrize("override,allowed", [
-    ("train.precision=fp8", "expected one of [32-true, 32, 64-true, 16-mixed, bf16-mixed, bf16-true, 16-true]"),
+    ("train.precision=fp8", "expected one of [auto, 32-true, 32, 64-true, 16-mixed, bf16-mixed, bf16-true, 16-true]"),
     ("schedule=linear", "Available options in 'schedule': constant, cosine, wsd"),
-    ("model=gpt_zz", "Available options in 'model': gpt_l, gpt_m, gpt_s, gpt_xs"),
+    ("model=gpt_zz", "Available options in 'model': gpt_100m, gpt_10m, gpt_25m, gpt_50m, gpt_l, gpt_m, gpt_s, gpt_xs"),
     ("optim.lr=abc", "Value 'abc' of type 'str' could not be converted to Float"),
 ])
 def test_cli_bad_choice_is_one_line_before_any_run_starts(tmp_path, run_cli, override, allowed):

@@ -29,6 +29,9 @@ LADDER = ["model.width=8,12,16", "train.tokens=1e4,2e4,4e4"]
     (["hydra.sweeper.loop.floor=1"], "loop.floor=1.0 must be above 1"),
     (["hydra.sweeper.loop.transfer=true"], "loop.transfer=true carries each budget's best learning rate to wider "
                                            "models, which holds under µP only"),
+    (["hydra.sweeper.loop.branches=true"], "loop.branches=true forks each model size's smaller budgets off its "
+                                           "largest run, which needs schedule=wsd"),
+    (["hydra.sweeper.loop.branches=true", "schedule=wsd"], "with schedule.warmup a step count"),
 ])
 def test_bad_study_input_is_one_line_before_any_trial(tmp_path, run_cli, overrides, words):
     out = run_cli("sweeps=ladder", *TINY, *overrides, cwd=tmp_path)

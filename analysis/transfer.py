@@ -33,16 +33,18 @@ def _parametrized(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def lr_optima(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per (parametrization, width): lr*, the best loss tried, the runs, the edge flag."""
+    """One row per (parametrization, width): lr*, the best loss tried, the runs, the edge flag.
+    Several runs at one rate (seeds) count by their mean loss."""
     table = _parametrized(table)
     if table["D"].nunique() > 1:
         raise AnalysisError(f"learning-rate transfer compares widths at one token budget; the runs have "
                             f"{table['D'].nunique()} (D = {', '.join(f'{d:.3g}' for d in sorted(table['D'].unique()))})")
     rows = []
     for (parametrization, width), cell in table.groupby(["parametrization", "width"]):
-        lr, edge = profile_optimum(cell["lr"], cell["loss"])
+        mean = cell.groupby("lr")["loss"].mean()
+        lr, edge = profile_optimum(mean.index, mean.to_numpy())
         rows.append({"parametrization": parametrization, "width": int(width), "lr_opt": lr,
-                     "best_loss": float(cell["loss"].min()), "runs": len(cell), "edge": edge})
+                     "best_loss": float(mean.min()), "runs": len(cell), "edge": edge})
     return pd.DataFrame(rows)
 
 

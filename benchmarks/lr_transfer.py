@@ -16,7 +16,7 @@ Every run is a real `scalelab train` run with its record in --out; rerunning the
 finished runs. With the defaults, 51 runs, about 25 min on 2 CPU cores; on a GPU, --widths 64,128,256,512
 --tokens 2e7 trainer=gpu.
 
-    .venv/bin/python benchmarks/lr_transfer.py [--widths 16,32,64,128] [--tokens 1e6] [--out runs/bench_lr_transfer] [OVERRIDE ...]
+    .venv/bin/python benchmarks/lr_transfer.py [--widths 16,32,64,128] [--tokens 1e6] [--seeds 1] [--out runs/bench_lr_transfer] [OVERRIDE ...]
 """
 from __future__ import annotations
 
@@ -56,6 +56,14 @@ def run(out: Path, parametrization: str, width: int, lr: float, tokens: float, b
     return math.inf if diverged or loss is None or not math.isfinite(loss) else loss
 
 
+def mean_run(out: Path, parametrization: str, width: int, lr: float, tokens: float, base: int, extra: list[str],
+             name: str, seeds: int) -> float:
+    """The mean final loss over `seeds` seeds (seed 0's run keeps the name of a one-seed benchmark)."""
+    losses = [run(out, parametrization, width, lr, tokens, base, [*extra, f"train.seed={s}"],
+                  name if s == 0 else f"{name}_seed{s}") for s in range(seeds)]
+    return sum(losses) / len(losses)
+
+
 def walk(evaluate, start: int, low: int = -8, high: int = 18) -> int:
     """Evaluate grid points from `start` until the best has two evaluated points on each side
     (or the grid's end); returns the best k."""
@@ -75,6 +83,7 @@ def main() -> None:
     parser.add_argument("--widths", default="16,32,64,128")
     parser.add_argument("--tokens", type=float, default=1e6)
     parser.add_argument("--out", default="runs/bench_lr_transfer")
+    parser.add_argument("--seeds", type=int, default=1, help="runs per grid point, averaged")
     parser.add_argument("overrides", nargs="*", help="more training overrides, e.g. trainer=gpu")
     args = parser.parse_args()
     widths = sorted(int(w) for w in args.widths.split(","))
@@ -83,21 +92,22 @@ def main() -> None:
     for parametrization in ("sp", "mup"):
         start = round(2 * math.log2(1e-2 / 1e-3))  # lr 1e-2
         for width in widths:
-            start = walk(lambda k: run(out, parametrization, width, rate(k), args.tokens, base, args.overrides,
-                                       f"lr_{k}"), start)
+            start = walk(lambda k: mean_run(out, parametrization, width, rate(k), args.tokens, base, args.overrides,
+                                            f"lr_{k}", args.seeds), start)
 
     table = load_table(out, quiet=True)  # the completed runs
     grid = table[table["record"].str.contains(f"{os.sep}lr_")]
     optima = transfer.lr_optima(grid)
     spreads = transfer.spread(optima)
-    print(f"widths {widths} (base width {base}), depth 2, context 64, batch 16, D = {args.tokens:g} tokens")
+    print(f"widths {widths} (base width {base}), depth 2, context 64, batch 16, D = {args.tokens:g} tokens, "
+          f"{args.seeds} seed(s) per point")
     print(optima.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     regrets = {}
     for parametrization in ("sp", "mup"):
         rows = optima[optima["parametrization"] == parametrization].set_index("width")
         small, large = rows.loc[widths[0], "lr_opt"], rows.loc[widths[-1], "lr_opt"]
-        transferred = run(out, parametrization, widths[-1], small, args.tokens, base, args.overrides, "transferred")
-        own = run(out, parametrization, widths[-1], large, args.tokens, base, args.overrides, "own")
+        transferred, own = (mean_run(out, parametrization, widths[-1], lr, args.tokens, base, args.overrides, name,
+                                     args.seeds) for lr, name in ((small, f"transferred_{small:.6g}"), (large, f"own_{large:.6g}")))
         regrets[parametrization] = transferred / own - 1
         print(f"{parametrization}: lr* spread {spreads[parametrization]:.2f} doublings; at width {widths[-1]}, "
               f"lr {small:.4g} (width {widths[0]}'s lr*) -> loss {transferred:.4f}, its own lr* {large:.4g} -> "

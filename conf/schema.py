@@ -54,10 +54,15 @@ class DataConfig:
     # bytes: text files (globs); null means the Python standard library's own .py sources
     paths: Optional[List[str]] = None
     val_fraction: float = 0.05
-    # tokens: pre-tokenized uint16 .bin files, memory-mapped
+    # tokens: a folder made by `scalelab data prepare` (its meta.json names the token files, their
+    # dtype and the vocabulary) ...
+    dir: Optional[str] = None
+    # ... or, without it, pre-tokenized uint16 .bin files named one by one; memory-mapped either way
     train_path: Optional[str] = None
     val_path: Optional[str] = None
-    vocab_size: int = 256
+    # the model's vocabulary; data=tokens with data.dir: the folder's own unless set (a larger value
+    # pads it); null when the folder's meta.json cannot be read (loading the data says why)
+    vocab_size: Optional[int] = 256
 
 
 @dataclass
@@ -67,14 +72,14 @@ class OptimConfig:
     betas: List[float] = field(default_factory=lambda: [0.9, 0.95])
     eps: float = 1e-8
     grad_clip: float = 1.0  # 0 turns clipping off
+    # AdamW's fused kernel; null: on CUDA only. Fused, a diverging step is skipped on the device,
+    # so the divergence check reads the loss every train.log_every steps instead of every step
+    fused: Optional[bool] = None
 
 
 @dataclass
 class ScheduleConfig:
     name: ScheduleName = ScheduleName.cosine
-    # AdamW's fused kernel; null: on CUDA only. Fused, a diverging step is skipped on the device,
-    # so the divergence check reads the loss every train.log_every steps instead of every step
-    fused: Optional[bool] = None
     warmup: float = 0.02  # below 1: fraction of the steps; from 1 up: a step count
     min_lr_ratio: float = 0.1
     decay_fraction: float = 0.2  # wsd only: the final fraction of steps that decays
@@ -115,13 +120,13 @@ class TrainConfig:
 class TrainerConfig:
     accelerator: str = "cpu"
     devices: Any = 1
+    # machines of a data-parallel run, each with `devices` processes (on Slurm: hydra.launcher.nodes)
+    num_nodes: int = 1
     strategy: str = "auto"
     # CPU threads per process; null: the cores divided among the processes that share them
     threads: Optional[int] = None
     # one device's peak FLOP/s, for the run's MFU; null: the table in platform/mfu.py (none on CPU)
     peak_flops: Optional[float] = None
-    # machines of a data-parallel run, each with `devices` processes (on Slurm: hydra.launcher.nodes)
-    num_nodes: int = 1
 
 
 @dataclass
@@ -198,7 +203,7 @@ RANGES = {
     "model.width": COUNT, "model.depth": COUNT, "model.heads": COUNT, "model.context": COUNT,
     "model.init_std": POSITIVE, "model.base_width": COUNT,
     "data.val_fraction": Range(0, 1, True, True),
-    "data.vocab_size": Range(1, 65536, why="token ids are uint16"),
+    "data.vocab_size": Range(1, 2**32, why="token ids are at most uint32"),
     "optim.lr": POSITIVE, "optim.weight_decay": NON_NEGATIVE, "optim.eps": POSITIVE,
     "optim.grad_clip": Range(0, why="0 turns clipping off"),
     "schedule.warmup": NON_NEGATIVE, "schedule.min_lr_ratio": FRACTION, "schedule.decay_fraction": FRACTION,

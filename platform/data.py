@@ -1,4 +1,5 @@
-"""Training data: bytes of local text files, or pre-tokenized uint16 .bin files. Never a download.
+"""Training data: bytes of local text files, or token ids (a folder made by `scalelab data prepare`,
+or pre-tokenized uint16 .bin files). Never a download.
 
 Batches are a pure function of (seed, step), so a resumed run sees exactly the batches an
 uninterrupted one would, without any data-loader state in the checkpoint.
@@ -18,11 +19,13 @@ import torch
 from torch.utils.data import IterableDataset
 
 from scalelab.platform.errors import ConfigError
+from scalelab.prepare.errors import PrepareError
+from scalelab.prepare.meta import read_prepared  # also registers conf/data/tokens.yaml's resolver
 
 
 @dataclass
 class Corpus:
-    train: np.ndarray  # 1-D token ids (uint8 or uint16, possibly memory-mapped)
+    train: np.ndarray  # 1-D token ids (uint8, uint16 or uint32, possibly memory-mapped)
     val: np.ndarray
     vocab_size: int
     description: str
@@ -36,7 +39,10 @@ def stdlib_sources() -> list[str]:
 def load_corpus(data) -> Corpus:
     if data.kind == "bytes":
         return _load_bytes(list(data.paths) if data.paths else stdlib_sources(), data.val_fraction)
-    return _load_tokens(data.train_path, data.val_path, data.vocab_size)  # the schema allows no other kind
+    # data=tokens: the schema allows no other kind
+    if data.dir is not None:
+        return _load_prepared(data.dir, data.vocab_size, data.train_path, data.val_path)
+    return _load_tokens(data.train_path, data.val_path, data.vocab_size)
 
 
 def _load_bytes(patterns: list[str], val_fraction: float) -> Corpus:
@@ -66,19 +72,42 @@ def _load_bytes(patterns: list[str], val_fraction: float) -> Corpus:
     return Corpus(train, val, 256, f"{len(files)} files ({len(train_files)} train, {len(val_files)} validation)")
 
 
-def _load_tokens(train_path: str, val_path: str, vocab_size: int) -> Corpus:
+def _load_prepared(folder: str, vocab_size: int | None, train_path: str | None, val_path: str | None) -> Corpus:
+    """The folder `scalelab data prepare` made: its meta.json gives the files, dtype and vocabulary."""
+    if train_path or val_path:
+        raise ConfigError("data.dir and data.train_path / data.val_path name the data twice: give one or the other")
+    try:
+        prepared = read_prepared(folder)
+    except PrepareError as e:
+        raise ConfigError(f"data.dir: {e}") from None
+    vocab_size = prepared.vocab_size if vocab_size is None else vocab_size
+    if vocab_size < prepared.vocab_size:
+        raise ConfigError(f"data.vocab_size={vocab_size} is smaller than the vocabulary of data.dir={folder} "
+                          f"({prepared.vocab_size}, its meta.json)")
+    train, val = (_token_file("data.dir", str(prepared.splits[s].path), prepared.dtype) for s in ("train", "val"))
+    return Corpus(train, val, vocab_size, f"{folder} ({prepared.dtype.name}, vocabulary {prepared.vocab_size})")
+
+
+def _load_tokens(train_path: str | None, val_path: str | None, vocab_size: int) -> Corpus:
     arrays = []
     for key, path in (("data.train_path", train_path), ("data.val_path", val_path)):
         if not path:
-            raise ConfigError(f"{key} is required with data=tokens: a uint16 .bin file of token ids")
-        if not os.path.isfile(path):
-            raise ConfigError(f"{key}: no such file {path!r}")
-        if os.path.getsize(path) % 2:
-            raise ConfigError(f"{key}: {path!r} is not a uint16 token file (odd size)")
-        if os.path.getsize(path) == 0:
-            raise ConfigError(f"{key}: {path!r} is empty")
-        arrays.append(np.memmap(path, dtype=np.uint16, mode="r"))
+            raise ConfigError(f"{key} is required with data=tokens: a uint16 .bin file of token ids "
+                              "(or give data.dir, a folder made by `scalelab data prepare`)")
+        arrays.append(_token_file(key, path, np.dtype(np.uint16)))
     return Corpus(arrays[0], arrays[1], vocab_size, f"{train_path} + {val_path}")
+
+
+def _token_file(key: str, path: str, dtype: np.dtype) -> np.ndarray:
+    if not os.path.isfile(path):
+        raise ConfigError(f"{key}: no such file {path!r}")
+    size = os.path.getsize(path)
+    if size % dtype.itemsize:
+        raise ConfigError(f"{key}: {path!r} is not a {dtype.name} token file (its size is not a multiple of "
+                          f"{dtype.itemsize})")
+    if size == 0:
+        raise ConfigError(f"{key}: {path!r} is empty")
+    return np.memmap(path, dtype=dtype, mode="r")
 
 
 def windows(tokens: np.ndarray, starts: np.ndarray, context: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -132,6 +132,10 @@ class ScalingLoop:
         if s.transfer and self.plan.job_config.model.get("parametrization") != "mup":
             raise SweepError("loop.transfer=true carries each budget's best learning rate to wider models, "
                              "which holds under µP only: add model.parametrization=mup model.base_width=W")
+        data = self.plan.job_config.data
+        if data.get("vocab_size") is None:  # the study prices its models, which needs the vocabulary
+            raise SweepError(f"data.dir={data.get('dir')}: no readable meta.json gives the vocabulary; make the "
+                             "folder with `scalelab data prepare ... --out DIR`, or set data.vocab_size")
         if s.branches:
             schedule = self.plan.job_config.schedule
             if schedule.name != "wsd" or 0 < schedule.warmup < 1:

@@ -32,6 +32,7 @@ LADDER = ["model.width=8,12,16", "train.tokens=1e4,2e4,4e4"]
     (["hydra.sweeper.loop.branches=true"], "loop.branches=true forks each model size's smaller budgets off its "
                                            "largest run, which needs schedule=wsd"),
     (["hydra.sweeper.loop.branches=true", "schedule=wsd"], "with schedule.warmup a step count"),
+    (["data=tokens", "data.dir=no_such_folder"], "data.dir=no_such_folder: no readable meta.json gives the vocabulary"),
 ])
 def test_bad_study_input_is_one_line_before_any_trial(tmp_path, run_cli, overrides, words):
     out = run_cli("sweeps=ladder", *TINY, *overrides, cwd=tmp_path)

@@ -43,7 +43,7 @@ def test_wheel_install_finds_sweeper_and_presets(tmp_path):
     shutil.copy(ROOT / "pyproject.toml", src / "pyproject.toml")
     readme = ROOT / "README.md"
     (src / "README.md").write_text(readme.read_text() if readme.exists() else "scalelab\n")
-    for folder in ("scalelab", "conf", "sweeps", "platform", "analysis", "hydra_plugins"):
+    for folder in ("scalelab", "conf", "sweeps", "platform", "analysis", "prepare", "hydra_plugins"):
         shutil.copytree(ROOT / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__"))
     pip = [sys.executable, "-m", "pip", "-q"]
     built = subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"),

@@ -1,0 +1,29 @@
+"""Fixtures of the prepare tests: `scalelab data prepare` run in this process."""
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from scalelab.cli import main
+
+sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
+from prepare_helpers import make_documents  # noqa: E402
+
+
+@pytest.fixture
+def documents():
+    return make_documents(40)
+
+
+@pytest.fixture
+def run_prepare(capsys):
+    """`scalelab data prepare ARGS` through the command's own `main` (start-up is most of a
+    subprocess's time; the slow tests run the command itself): exit status, stdout, stderr."""
+
+    def run(*args):
+        code = main(["data", "prepare", *map(str, args)])
+        out = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
+
+    return run

@@ -84,17 +84,22 @@ def main() -> None:
     parser.add_argument("--tokens", type=float, default=1e6)
     parser.add_argument("--out", default="runs/bench_lr_transfer")
     parser.add_argument("--seeds", type=int, default=1, help="runs per grid point, averaged")
+    parser.add_argument("--parametrizations", default="sp,mup",
+                        help="train these only (one process each, in parallel; a last run with both reports)")
     parser.add_argument("overrides", nargs="*", help="more training overrides, e.g. trainer=gpu")
     args = parser.parse_args()
     widths = sorted(int(w) for w in args.widths.split(","))
     out, base = Path(args.out), widths[0]
 
-    for parametrization in ("sp", "mup"):
+    trained = args.parametrizations.split(",")
+    for parametrization in trained:
         start = round(2 * math.log2(1e-2 / 1e-3))  # lr 1e-2
         for width in widths:
             start = walk(lambda k: mean_run(out, parametrization, width, rate(k), args.tokens, base, args.overrides,
                                             f"lr_{k}", args.seeds), start)
 
+    if set(trained) != {"sp", "mup"}:
+        return
     table = load_table(out, quiet=True)  # the completed runs
     grid = table[table["record"].str.contains(f"{os.sep}lr_")]
     optima = transfer.lr_optima(grid)

@@ -33,12 +33,18 @@ def setup(tmp_path):
     return tmp_path, documents
 
 
+def interruptible() -> None:
+    """In the child: Ctrl-C as a terminal gives it. A test worker may ignore SIGINT (pytest-xdist's
+    do), and a child inherits that, as a command started in the background by a script does."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_and_stop(tmp_path: Path, how: signal.Signals) -> tuple[subprocess.CompletedProcess, int]:
     """Start a prepare of the large corpus into `out`; once it writes its token files, send `how`.
     The process' outcome and its pid."""
     process = subprocess.Popen(command(tmp_path / "large", "--out", tmp_path / "out", "--tokenizer",
                                        tmp_path / "tokenizer.json"),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
     scratch = tmp_path / "out" / f".prepare-{process.pid}.tmp"
     deadline = time.monotonic() + 60
     while not (scratch / "train.bin").exists() and process.poll() is None and time.monotonic() < deadline:
@@ -82,7 +88,7 @@ def test_ctrl_c_while_a_bpe_trains_leaves_the_previous_output(setup):
     tmp_path, _ = setup
     before = folder_state(tmp_path / "out")
     process = subprocess.Popen(command(tmp_path / "large", "--out", tmp_path / "out", "--vocab-size", "2000"),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
     while "training a BPE" not in process.stdout.readline():
         assert process.poll() is None, "the prepare ended before it trained"
     time.sleep(1.0)  # into the training: reading the sample, or merging inside the tokenizers library

@@ -148,7 +148,7 @@ def _source_args(p: argparse.ArgumentParser) -> None:
 
 def parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="scalelab", description="Fit, predict and report scaling laws.")
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="prepare")
     f = sub.add_parser("fit", help="fit a law to runs")
     _source_args(f)
     f.add_argument("--law", required=True, choices=["power", "chinchilla", "isoflop", "auto", "hparams"])
@@ -440,7 +440,7 @@ class _DataParser(argparse.ArgumentParser):
 
 def data_parser() -> argparse.ArgumentParser:
     ap = _DataParser(prog="scalelab data", description="Prepare training data.")
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="prepare")
     p = sub.add_parser("prepare", help="text files, jsonl, parquet -> train.bin, val.bin, meta.json",
                        description=PREPARE_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders and globs")

@@ -11,6 +11,8 @@ import time
 import lightning as L
 from tqdm import tqdm
 
+from scalelab.platform.mfu import mfu
+
 log = logging.getLogger(__name__)
 
 
@@ -26,17 +28,16 @@ def _val_loss(trainer) -> float | None:
 class Speed:
     """Tokens per second and, where the devices' peak is known, MFU, from a rate in steps per second."""
 
-    def __init__(self, tokens_per_step: int, flops_per_token: float, peak_flops: float | None):
-        self.tokens_per_step, self.flops_per_token, self.peak_flops = tokens_per_step, flops_per_token, peak_flops
+    def __init__(self, tokens_per_step: int, flops_per_token: float, peak_flops: float | None, devices: int):
+        self.tokens_per_step, self.flops_per_token = tokens_per_step, flops_per_token
+        self.peak_flops, self.devices = peak_flops, devices
 
     def __call__(self, steps_per_second: float | None) -> dict[str, str]:
         if not steps_per_second:
             return {}
         tokens = steps_per_second * self.tokens_per_step
-        speed = {"tok/s": f"{tokens:.3g}"}
-        if self.peak_flops:
-            speed["mfu"] = f"{tokens * self.flops_per_token / self.peak_flops:.1%}"
-        return speed
+        utilisation = mfu(tokens, self.flops_per_token, self.peak_flops, self.devices)
+        return {"tok/s": f"{tokens:.3g}", **({} if utilisation is None else {"mfu": f"{utilisation:.1%}"})}
 
 
 class RunProgressBar(L.Callback):

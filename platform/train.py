@@ -261,7 +261,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, parent: dict | Non
                                                 plan.total_steps))
         trainer = build_trainer(cfg, plan, run_dir, csv_logger(cfg, run_dir), callbacks)
         peak = peak_flops(device_name(trainer.strategy.root_device), cfg.trainer.peak_flops)
-        speed = Speed(plan.tokens_per_step, plan.flops_per_token, peak and peak * trainer.world_size)
+        speed = Speed(plan.tokens_per_step, plan.flops_per_token, peak, trainer.world_size)
         trainer.callbacks.append(RunProgressBar(plan.total_steps, speed) if wants_progress_bar() else
                                  ProgressLog(plan.total_steps, cfg.train.progress_seconds, speed))
         torch.set_num_threads(thread_count(cfg.trainer.threads, trainer.num_devices))

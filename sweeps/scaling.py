@@ -172,8 +172,10 @@ class ScalingLoop:
         sizes: dict[float, list[Point]] = {}
         for p in points:
             sizes.setdefault(p.N, []).append(p)
-        out = [(max(same, key=lambda p: p.D), sorted((p for p in same if p.D < max(q.D for q in same)),
-                                                      key=lambda p: p.D)) for same in sizes.values()]
+        out = []
+        for same in sizes.values():
+            largest = max(same, key=lambda p: p.D)
+            out.append((largest, sorted((p for p in same if p is not largest), key=lambda p: p.D)))
         return sorted(out, key=lambda family: family[0].C)
 
     def _cooldown(self, point: Point) -> float:

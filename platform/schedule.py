@@ -30,16 +30,18 @@ def check_schedule(schedule, total_steps: int) -> None:
 
 def lr_multiplier(schedule, total_steps: int):
     """A function step -> multiplier in [min_lr_ratio, 1] for torch's LambdaLR."""
+    # plain values: the function runs at every step, for every parameter group, and reading a
+    # config node costs more than the arithmetic
     warmup = warmup_steps(schedule.warmup, total_steps)
-    floor = schedule.min_lr_ratio
+    name, floor = schedule.name, schedule.min_lr_ratio
     decay_start = max(warmup, int(round((1 - schedule.decay_fraction) * total_steps)))
 
     def multiplier(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        if schedule.name == "constant":
+        if name == "constant":
             return 1.0
-        if schedule.name == "cosine":
+        if name == "cosine":
             progress = (step - warmup) / max(1, total_steps - warmup)
             return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
         if step < decay_start:  # wsd: stable at the peak, then a linear decay

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import wandb
 
 from scalelab.analysis.dashboards import DashboardSpec
 from scalelab.analysis.errors import AnalysisError
@@ -179,6 +180,7 @@ def test_report_writes_files_and_offline_wandb_run(capsys, tmp_path, monkeypatch
     fits = json.loads((out_dir / "fits.json").read_text())
     assert {"chinchilla", "hparams_near-best", "hparams_surface"} <= set(fits)
     # the analysis run, under the report folder: named, grouped, its runs named, fits as a Table
+    wandb.teardown()  # the file is complete once W&B's service has stopped (finish() may leave it unflushed)
     [folder] = find_runs(out_dir)
     run = read_run(folder)
     assert (run.name, run.group, run.job_type) == ("analysis of runs", "ladder", "analysis")

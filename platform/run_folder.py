@@ -12,6 +12,10 @@ Running a command again with the same `hydra.run.dir` continues what the folder 
 `train.fresh_start=true` discards the folder's earlier run (checkpoint, record, id, remembered
 config) and starts a new one there. Settings that change only where results go or how the run
 is watched (`IGNORED`) may differ.
+
+A folder written by an earlier version of scalelab lacks the settings added since: each counts
+as its default, which is how that run trained. `train.precision=auto` compares as the precision
+it means on this machine, so a run started with an explicit `32-true` resumes under `auto` on a CPU.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from scalelab import record as rec
+from scalelab.conf.schema import RunConfig
 from scalelab.platform.errors import ConfigError
 
 RUN_ID_FILE = ".run_id"
@@ -33,6 +38,7 @@ FINISHED = ("completed", "diverged", "pruned")
 # Settings that do not change what is trained.
 IGNORED = ("logger.", "trial.", "train.keep_checkpoint", "train.fresh_start", "train.progress_seconds",
            "trainer.threads", "trainer.peak_flops")
+DEFAULTS = rec.flatten(OmegaConf.to_container(OmegaConf.structured(RunConfig), enum_to_str=True))
 
 
 def run_id_for(run_dir: Path) -> str:
@@ -47,9 +53,13 @@ def run_id_for(run_dir: Path) -> str:
     return run_id
 
 
-def differences(started: dict, now: dict) -> list[str]:
-    """`key: old -> new` for each setting that differs between two configs, `IGNORED` aside."""
-    old, new = rec.flatten(started), rec.flatten(now)
+def differences(started: dict, now: dict, precision: str) -> list[str]:
+    """`key: old -> new` for each setting that differs between two configs, `IGNORED` aside; a
+    setting `started` lacks is its default, and `train.precision=auto` is `precision`."""
+    old, new = {**DEFAULTS, **rec.flatten(started)}, rec.flatten(now)
+    for side in (old, new):
+        if side.get("train.precision") == "auto":
+            side["train.precision"] = precision
     keys = sorted(k for k in old.keys() | new.keys() if not k.startswith(IGNORED) and old.get(k) != new.get(k))
     return [f"{k}: {old.get(k)} -> {new.get(k)}" for k in keys]
 
@@ -62,9 +72,10 @@ def _finished_record(run_dir: Path) -> Optional[dict]:
     return record if record.get("status") in FINISHED else None
 
 
-def open_run_folder(run_dir: Path, config: dict, fresh_start: bool = False) -> Optional[dict]:
-    """Check that `config` may run in `run_dir` (see the module docstring); the finished
-    record when there is nothing left to do. Raises ConfigError when the settings differ."""
+def open_run_folder(run_dir: Path, config: dict, precision: str, fresh_start: bool = False) -> Optional[dict]:
+    """Check that `config` may run in `run_dir` (see the module docstring), `precision` being
+    what `train.precision` resolves to here; the finished record when there is nothing left to
+    do. Raises ConfigError when the settings differ."""
     if fresh_start:
         if rank_zero_only.rank == 0:
             shutil.rmtree(run_dir / CHECKPOINT.parent, ignore_errors=True)
@@ -74,7 +85,7 @@ def open_run_folder(run_dir: Path, config: dict, fresh_start: bool = False) -> O
     finished = _finished_record(run_dir)
     config_file = run_dir / CONFIG_FILE
     if (finished or (run_dir / CHECKPOINT).exists()) and config_file.exists():
-        changed = differences(json.loads(config_file.read_text()), config)
+        changed = differences(json.loads(config_file.read_text()), config, precision)
         if changed:
             what = "a finished run" if finished else "an unfinished run (its checkpoint)"
             raise ConfigError(f"{run_dir} holds {what} started with other settings ({'; '.join(changed)}); "

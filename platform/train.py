@@ -190,7 +190,8 @@ def precision(cfg: DictConfig) -> str:
         return chosen
     accelerator = cfg.trainer.accelerator
     if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+        # (a GPU asked for where none is visible is refused by plan_run, which names it)
+        return "16-mixed" if torch.cuda.is_available() and not torch.cuda.is_bf16_supported() else "bf16-mixed"
     return "32-true"
 
 
@@ -234,7 +235,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, parent: dict | Non
     hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
     run_dir = Path(run_dir or hydra_cfg.runtime.output_dir)
     config = resolved(cfg)
-    finished = open_run_folder(run_dir, config, cfg.train.fresh_start)
+    finished = open_run_folder(run_dir, config, precision(cfg), cfg.train.fresh_start)
     if finished is not None:
         log.info("%s already holds a %s run (record: %s); nothing to do (train.fresh_start=true trains it again)",
                  run_dir, finished["status"], run_dir / rec.FILE_NAME)

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from scalelab.platform.errors import ConfigError
-from scalelab.platform.run_folder import CHECKPOINT, run_id_for
+from scalelab.platform.run_folder import CHECKPOINT, CONFIG_FILE, run_id_for
 from scalelab.platform.train import train
 from scalelab.record import read
 
@@ -86,6 +86,21 @@ def test_an_unfinished_run_resumes_only_with_its_own_settings(make_cfg, tmp_path
         train(make_cfg("train.seed=5"), run_dir=tmp_path)
     assert (tmp_path / CHECKPOINT).exists()
     assert train(make_cfg(), run_dir=tmp_path) == loss  # the same settings resume it
+    assert read(tmp_path)["status"] == "completed"
+
+
+def test_a_folder_from_an_earlier_version_resumes_with_the_settings_added_since_at_their_defaults(make_cfg,
+                                                                                                   tmp_path):
+    # what an earlier version remembered: no train.compile, no trainer.num_nodes, precision explicit
+    loss = train(make_cfg("train.keep_checkpoint=true"), run_dir=tmp_path)
+    (tmp_path / "run.json").unlink()  # killed after its last checkpoint
+    remembered = json.loads((tmp_path / CONFIG_FILE).read_text())
+    del remembered["train"]["compile"], remembered["trainer"]["num_nodes"]
+    remembered["train"]["precision"] = "32-true"  # the earlier default; `auto` on a CPU
+    (tmp_path / CONFIG_FILE).write_text(json.dumps(remembered))
+    with pytest.raises(ConfigError, match=r"started with other settings \(trainer.num_nodes: 1 -> 2\)"):
+        train(make_cfg("trainer.num_nodes=2"), run_dir=tmp_path)  # an added setting away from its default
+    assert train(make_cfg(), run_dir=tmp_path) == loss
     assert read(tmp_path)["status"] == "completed"
 
 

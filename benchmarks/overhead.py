@@ -1,8 +1,9 @@
 """Platform overhead: the same model, data and steps trained through `scalelab train` and through
 a bare PyTorch loop, side by side in one process, rounds interleaved. Three ratios of throughput
-over the whole of Trainer.fit (evaluations included):
+over the whole of Trainer.fit (evaluations included), each the median of the rounds' own ratios:
 
-- platform / bare loop, the platform evaluating 4,096 tokens at the start and the end (>= 0.95);
+- platform / bare loop (timed from the end of its first step), the platform evaluating 4,096
+  tokens at the start and the end (>= 0.95);
 - W&B offline / logger=none (target >= 0.97): what logging tokens, FLOPs and losses costs;
 - the default ten evaluations / only the first and the final, on the default held-out set
   (target >= 0.95): what a curve of ten points costs;
@@ -17,7 +18,11 @@ and the MFU of each: model FLOPs per second (`scalelab.record.flops_per_token`) 
 device's peak (`platform/mfu.py`).
 
     .venv/bin/python benchmarks/overhead.py [--steps 200] [--rounds 3]
-    .venv/bin/python benchmarks/overhead.py --gpu [--presets gpt_10m gpt_100m] [--gpu-steps 100]
+    .venv/bin/python benchmarks/overhead.py --gpu [--presets gpt_10m gpt_100m] [--gpu-steps 100] [--rounds 3]
+        [--trace DIR]
+
+`--host` measures instead, on the CPU, the platform's host work per step beyond the bare loop's
+(`host_main`): what a GPU waits for at each step when its own work is shorter.
 """
 from __future__ import annotations
 
@@ -45,28 +50,42 @@ from scalelab.record import read  # noqa: E402
 GPU_PRESETS = ("gpt_10m", "gpt_25m", "gpt_50m", "gpt_100m")
 
 
-def bare_loop(cfg, steps: int) -> float:
-    """Tokens per second of a plain PyTorch loop doing the same work as the platform's steps."""
+def bare_loop(cfg, steps: int, device: torch.device) -> float:
+    """Tokens per second of a plain PyTorch loop doing the platform's steps with its settings on
+    `device` (on a GPU: bf16 autocast, fused AdamW, pinned batches copied without blocking, no
+    host read), timed from the end of its first step (warm-up, compilation) to its last."""
+    cuda = device.type == "cuda"
     corpus = load_corpus(cfg.data)
     m, t, o = cfg.model, cfg.train, cfg.optim
     L.seed_everything(t.seed, verbose=False)
-    model = GPT(GPTShape(m.width, m.depth, m.heads, m.context, corpus.vocab_size))
+    model = GPT(GPTShape(m.width, m.depth, m.heads, m.context, corpus.vocab_size, init_std=m.init_std)).to(device)
+    if t.compile:
+        torch._dynamo.reset()  # as the platform does for each run
+        model.compile()
     batches = TrainBatches(corpus.train, t.batch_size, m.context, t.seed, [steps])
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": o.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}],
-                                  lr=o.lr, betas=tuple(o.betas), eps=o.eps)
+    groups = [{**g, "lr": o.lr * g.pop("lr_scale")} for g in model.optimizer_groups(o.weight_decay)]
+    optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps, fused=cuda)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(cfg.schedule, steps))
-    started = time.perf_counter()
     for step in range(steps):
-        loss = model.loss(*batches.batch(step))
+        if step == 1:
+            started = synchronized(device)
+        inputs, targets = batches.batch(step)
+        if cuda:
+            inputs, targets = (x.pin_memory().to(device, non_blocking=True) for x in (inputs, targets))
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            loss = model.loss(inputs, targets)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-    return steps * t.batch_size * m.context / (time.perf_counter() - started)
+    return (steps - 1) * t.batch_size * m.context / (synchronized(device) - started)
+
+
+def synchronized(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 def platform_run(overrides: list[str], run_dir: Path) -> tuple[float, float]:
@@ -96,41 +115,67 @@ def platform_run(overrides: list[str], run_dir: Path) -> tuple[float, float]:
     return read(run_dir)["metrics"]["tokens_seen"] / fit_seconds[0], total - fit_seconds[0]
 
 
-def bare_gpu_loop(cfg, steps: int) -> float:
-    """Tokens per second of a plain PyTorch loop with the platform's GPU settings: bf16 autocast,
-    fused AdamW, pinned batches copied without blocking, no host read; after its first step."""
-    device = torch.device("cuda")
-    corpus = load_corpus(cfg.data)
-    m, t, o = cfg.model, cfg.train, cfg.optim
-    L.seed_everything(t.seed, verbose=False)
-    model = GPT(GPTShape(m.width, m.depth, m.heads, m.context, corpus.vocab_size, init_std=m.init_std)).to(device)
-    if t.compile:
-        torch._dynamo.reset()  # as the platform does for each run
-        model.compile()
-    batches = TrainBatches(corpus.train, t.batch_size, m.context, t.seed, [steps])
-    groups = [{**g, "lr": o.lr * g.pop("lr_scale")} for g in model.optimizer_groups(o.weight_decay)]
-    optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps, fused=True)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(cfg.schedule, steps))
-    for step in range(steps):
-        if step == 1:
-            torch.cuda.synchronize()
-            started = time.perf_counter()
-        inputs, targets = (x.pin_memory().to(device, non_blocking=True) for x in batches.batch(step))
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = model.loss(inputs, targets)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-    torch.cuda.synchronize()
-    return (steps - 1) * t.batch_size * m.context / (time.perf_counter() - started)
+def side_by_side(cfg, steps: int, device: torch.device, rounds: int, folder: Path) -> tuple[list[float], list[dict]]:
+    """The bare loop's tokens per second and the platform's records, round by round, the two
+    taking turns to go first (so the device's clocks and caches favour neither)."""
+    bare, records = [], []
+    for i in range(rounds):
+        run_dir = folder / str(i)
+        if i % 2:
+            train(cfg, run_dir=run_dir)
+        bare.append(bare_loop(cfg, steps, device))
+        if not i % 2:
+            train(cfg, run_dir=run_dir)
+        records.append(read(run_dir))
+    return bare, records
+
+
+def host_main(args) -> None:
+    """The platform's host work per step: a model so small (one layer, 8 wide, 2 sequences of 8
+    tokens) that a step is almost all Python and dispatch, which is what a GPU waits for when
+    its own work per step is short."""
+    with initialize_config_module(config_module="scalelab.conf", version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[
+            "model.width=8", "model.depth=1", "model.heads=1", "model.context=8", "train.batch_size=2",
+            f"train.tokens={args.steps * 16}", "train.evals=1", "train.eval_tokens=64", "logger=none"])
+    with tempfile.TemporaryDirectory() as tmp:
+        bare, records = side_by_side(cfg, args.steps, torch.device("cpu"), args.rounds, Path(tmp))
+    bare_us = [16 / b * 1e6 for b in bare]
+    platform_us = [16 / r["metrics"]["tokens_per_second"] * 1e6 for r in records]
+    print(f"host work per step, {args.steps} steps, torch threads={torch.get_num_threads()}, median of "
+          f"{args.rounds} rounds: bare loop {statistics.median(bare_us):.0f} us, scalelab train "
+          f"{statistics.median(platform_us):.0f} us, difference {statistics.median(platform_us) - statistics.median(bare_us):.0f} us "
+          f"(rounds: {', '.join(f'{p - b:.0f}' for p, b in zip(platform_us, bare_us))})")
+
+
+def trace(cfg, steps: int, device: torch.device, folder: Path) -> None:
+    """Profile `steps` steps of each loop (torch.profiler, a Chrome trace each in `folder`) and
+    print per step what costs the host: CUDA runtime calls by kind (a synchronisation, a copy or a
+    pinned allocation stalls the queue) and the operators with the most CPU time."""
+    cfg = cfg.copy()
+    cfg.train.tokens = steps * cfg.train.batch_size * cfg.model.context
+    activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA]
+                                                         if device.type == "cuda" else [])
+    for name, run in (("bare", lambda: bare_loop(cfg, steps, device)),
+                      ("platform", lambda: train(cfg, run_dir=folder / "platform_run"))):
+        with torch.profiler.profile(activities=activities) as profile:
+            run()
+        profile.export_chrome_trace(str(folder / f"{name}.json"))
+        events = profile.key_averages()
+        runtime = {e.key: e.count / steps for e in events if e.key.startswith(("cuda", "cu")) and e.count >= steps / 10}
+        print(f"{name}: CUDA runtime calls per step (set-up included): " + (", ".join(f"{k} {v:.1f}" for k, v in
+                                                                   sorted(runtime.items(), key=lambda kv: -kv[1]))
+                                                         or "none (no CUDA)"))
+        print(events.table(sort_by="self_cpu_time_total", row_limit=12))
+    print(f"Chrome traces: {folder}/bare.json, {folder}/platform.json (chrome://tracing, ui.perfetto.dev)")
 
 
 def gpu_main(args) -> None:
-    peak = peak_flops(device_name(torch.device("cuda")))
+    device = torch.device("cuda")
+    peak = peak_flops(device_name(device))
     print(f"{torch.cuda.get_device_name()}: peak {peak:.3g} FLOP/s (bf16, dense); torch {torch.__version__}; "
-          f"{args.gpu_steps} steps per run, batch 32 sequences of each preset's context")
+          f"{args.gpu_steps} steps per run, batch 32 sequences of each preset's context; median of "
+          f"{args.rounds} rounds, which of the two runs first alternating")
     print(f"{'preset':<10} {'N':>6} {'compile':>7} {'bare tok/s':>12} {'platform tok/s':>15} {'ratio':>6} "
           f"{'MFU bare':>8} {'MFU platform':>12} {'compile s':>9}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -141,22 +186,25 @@ def gpu_main(args) -> None:
                         f"model={preset}", "trainer=gpu", f"train.compile={compiled}", "train.batch_size=32",
                         "train.evals=1", "train.eval_tokens=16384", "logger=none"])
                     cfg.train.tokens = args.gpu_steps * 32 * cfg.model.context
-                bare = bare_gpu_loop(cfg, args.gpu_steps)
-                run_dir = Path(tmp) / f"{preset}_{compiled}"
-                train(cfg, run_dir=run_dir)
-                r = read(run_dir)
-                platform, per_token = r["metrics"]["tokens_per_second"], r["scale"]["flops_per_token"]
-                compile_seconds = r["metrics"]["compile_seconds"]
-                print(f"{preset:<10} {r['scale']['N'] / 1e6:>5.1f}M {str(compiled):>7} {bare:>12,.0f} "
-                      f"{platform:>15,.0f} {platform / bare:>6.3f} {bare * per_token / peak:>8.1%} "
-                      f"{r['metrics']['mfu']:>12.1%} {'-' if compile_seconds is None else f'{compile_seconds:.1f}':>9}",
+                bare, records = side_by_side(cfg, args.gpu_steps, device, args.rounds, Path(tmp) / f"{preset}_{compiled}")
+                r = records[0]
+                platform = statistics.median(x["metrics"]["tokens_per_second"] for x in records)
+                bare_median, per_token = statistics.median(bare), r["scale"]["flops_per_token"]
+                compile_seconds = statistics.median(x["metrics"]["compile_seconds"] or 0 for x in records)
+                print(f"{preset:<10} {r['scale']['N'] / 1e6:>5.1f}M {str(compiled):>7} {bare_median:>12,.0f} "
+                      f"{platform:>15,.0f} {platform / bare_median:>6.3f} {bare_median * per_token / peak:>8.1%} "
+                      f"{platform * per_token / peak:>12.1%} {f'{compile_seconds:.1f}' if compiled else '-':>9}",
                       flush=True)
                 if preset == args.presets[0] and not compiled:  # what a host read at every step would cost
                     cfg.train.log_every = 1
-                    train(cfg, run_dir=run_dir.with_name("every_step"))
-                    every = read(run_dir.with_name("every_step"))["metrics"]["tokens_per_second"]
+                    train(cfg, run_dir=Path(tmp) / "every_step")
+                    every = read(Path(tmp) / "every_step")["metrics"]["tokens_per_second"]
                     print(f"{'':<10} {'':>6} {'':>7} divergence check read every step (train.log_every=1): "
                           f"{every:,.0f} tok/s, {every / platform:.3f} of every 10 steps", flush=True)
+                    cfg.train.log_every = 10
+                    if args.trace:
+                        args.trace.mkdir(parents=True, exist_ok=True)
+                        trace(cfg, 30, device, args.trace)
 
 
 def main() -> None:
@@ -166,7 +214,12 @@ def main() -> None:
     parser.add_argument("--gpu", action=argparse.BooleanOptionalAction, default=torch.cuda.is_available())
     parser.add_argument("--presets", nargs="+", default=list(GPU_PRESETS))
     parser.add_argument("--gpu-steps", type=int, default=100)
+    parser.add_argument("--host", action="store_true", help="the platform's host work per step (see host_main)")
+    parser.add_argument("--trace", type=Path, help="with --gpu: profile 30 steps of each loop of the first preset, "
+                                                   "uncompiled, into this folder (see trace)")
     args = parser.parse_args()
+    if args.host:
+        return host_main(args)
     if args.gpu:
         return gpu_main(args)
 
@@ -187,13 +240,11 @@ def main() -> None:
     bare, tps, startup = [], {name: [] for name in variants}, {name: [] for name in variants}
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.rounds):  # interleaved, so drifts in machine load hit all alike
-            bare.append(bare_loop(cfg, args.steps))
+            bare.append(bare_loop(cfg, args.steps, torch.device("cpu")))
             for name, overrides in variants.items():
                 t, start = platform_run(overrides, Path(tmp) / f"{name}{i}")
                 tps[name].append(t)
                 startup[name].append(start)
-    med = {name: statistics.median(v) for name, v in tps.items()}
-    b = statistics.median(bare)
     print(f"model gpt_s: N = {n_params:,} non-embedding parameters; {args.steps} steps of {tokens_per_step} "
           f"tokens; torch threads={torch.get_num_threads()}; {args.rounds} rounds")
 
@@ -206,9 +257,17 @@ def main() -> None:
     line("scalelab train, logger=wandb (offline)", tps["wandb"])
     line("default held-out set, first and final only", tps["two"])
     line("default held-out set, ten evaluations", tps["curve"])
-    print(f"ratio platform/bare          : {med['none'] / b:.3f}   (target >= 0.95)")
-    print(f"ratio W&B offline/logger=none: {med['wandb'] / med['none']:.3f}   (target >= 0.97)")
-    print(f"ratio ten evaluations/two    : {med['curve'] / med['two']:.3f}   (target >= 0.95)")
+
+    def ratio(label: str, over: list[float], under: list[float], target: float) -> None:
+        """The median of each round's own ratio: the two runs of a round are next to each other
+        in time, so a drift in the machine's speed between rounds cancels."""
+        ratios = [a / b for a, b in zip(over, under)]
+        print(f"ratio {label:<24}: {statistics.median(ratios):.3f}   (target >= {target}; rounds: "
+              f"{', '.join(f'{r:.3f}' for r in ratios)})")
+
+    ratio("platform/bare", tps["none"], bare, 0.95)
+    ratio("W&B offline/logger=none", tps["wandb"], tps["none"], 0.97)
+    ratio("ten evaluations/two", tps["curve"], tps["two"], 0.95)
     print(f"start-up beyond imports (compose, build, logger, record): logger=none "
           f"{statistics.median(startup['none']):.2f} s, W&B {statistics.median(startup['wandb']):.2f} s "
           f"(first W&B run in the process {startup['wandb'][0]:.2f} s; target < 3 s)")

@@ -90,7 +90,8 @@ class LanguageModelTask(L.LightningModule):
             self.timed_seconds = self._synchronized() - self._timed_from - (self.eval_seconds - self._eval_before)
 
     def _synchronized(self) -> float:
-        """The time once the device has done the work queued so far (twice a run: no cost)."""
+        """The time once the device has done the work queued so far (at the timer's ends and where
+        an evaluation starts, which waits for its own result anyway: no cost)."""
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         return time.perf_counter()
@@ -156,7 +157,7 @@ class LanguageModelTask(L.LightningModule):
                                "eval_tokens": self.held_out.curve_tokens})
 
     def on_validation_epoch_start(self) -> None:
-        self._val_started = time.perf_counter()
+        self._val_started = self._synchronized()  # the training steps queued before it are training time
         self._sums = torch.zeros(4, device=self.device)
 
     def validation_step(self, batch, batch_idx):

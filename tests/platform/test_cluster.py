@@ -191,23 +191,33 @@ def check_one_world_of_two(tasks: dict[int, SimpleNamespace], run_dir: Path, fin
         assert task.returned == pytest.approx(final_loss, rel=1e-6)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("processes", [["trainer.devices=2"], ["trainer.devices=1", "trainer.num_nodes=2"]],
-                         ids=["2_devices", "2_nodes"])
-def test_a_two_task_job_is_one_data_parallel_run_and_one_record(make_cfg, no_launcher, tmp_path, processes):
-    """`scalelab train -m hydra/launcher=submitit_local hydra.launcher.tasks_per_node=2 ...`: the two
-    tasks are the two processes of one run (each takes half of every batch, so the losses match a
-    one-process run) in one folder, with one record and one W&B run."""
-    one = train(make_cfg(), run_dir=tmp_path / "one")
-    sweep = tmp_path / "sweep"
-    scalelab_train(tmp_path, "-m", *TWO_TASKS, *processes, *make_cfg.tiny, "logger=wandb", f"hydra.sweep.dir={sweep}",
-                   WANDB_MODE="offline", WANDB_SILENT="true")
+# the run of every two-task job here: long enough to be killed after its first checkpoint
+JOB_RUN = ["model.width=16", "model.depth=1", "model.heads=2", "model.context=32", "train.batch_size=8",
+           "train.eval_tokens=2048", "train.tokens=4e4", "train.eval_every=40"]
 
+
+@pytest.fixture(scope="module")
+def two_task_job(tmp_path_factory):
+    """`scalelab train -m hydra/launcher=submitit_local hydra.launcher.tasks_per_node=2
+    trainer.devices=2 ...`, W&B offline: its sweep folder."""
+    sweep = tmp_path_factory.mktemp("two_task_job") / "sweep"
+    scalelab_train(sweep.parent, "-m", *TWO_TASKS, "trainer.devices=2", *JOB_RUN, "logger=wandb",
+                   f"hydra.sweep.dir={sweep}", WANDB_MODE="offline", WANDB_SILENT="true")
+    return sweep
+
+
+@pytest.mark.slow
+def test_a_two_task_job_is_one_data_parallel_run_and_one_record(make_cfg, no_launcher, tmp_path, two_task_job):
+    """The two tasks are the two processes of one run (each takes half of every batch, so the
+    losses match a one-process run) in one folder, with one record and one W&B run."""
+    one = train(make_cfg(*JOB_RUN, "logger=none", tiny=False), run_dir=tmp_path / "one")
+    sweep = two_task_job
     assert sorted(p.name for p in sweep.iterdir()) == [".submitit", "0", "multirun.yaml"]
     assert list(sweep.rglob("run.json")) == [sweep / "0" / "run.json"]
     r = read(sweep / "0")
     assert r["status"] == "completed" and r["metrics"]["steps"] == read(tmp_path / "one")["metrics"]["steps"]
-    assert r["metrics"]["final_val_loss"] == pytest.approx(one, rel=1e-3)
+    # two processes add the gradients in another order: a drift of about 0.15% after these 156 steps
+    assert r["metrics"]["final_val_loss"] == pytest.approx(one, rel=5e-3)
     assert r["run_id"] == (sweep / "0" / ".run_id").read_text()
     assert not (sweep / "0" / "checkpoints").exists()
     (wandb_run,) = (sweep / "0" / "wandb").glob("offline-run-*")  # rank 0's alone
@@ -243,13 +253,12 @@ def test_a_sweep_whose_trials_are_two_process_jobs(make_cfg, no_launcher, tmp_pa
 
 
 @pytest.mark.slow
-def test_a_killed_two_task_job_resumes_when_run_again(make_cfg, no_launcher, tmp_path):
-    """A node lost (every process killed), then the same command: the run resumes from its
-    checkpoint to the very loss of an uninterrupted run of two processes (Lightning's own)."""
-    run = [*make_cfg.tiny, "train.tokens=4e4", "train.eval_every=40", "trainer.devices=2"]
-    scalelab_train(tmp_path, *run, "trainer.strategy=ddp", f"hydra.run.dir={tmp_path / 'whole'}")
+def test_a_killed_two_node_job_resumes_when_run_again(no_launcher, tmp_path, two_task_job):
+    """Two nodes of one process each, every process killed (a node lost), then the same command:
+    the run resumes from its checkpoint to the very loss of the uninterrupted job of two processes."""
     sweep = tmp_path / "sweep"
-    args = ["-m", *TWO_TASKS, *run, f"hydra.sweep.dir={sweep}"]
+    args = ["-m", *TWO_TASKS, "trainer.devices=1", "trainer.num_nodes=2", *JOB_RUN, "logger=none",
+            f"hydra.sweep.dir={sweep}"]
     proc = subprocess.Popen([sys.executable, "-m", "scalelab", "train", *args], cwd=tmp_path, env=job_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     checkpoint = sweep / "0" / "checkpoints" / "last.ckpt"
@@ -272,10 +281,13 @@ def test_a_killed_two_task_job_resumes_when_run_again(make_cfg, no_launcher, tmp
     r = read(sweep / "0")
     assert r["status"] == "completed" and r["run_id"] == run_id  # the same run, resumed
     assert "resuming" in (sweep / "0" / "train.log").read_text()
-    assert r["metrics"]["final_val_loss"] == pytest.approx(read(tmp_path / "whole")["metrics"]["final_val_loss"],
+    assert r["metrics"]["final_val_loss"] == pytest.approx(read(two_task_job / "0")["metrics"]["final_val_loss"],
                                                            rel=1e-5)
     assert r["metrics"]["steps"] == int(4e4 // (8 * 32)) and r["curve"][0]["step"] == 0
     assert list(sweep.rglob("run.json")) == [sweep / "0" / "run.json"]
+    resumed = [tasks for tasks in job_tasks(sweep / ".submitit") if tasks]  # the killed job left no results
+    assert len(resumed) == 1
+    check_one_world_of_two(resumed[0], sweep / "0", r["metrics"]["final_val_loss"])
 
 
 @pytest.mark.slow

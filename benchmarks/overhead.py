@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import tempfile
 import time
@@ -48,6 +49,7 @@ from scalelab.platform.train import device_name, train  # noqa: E402
 from scalelab.record import read  # noqa: E402
 
 GPU_PRESETS = ("gpt_10m", "gpt_25m", "gpt_50m", "gpt_100m")
+RUNTIME_CALL = re.compile(r"cu(da)?[A-Z]")  # cudaStreamSynchronize, cuLaunchKernel; not a cutlass kernel
 
 
 def bare_loop(cfg, steps: int, device: torch.device) -> float:
@@ -162,7 +164,7 @@ def trace(cfg, steps: int, device: torch.device, folder: Path) -> None:
             run()
         profile.export_chrome_trace(str(folder / f"{name}.json"))
         events = profile.key_averages()
-        runtime = {e.key: e.count / steps for e in events if e.key.startswith(("cuda", "cu")) and e.count >= steps / 10}
+        runtime = {e.key: e.count / steps for e in events if RUNTIME_CALL.match(e.key) and e.count >= steps / 10}
         print(f"{name}: CUDA runtime calls per step (set-up included): " + (", ".join(f"{k} {v:.1f}" for k, v in
                                                                    sorted(runtime.items(), key=lambda kv: -kv[1]))
                                                          or "none (no CUDA)"))

@@ -152,22 +152,32 @@ def host_main(args) -> None:
 
 def trace(cfg, steps: int, device: torch.device, folder: Path) -> None:
     """Profile `steps` steps of each loop (torch.profiler, a Chrome trace each in `folder`) and
-    print per step what costs the host: CUDA runtime calls by kind (a synchronisation, a copy or a
+    print per step: the wall time against the time the GPU was busy (a GPU idle for part of each
+    step waits for the host), the CUDA runtime calls by name (a synchronisation, a copy or a
     pinned allocation stalls the queue) and the operators with the most CPU time."""
     cfg = cfg.copy()
     cfg.train.tokens = steps * cfg.train.batch_size * cfg.model.context
+    tokens_per_step = cfg.train.batch_size * cfg.model.context
     activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA]
                                                          if device.type == "cuda" else [])
-    for name, run in (("bare", lambda: bare_loop(cfg, steps, device)),
-                      ("platform", lambda: train(cfg, run_dir=folder / "platform_run"))):
+
+    def platform() -> float:
+        train(cfg, run_dir=folder / "platform_run")
+        return read(folder / "platform_run")["metrics"]["tokens_per_second"]
+
+    for name, run in (("bare", lambda: bare_loop(cfg, steps, device)), ("platform", platform)):
         with torch.profiler.profile(activities=activities) as profile:
-            run()
+            tokens_per_second = run()
         profile.export_chrome_trace(str(folder / f"{name}.json"))
         events = profile.key_averages()
+        # a kernel's own time; torch before 2.4 names it cuda, later device
+        busy = sum(getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
+                   for e in events if e.device_type == torch.autograd.DeviceType.CUDA) / steps / 1e3
+        wall = tokens_per_step / tokens_per_second * 1e3
         runtime = {e.key: e.count / steps for e in events if RUNTIME_CALL.match(e.key) and e.count >= steps / 10}
-        print(f"{name}: CUDA runtime calls per step (set-up included): " + (", ".join(f"{k} {v:.1f}" for k, v in
-                                                                   sorted(runtime.items(), key=lambda kv: -kv[1]))
-                                                         or "none (no CUDA)"))
+        print(f"{name}: {wall:.2f} ms per step (profiled), GPU busy {busy:.2f} ms ({busy / wall:.0%}; set-up and "
+              f"evaluations included); CUDA runtime calls per step: "
+              + (", ".join(f"{k} {v:.1f}" for k, v in sorted(runtime.items(), key=lambda kv: -kv[1])) or "none"))
         print(events.table(sort_by="self_cpu_time_total", row_limit=12))
     print(f"Chrome traces: {folder}/bare.json, {folder}/platform.json (chrome://tracing, ui.perfetto.dev)")
 

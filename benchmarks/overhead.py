@@ -219,13 +219,22 @@ def gpu_main(args) -> None:
                         trace(cfg, 30, device, args.trace)
 
 
+def at_least(low: int):
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text} is below {low}")
+        return value
+    return parse
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=at_least(2), default=200)  # the first step is not timed
+    parser.add_argument("--rounds", type=at_least(1), default=3)
     parser.add_argument("--gpu", action=argparse.BooleanOptionalAction, default=torch.cuda.is_available())
-    parser.add_argument("--presets", nargs="+", default=list(GPU_PRESETS))
-    parser.add_argument("--gpu-steps", type=int, default=100)
+    parser.add_argument("--presets", nargs="+", choices=GPU_PRESETS, default=list(GPU_PRESETS))
+    parser.add_argument("--gpu-steps", type=at_least(2), default=100)
     parser.add_argument("--host", action="store_true", help="the platform's host work per step (see host_main)")
     parser.add_argument("--trace", type=Path, help="with --gpu: profile 30 steps of each loop of the first preset, "
                                                    "uncompiled, into this folder (see trace)")

@@ -157,6 +157,7 @@ def trace(cfg, steps: int, device: torch.device, folder: Path) -> None:
     pinned allocation stalls the queue) and the operators with the most CPU time."""
     cfg = cfg.copy()
     cfg.train.tokens = steps * cfg.train.batch_size * cfg.model.context
+    cfg.train.fresh_start = True  # a folder traced before is traced again
     tokens_per_step = cfg.train.batch_size * cfg.model.context
     activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA]
                                                          if device.type == "cuda" else [])

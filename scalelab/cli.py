@@ -83,6 +83,11 @@ def train(args: list[str]) -> int:
             raise
         print(f"scalelab: error: {hydra_error_line(e)}", file=sys.stderr)
         return 2
+    except ValueError as e:
+        if not str(e).startswith("Only one of --run"):  # Hydra's check of its flags (-m with --cfg)
+            raise
+        print(f"scalelab: error: {e}", file=sys.stderr)
+        return 2
     finally:
         if full_error is None:
             os.environ.pop("HYDRA_FULL_ERROR", None)

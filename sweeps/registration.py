@@ -6,6 +6,11 @@ In an installed scalelab (a wheel or an editable install), Hydra's plugin scan i
 also registers the class itself, for code run from a checkout that is not installed, and is
 what `scalelab train` calls; the presets live outside `conf/`, so each is stored in the
 ConfigStore under the group `sweeps`. Both functions may be called any number of times.
+
+A preset's `hydra.sweeper.sampler` is stored as an option of the sampler group, under the
+preset's name, and the preset chooses it: a sampler named on the command line
+(`sweeps=ladder hydra/sweeper/sampler=random`) then replaces the preset's whole, where values
+set in the preset itself (TPE's `n_startup_trials`) would not fit another sampler's config.
 """
 from __future__ import annotations
 
@@ -35,9 +40,13 @@ def store_configs() -> None:
         cs.store(group=samplers.GROUP, name=name, node=node, provider="scalelab")
     for entry in sorted(resources.files("scalelab.sweeps").iterdir(), key=lambda p: p.name):
         if entry.name.endswith(".yaml"):
-            node = OmegaConf.create(entry.read_text())
-            cs.store(group="sweeps", name=entry.name[: -len(".yaml")], node=node,
-                     package="_global_", provider="scalelab")
+            name, node = entry.name[: -len(".yaml")], OmegaConf.create(entry.read_text())
+            sampler = OmegaConf.select(node, "hydra.sweeper.sampler")
+            if sampler is not None:
+                cs.store(group=samplers.GROUP, name=name, node=sampler, provider="scalelab")
+                del node.hydra.sweeper["sampler"]
+                node.defaults.append({f"override /{samplers.GROUP}": name})
+            cs.store(group="sweeps", name=name, node=node, package="_global_", provider="scalelab")
     _stored = True
 
 

@@ -227,6 +227,12 @@ def test_cli_unknown_key_names_it(tmp_path, run_cli):
                                   "'ModelConfig'; To append to your config use +model.colour=red")
 
 
+def test_cli_two_modes_at_once_is_one_line(tmp_path, run_cli):
+    out = run_cli("-m", "--cfg", "job", cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr.strip() == (
+        "scalelab: error: Only one of --run, --multirun, --cfg, --info and --shell_completion can be specified")
+
+
 def test_a_crashing_run_records_the_error_and_exits_non_zero(tmp_path, run_cli):
     # a corrupt checkpoint in the run folder: the resume fails inside Lightning, mid-run
     (tmp_path / "checkpoints").mkdir()

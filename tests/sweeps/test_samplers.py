@@ -4,11 +4,12 @@ import importlib.util
 
 import optuna
 import pytest
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_dir, initialize_config_module
 from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
+from scalelab.conf.schema import register_schema
 from scalelab.sweeps import algorithms, samplers
 from scalelab.sweeps.config import SweepError
 from scalelab.sweeps.outcome import Outcome
@@ -47,6 +48,25 @@ def test_an_option_replaces_it_with_upstreams_defaults(sweeper_node):
     # upstream's keys beside it: several directions as a list in `direction`
     node = sweeper_node("hydra/sweeper/sampler=nsgaii", "hydra.sweeper.direction=[minimize,maximize]")
     assert node["direction"] == ["minimize", "maximize"] and node["sampler"]["population_size"] == 50
+
+
+@pytest.mark.parametrize("overrides, sampler", [
+    (["sweeps=lr"], {"_target_": "optuna.samplers.TPESampler", "seed": 0, "n_startup_trials": 5}),
+    (["sweeps=lr", "hydra.sweeper.sampler.seed=7"],
+     {"_target_": "optuna.samplers.TPESampler", "seed": 7, "n_startup_trials": 5}),
+    (["sweeps=lr_bs"], {"_target_": "optuna.samplers.TPESampler", "seed": 0, "n_startup_trials": 6,
+                        "multivariate": True}),
+    # another sampler replaces the preset's whole: TPE's keys would not fit its config
+    (["sweeps=ladder", "hydra/sweeper/sampler=random"], {"_target_": "optuna.samplers.RandomSampler", "seed": None}),
+    (["sweeps=lr_bs", "hydra/sweeper/sampler=grid"],
+     {"_target_": "optuna.samplers.GridSampler", "seed": None, "search_space": None}),
+])
+def test_a_preset_s_sampler_is_its_own_until_another_is_named(overrides, sampler):
+    register()
+    register_schema()
+    with initialize_config_module(config_module="scalelab.conf", version_base="1.3"):
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    assert OmegaConf.to_container(cfg.hydra.sweeper.sampler) == sampler
 
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # QMCSampler's

@@ -275,7 +275,8 @@ class ChinchillaLaw(Law):
     def predict(self, N, D, params: dict | None = None) -> np.ndarray:
         P = params or self.params_
         N, D = np.asarray(N, float), np.asarray(D, float)
-        return P["E"] + P["A"] / N ** P["alpha"] + P["B"] / D ** P["beta"]
+        with np.errstate(over="ignore"):  # a bootstrap draw's large exponent: the term's limit, 0
+            return P["E"] + P["A"] / N ** P["alpha"] + P["B"] / D ** P["beta"]
 
     def predict_interval(self, N, D, level: float = 0.95) -> list[float]:
         draws = self._draws(lambda P: self.predict(N, D, P))

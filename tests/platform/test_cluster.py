@@ -22,6 +22,9 @@ from scalelab.platform.errors import ConfigError
 from scalelab.platform.train import build_trainer, train
 from scalelab.record import read
 
+sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
+import fake_slurm  # noqa: E402
+
 # A submitit job of two tasks: the launcher's tasks are the run's processes.
 TWO_TASKS = ["hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=2", "trainer.accelerator=cpu",
              "trainer.strategy=ddp"]
@@ -228,10 +231,38 @@ def test_a_two_task_job_is_one_data_parallel_run_and_one_record(make_cfg, no_lau
 
 
 @pytest.mark.slow
-def test_a_sweep_whose_trials_are_two_process_jobs(make_cfg, no_launcher, tmp_path):
+def test_hydra_s_slurm_launcher_starts_a_two_node_run_through_sbatch_and_srun(no_launcher, tmp_path, two_task_job):
+    """`hydra/launcher=submitit_slurm hydra.launcher.nodes=2` on a Slurm cluster emulated on this
+    machine (`fake_slurm`): submitit writes and submits its real sbatch script, srun starts a task
+    per node, and Lightning's own SLURMEnvironment makes them one world of two, which trains to
+    the loss of the same run on two processes of one machine."""
+    slurm = fake_slurm.install(tmp_path / "slurm", first_job_id=5000 + os.getpid() % 4000)  # ports from job ids
+    sweep = tmp_path / "sweep"
+    scalelab_train(tmp_path, "-m", "hydra/launcher=submitit_slurm", "hydra.launcher.nodes=2",
+                   "hydra.launcher.tasks_per_node=1", "trainer.accelerator=cpu", "trainer.strategy=ddp",
+                   "trainer.devices=1", "trainer.num_nodes=2", *JOB_RUN, "logger=none", f"hydra.sweep.dir={sweep}",
+                   **slurm)
+    [submitted] = (tmp_path / "slurm" / "state").glob("*.job")
+    script = Path(submitted.read_text()).read_text()
+    assert "#SBATCH --nodes=2" in script and "#SBATCH --ntasks-per-node=1" in script and "\nsrun " in script
+    r = read(sweep / "0")
+    assert r["status"] == "completed" and list(sweep.rglob("run.json")) == [sweep / "0" / "run.json"]
+    assert r["metrics"]["final_val_loss"] == pytest.approx(read(two_task_job / "0")["metrics"]["final_val_loss"],
+                                                           rel=1e-5)
+    (tasks,) = job_tasks(sweep / ".submitit")
+    check_one_world_of_two(tasks, sweep / "0", r["metrics"]["final_val_loss"])
+
+
+@pytest.mark.slow
+def test_a_sweep_whose_trials_are_two_process_slurm_jobs(make_cfg, no_launcher, tmp_path):
+    """Two trials at once, each a Slurm job (emulated) whose two tasks are one run."""
+    slurm = fake_slurm.install(tmp_path / "slurm", first_job_id=1000 + os.getpid() % 4000)
     scalelab_train(tmp_path, "-m", "hydra/sweeper=scalelab", "hydra.sweeper.study_name=ddp",
                    "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "optim.lr=tag(log, interval(1e-3, 1e-2))",
-                   *TWO_TASKS, "trainer.devices=2", *make_cfg.tiny, timeout=200)
+                   "hydra/launcher=submitit_slurm", "hydra.launcher.tasks_per_node=2", "trainer.accelerator=cpu",
+                   "trainer.strategy=ddp", "trainer.devices=2", *make_cfg.tiny, timeout=200, **slurm)
+    scripts = [Path(job.read_text()).read_text() for job in (tmp_path / "slurm" / "state").glob("*.job")]
+    assert len(scripts) == 2 and all("#SBATCH --ntasks-per-node=2" in script for script in scripts)
     storage = f"sqlite:///{tmp_path}/runs/sweeps/studies.db"
     study = optuna.load_study(study_name="ddp", storage=storage)
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2

@@ -8,10 +8,13 @@ on PATH, so that Hydra's submitit Slurm launcher submits real jobs and their tas
 - `srun [--output F] [--error F] COMMAND` starts SLURM_NTASKS copies of COMMAND, each with its
   SLURM_PROCID, SLURM_LOCALID and SLURM_NODEID, its output in F (`%j`, `%t` replaced), and
   exits with the worst exit status.
-- `sacct -j ID` says RUNNING, then COMPLETED or FAILED; `scancel` and `scontrol` do nothing.
+- `scontrol requeue ID` (what submitit calls when its job is preempted or times out) kills the
+  job's processes, SIGTERM then SIGKILL, and runs its script again, with the same id.
+- `sacct -j ID` says RUNNING, then COMPLETED or FAILED; `scancel` does nothing.
 
-A plain module, imported by name like `wandb_file`. What it cannot show: several machines, a
-queue, preemption, job arrays.
+Each job leaves in the state folder its script's path (`ID.job`), its task pids (`ID.tasks`: what
+Slurm signals), `ID.requeued` once per requeue and its exit status (`ID.rc`). A plain module,
+imported by name like `wandb_file`. What it cannot show: several machines, a queue, job arrays.
 """
 from __future__ import annotations
 
@@ -40,9 +43,35 @@ env = {**os.environ, "SLURM_JOB_ID": str(job_id), "SLURM_NTASKS": str(nodes * pe
        "SLURM_NODELIST": "localhost", "SLURM_JOB_NODELIST": "localhost", "SLURM_JOB_NAME": flags.get("job-name", "job")}
 (state / f"{job_id}.job").write_text(str(script))
 with open(state / f"{job_id}.out", "ab") as out:
-    subprocess.Popen(["bash", "-c", 'bash "$0"; echo $? > "$1"', str(script), str(state / f"{job_id}.rc")],
-                     env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    subprocess.Popen([str(Path(sys.argv[0]).with_name("_run_job")), str(script), str(job_id)], env=env, stdout=out,
+                     stderr=subprocess.STDOUT, start_new_session=True)
 print(f"Submitted batch job {job_id}")
+'''
+
+# The job: its script, run again while a requeue asks for it, each time in a process group of its
+# own (what a requeue kills); then its exit status, for sacct.
+RUN_JOB = r'''
+import os, subprocess, sys, time
+from pathlib import Path
+
+state, (script, job_id) = Path(os.environ["FAKE_SLURM_STATE"]), sys.argv[1:]
+requeue = state / f"{job_id}.requeue"
+while True:
+    batch = subprocess.Popen(["bash", script], start_new_session=True)
+    (state / f"{job_id}.pgid").write_text(str(batch.pid))
+    status = batch.wait()
+    if not requeue.exists():
+        break
+    while True:  # as Slurm, the job runs again once the last of its processes is gone
+        try:
+            os.killpg(batch.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    requeue.unlink()
+    with open(state / f"{job_id}.requeued", "a") as log:
+        log.write("requeued\n")
+(state / f"{job_id}.rc").write_text(str(status))
 '''
 
 SRUN = r'''
@@ -69,6 +98,9 @@ for task in range(tasks):
     out = open(path(files["--output"], task), "ab") if "--output" in files else None
     err = open(path(files["--error"], task), "ab") if "--error" in files else subprocess.STDOUT
     procs.append(subprocess.Popen(args, env=env, stdout=out, stderr=err))
+state = os.environ["FAKE_SLURM_STATE"]
+with open(os.path.join(state, os.environ["SLURM_JOB_ID"] + ".tasks"), "w") as pids:  # whom Slurm signals
+    pids.write(" ".join(str(p.pid) for p in procs))
 sys.exit(max(p.wait() for p in procs))
 '''
 
@@ -86,6 +118,20 @@ for job_id in ids:
         print(f"{job.stem}|{status}|localhost")
 '''
 
+# `scontrol requeue ID`: as Slurm, the job's processes get SIGTERM, then SIGKILL, and it runs again.
+SCONTROL = r'''
+import os, signal, subprocess, sys
+from pathlib import Path
+
+state = Path(os.environ["FAKE_SLURM_STATE"])
+if sys.argv[1:2] == ["requeue"]:
+    job_id = sys.argv[2]
+    (state / f"{job_id}.requeue").touch()
+    group = (state / f"{job_id}.pgid").read_text()
+    subprocess.Popen(["bash", "-c", 'kill -TERM -- "-$0"; sleep 5; kill -KILL -- "-$0"', group],
+                     start_new_session=True, stderr=subprocess.DEVNULL)  # not in the group it kills
+'''
+
 NOTHING = "\n"
 
 
@@ -95,8 +141,8 @@ def install(folder: Path, first_job_id: int) -> dict[str, str]:
     bin_dir.mkdir(parents=True)
     state.mkdir()
     (state / "next_id").write_text(str(first_job_id))
-    for name, body in (("sbatch", SBATCH), ("srun", SRUN), ("sacct", SACCT), ("scancel", NOTHING),
-                       ("scontrol", NOTHING)):
+    for name, body in (("sbatch", SBATCH), ("_run_job", RUN_JOB), ("srun", SRUN), ("sacct", SACCT),
+                       ("scontrol", SCONTROL), ("scancel", NOTHING)):
         command = bin_dir / name
         command.write_text(f"#!{sys.executable}\n{body}")
         command.chmod(command.stat().st_mode | stat.S_IXUSR)

@@ -231,26 +231,43 @@ def test_a_two_task_job_is_one_data_parallel_run_and_one_record(make_cfg, no_lau
 
 
 @pytest.mark.slow
-def test_hydra_s_slurm_launcher_starts_a_two_node_run_through_sbatch_and_srun(no_launcher, tmp_path, two_task_job):
-    """`hydra/launcher=submitit_slurm hydra.launcher.nodes=2` on a Slurm cluster emulated on this
-    machine (`fake_slurm`): submitit writes and submits its real sbatch script, srun starts a task
-    per node, and Lightning's own SLURMEnvironment makes them one world of two, which trains to
-    the loss of the same run on two processes of one machine."""
-    slurm = fake_slurm.install(tmp_path / "slurm", first_job_id=5000 + os.getpid() % 4000)  # ports from job ids
-    sweep = tmp_path / "sweep"
-    scalelab_train(tmp_path, "-m", "hydra/launcher=submitit_slurm", "hydra.launcher.nodes=2",
-                   "hydra.launcher.tasks_per_node=1", "trainer.accelerator=cpu", "trainer.strategy=ddp",
-                   "trainer.devices=1", "trainer.num_nodes=2", *JOB_RUN, "logger=none", f"hydra.sweep.dir={sweep}",
-                   **slurm)
-    [submitted] = (tmp_path / "slurm" / "state").glob("*.job")
-    script = Path(submitted.read_text()).read_text()
+def test_a_two_node_slurm_job_preempted_is_requeued_and_resumes_its_run(no_launcher, tmp_path, two_task_job):
+    """`hydra/launcher=submitit_slurm hydra.launcher.nodes=2` on a Slurm emulated here
+    (`fake_slurm`): submitit submits its real sbatch script, srun starts a task per node, and
+    Lightning's own SLURMEnvironment makes them one world of two. Slurm then signals the job as
+    preempted (USR2, submitit's `--signal=USR2@120`): submitit's handler in task 0 asks for a
+    requeue, Slurm kills the job and runs it again, and the run resumes from its last checkpoint
+    to the loss of the uninterrupted 2-process job."""
+    slurm = fake_slurm.install(tmp_path / "slurm", first_job_id=3000 + os.getpid() % 4000)  # ports from job ids
+    state, sweep = tmp_path / "slurm" / "state", tmp_path / "sweep"
+    proc = subprocess.Popen([sys.executable, "-m", "scalelab", "train", "-m", "hydra/launcher=submitit_slurm",
+                             "hydra.launcher.nodes=2", "hydra.launcher.tasks_per_node=1", "trainer.accelerator=cpu",
+                             "trainer.strategy=ddp", "trainer.devices=1", "trainer.num_nodes=2", *JOB_RUN,
+                             "logger=none", f"hydra.sweep.dir={sweep}"],
+                            cwd=tmp_path, env={**job_env(), **slurm}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    checkpoint = sweep / "0" / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    [tasks] = state.glob("*.tasks")
+    run_id = (sweep / "0" / ".run_id").read_text()
+    for pid in tasks.read_text().split():
+        os.kill(int(pid), signal.SIGUSR2)
+    out, err = proc.communicate(timeout=200)
+    assert proc.returncode == 0, err[-5000:]
+
+    script = Path((state / f"{tasks.stem}.job").read_text()).read_text()
     assert "#SBATCH --nodes=2" in script and "#SBATCH --ntasks-per-node=1" in script and "\nsrun " in script
+    assert (state / f"{tasks.stem}.requeued").read_text() == "requeued\n"  # ran twice
     r = read(sweep / "0")
-    assert r["status"] == "completed" and list(sweep.rglob("run.json")) == [sweep / "0" / "run.json"]
+    assert r["status"] == "completed" and r["run_id"] == run_id  # the same run, resumed
+    assert "resuming" in (sweep / "0" / "train.log").read_text()
     assert r["metrics"]["final_val_loss"] == pytest.approx(read(two_task_job / "0")["metrics"]["final_val_loss"],
                                                            rel=1e-5)
-    (tasks,) = job_tasks(sweep / ".submitit")
-    check_one_world_of_two(tasks, sweep / "0", r["metrics"]["final_val_loss"])
+    assert list(sweep.rglob("run.json")) == [sweep / "0" / "run.json"]
+    (job,) = job_tasks(sweep / ".submitit")
+    check_one_world_of_two(job, sweep / "0", r["metrics"]["final_val_loss"])
 
 
 @pytest.mark.slow

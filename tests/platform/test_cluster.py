@@ -1,7 +1,6 @@
 """Data-parallel runs whose processes a job launcher starts: Hydra's submitit launcher, one task
 per process. Its local executor runs the tasks on this machine, on CPU; on Slurm, srun starts
 them and Lightning reads srun's variables itself (checked here without Slurm, by those variables)."""
-import contextlib
 import json
 import os
 import pickle
@@ -298,44 +297,6 @@ def test_a_sweep_whose_trials_are_two_process_slurm_jobs(make_cfg, no_launcher, 
     for tasks in jobs:
         run_dir = tasks[0].output_dir
         check_one_world_of_two(tasks, Path(run_dir), losses[run_dir])
-
-
-@pytest.mark.slow
-def test_a_killed_two_node_job_resumes_when_run_again(no_launcher, tmp_path, two_task_job):
-    """Two nodes of one process each, every process killed (a node lost), then the same command:
-    the run resumes from its checkpoint to the very loss of the uninterrupted job of two processes."""
-    sweep = tmp_path / "sweep"
-    args = ["-m", *TWO_TASKS, "trainer.devices=1", "trainer.num_nodes=2", *JOB_RUN, "logger=none",
-            f"hydra.sweep.dir={sweep}"]
-    proc = subprocess.Popen([sys.executable, "-m", "scalelab", "train", *args], cwd=tmp_path, env=job_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    checkpoint = sweep / "0" / "checkpoints" / "last.ckpt"
-    deadline = time.monotonic() + 120
-    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    with contextlib.suppress(ProcessLookupError):  # (none left if the run ended first)
-        os.killpg(proc.pid, signal.SIGKILL)  # the launcher, submitit's controller and both tasks
-    proc.wait()
-    while time.monotonic() < deadline:  # until every process of the group is gone
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.05)
-    assert checkpoint.exists() and not (sweep / "0" / "run.json").exists(), "the run ended before its checkpoint"
-    run_id = (sweep / "0" / ".run_id").read_text()
-
-    scalelab_train(tmp_path, *args)
-    r = read(sweep / "0")
-    assert r["status"] == "completed" and r["run_id"] == run_id  # the same run, resumed
-    assert "resuming" in (sweep / "0" / "train.log").read_text()
-    assert r["metrics"]["final_val_loss"] == pytest.approx(read(two_task_job / "0")["metrics"]["final_val_loss"],
-                                                           rel=1e-5)
-    assert r["metrics"]["steps"] == int(4e4 // (8 * 32)) and r["curve"][0]["step"] == 0
-    assert list(sweep.rglob("run.json")) == [sweep / "0" / "run.json"]
-    resumed = [tasks for tasks in job_tasks(sweep / ".submitit") if tasks]  # the killed job left no results
-    assert len(resumed) == 1
-    check_one_world_of_two(resumed[0], sweep / "0", r["metrics"]["final_val_loss"])
 
 
 @pytest.mark.slow

@@ -128,8 +128,10 @@ if sys.argv[1:2] == ["requeue"]:
     job_id = sys.argv[2]
     (state / f"{job_id}.requeue").touch()
     group = (state / f"{job_id}.pgid").read_text()
-    subprocess.Popen(["bash", "-c", 'kill -TERM -- "-$0"; sleep 5; kill -KILL -- "-$0"', group],
-                     start_new_session=True, stderr=subprocess.DEVNULL)  # not in the group it kills
+    # after this command has returned to its caller (it is in the group it kills), as Slurm does
+    subprocess.Popen(["bash", "-c", 'while kill -0 "$1"; do sleep 0.05; done; kill -TERM -- "-$0"; sleep 5; '
+                      'kill -KILL -- "-$0"', group, str(os.getpid())], start_new_session=True,
+                     stderr=subprocess.DEVNULL)
 '''
 
 NOTHING = "\n"

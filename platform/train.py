@@ -244,7 +244,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, parent: dict | Non
     run_id = run_id_for(run_dir)
     where = placement(cfg, hydra_cfg)
     status, error = "failed", None
-    plan = module = wandb = None
+    plan = module = wandb = peak = None
     try:
         plan = plan_run(cfg)
         remember_config(run_dir, config)
@@ -292,8 +292,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, parent: dict | Non
             shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
         metrics = summarize(module, plan)
         if plan is not None and module is not None and module._trainer is not None:
-            metrics["mfu"] = mfu(metrics["tokens_per_second"], plan.flops_per_token,
-                                 peak_flops(_device(module), cfg.trainer.peak_flops), module.trainer.world_size)
+            metrics["mfu"] = mfu(metrics["tokens_per_second"], plan.flops_per_token, peak, module.trainer.world_size)
         metrics["wall_seconds"] = time.perf_counter() - started_wall
         record = {
             "run_id": run_id,

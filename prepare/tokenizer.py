@@ -103,6 +103,16 @@ def load_tokenizer_file(path: str, eot: str | None) -> HFTokenizer:
     return HFTokenizer(tokenizer, "tokenizer.json", eot)
 
 
+BACKGROUND = "bpe-training"
+
+
+def still_training() -> bool:
+    """Whether an interrupted BPE training still runs in Rust. A process that then shuts down
+    normally aborts ("FATAL: exception not rethrown") when that thread next asks for the
+    interpreter, which is being finalised: it must end at once instead (`os._exit`)."""
+    return any(t.name == BACKGROUND and t.is_alive() for t in threading.enumerate())
+
+
 def in_background(work: Callable[[], T]) -> T:
     """`work()` run on another thread while this one waits: a Ctrl-C then stops the wait at once,
     where minutes of BPE merges inside Rust would hold it back until they end."""
@@ -114,7 +124,7 @@ def in_background(work: Callable[[], T]) -> T:
         except BaseException as e:  # noqa: BLE001 - handed over to the waiting thread as it is
             outcome["error"] = e
 
-    thread = threading.Thread(target=run, name="bpe-training", daemon=True)
+    thread = threading.Thread(target=run, name=BACKGROUND, daemon=True)
     thread.start()
     thread.join()
     if "error" in outcome:

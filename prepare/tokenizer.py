@@ -103,14 +103,14 @@ def load_tokenizer_file(path: str, eot: str | None) -> HFTokenizer:
     return HFTokenizer(tokenizer, "tokenizer.json", eot)
 
 
-BACKGROUND = "bpe-training"
+_abandoned: list[threading.Thread] = []  # trainings an interrupt stopped waiting for
 
 
-def still_training() -> bool:
-    """Whether an interrupted BPE training still runs in Rust. A process that then shuts down
-    normally aborts ("FATAL: exception not rethrown") when that thread next asks for the
-    interpreter, which is being finalised: it must end at once instead (`os._exit`)."""
-    return any(t.name == BACKGROUND and t.is_alive() for t in threading.enumerate())
+def abandoned_training() -> bool:
+    """Whether an interrupt left a BPE training running. The tokenizers library's Rust threads
+    then go on calling back into Python for text, and a process that shuts down normally aborts
+    ("FATAL: exception not rethrown") when one of them next does: it must end with `os._exit`."""
+    return bool(_abandoned)
 
 
 def in_background(work: Callable[[], T]) -> T:
@@ -124,9 +124,13 @@ def in_background(work: Callable[[], T]) -> T:
         except BaseException as e:  # noqa: BLE001 - handed over to the waiting thread as it is
             outcome["error"] = e
 
-    thread = threading.Thread(target=run, name=BACKGROUND, daemon=True)
+    thread = threading.Thread(target=run, name="bpe-training", daemon=True)
     thread.start()
-    thread.join()
+    try:
+        thread.join()
+    except BaseException:
+        _abandoned.append(thread)
+        raise
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]

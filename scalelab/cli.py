@@ -479,7 +479,7 @@ def data_main(argv: list[str]) -> int:
     args = data_parser().parse_args(argv)
     # Imported here: the tokenizers library and pyarrow, which no other command needs.
     from scalelab.prepare.command import Options, prepare
-    from scalelab.prepare.tokenizer import still_training
+    from scalelab.prepare.tokenizer import abandoned_training
 
     separator = None
     if args.text_separator is not None:
@@ -499,7 +499,7 @@ def data_main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print(f"scalelab: error: interrupted ({signal.Signals(stopped_by[0]).name}); {args.out} is as it was",
               file=sys.stderr)
-        if still_training():  # the output is already as it was; a normal shutdown would abort
+        if abandoned_training():  # the output is already as it was; a normal shutdown would abort
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(128 + stopped_by[0])

@@ -6,6 +6,13 @@ signal and raises KeyboardInterrupt itself after the current step, where nothing
 (Lightning treats SIGTERM the same way, with its SIGTERMException). Lightning then ends `fit`
 with sys.exit(1) for Ctrl-C and SystemExit(0) for SIGTERM; `exit_status` gives the status a
 shell expects of a command a signal stopped, 128 + the signal.
+
+Under data parallelism Lightning also asks, before every step, whether the first process has
+received SIGTERM: a broadcast from it and a host read of the answer, which makes every process
+wait for its device at every step (Lightning issue 21487). `ask_about_sigterm_every` asks every
+`train.log_every` steps instead. A process that
+receives SIGTERM itself still stops after its current step, as before; one the signal missed
+learns of it from the first process at most `train.log_every` - 1 steps later.
 """
 from __future__ import annotations
 
@@ -29,6 +36,21 @@ def exit_status(error: BaseException) -> Optional[int]:
     """128 + the signal for a stop by Ctrl-C or SIGTERM; None for any other ending."""
     number = SIGNALS.get(stop_cause(error))
     return None if number is None else 128 + number
+
+
+def ask_about_sigterm_every(trainer: L.Trainer, steps: int) -> None:
+    """Lightning's per-step SIGTERM broadcast (see the module docstring), every `steps` steps:
+    at the same steps in every process, as a collective must be."""
+    loop = trainer.fit_loop.epoch_loop
+    every_step = getattr(loop, "_broadcast_sigterm_tensor", None)  # older Lightning has none
+    if every_step is None or steps == 1:
+        return
+
+    def every_few_steps() -> None:
+        if trainer.global_step % steps == 0:
+            every_step()
+
+    loop._broadcast_sigterm_tensor = every_few_steps
 
 
 class StopOnCtrlC(L.Callback):

@@ -36,7 +36,7 @@ from scalelab.platform.checkpoint import ResumeCheckpoint
 from scalelab.platform.cluster import check_launch, cluster_plugins
 from scalelab.platform.data import Corpus, HeldOut, TrainBatches, load_corpus
 from scalelab.platform.errors import ConfigError
-from scalelab.platform.interrupt import StopOnCtrlC, exit_status, stop_cause
+from scalelab.platform.interrupt import StopOnCtrlC, ask_about_sigterm_every, exit_status, stop_cause
 from scalelab.platform.mfu import mfu, peak_flops
 from scalelab.platform.model import GPT, GPTShape, count_parameters
 from scalelab.platform.module import LanguageModelTask
@@ -215,6 +215,7 @@ def build_trainer(cfg: DictConfig, plan: Plan, run_dir: Path, logger, callbacks:
             use_distributed_sampler=False,  # training batches are shared out by TrainBatches; every
         )                                   # process evaluates the whole held-out set
         check_launch(trainer)
+        ask_about_sigterm_every(trainer, cfg.train.log_every)
         return trainer
     except (ValueError, TypeError, MisconfigurationException) as e:  # Lightning checks the trainer.* values
         t = cfg.trainer

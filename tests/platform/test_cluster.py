@@ -4,6 +4,7 @@ them and Lightning reads srun's variables itself (checked here without Slurm, by
 import json
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -309,3 +310,19 @@ def test_a_task_knows_its_rank_before_training(no_launcher):
            "SUBMITIT_LOCAL_JOB_ID": "7"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "1", out.stderr[-2000:]  # Lightning alone would say 0
+
+
+@pytest.mark.slow
+def test_a_data_parallel_run_asks_about_sigterm_every_log_every_steps_not_every_step(no_launcher, tmp_path):
+    """Lightning's check for a SIGTERM of the first process (a broadcast and a host read: a
+    synchronisation) comes every `train.log_every` steps: 4 times in 40 steps, in both processes."""
+    script = Path(__file__).parent / "count_sigterm_broadcasts.py"
+    steps, log_every = 40, 10
+    out = subprocess.run([sys.executable, str(script), str(tmp_path / "run"), *JOB_RUN, f"train.tokens={steps * 8 * 32}",
+                          f"train.log_every={log_every}", "logger=none", "trainer.accelerator=cpu",
+                          "trainer.devices=2", "trainer.strategy=ddp", "trainer.threads=1"],
+                         cwd=tmp_path, env=job_env(), capture_output=True, text=True, timeout=150)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert sorted(re.findall(r"rank (\d): (\d+) broadcasts", out.stdout)) == [("0", "4"), ("1", "4")]
+    r = read(tmp_path / "run")
+    assert r["status"] == "completed" and r["metrics"]["steps"] == steps

@@ -1,0 +1,305 @@
+"""`scalelab fit`, `predict`, `sensitivity`, `report` and `sync`: the analysis commands.
+
+They import the analysis alone (numpy, pandas, scipy, Optuna's core); `report` adds matplotlib
+and `sync` wandb's workspaces API, each inside its own command.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from scalelab.analysis.errors import AnalysisError
+from scalelab.analysis.laws import AutoLaw, ChinchillaLaw, HparamsLaw, IsoflopLaw, PowerLaw, load_fit
+from scalelab.analysis.sensitivity import importance_by_scale, importance_table, lr_sensitivity
+from scalelab.analysis.table import best_per_cell, has_sweep, load_table, raw_frame, table_from_raw, warn
+from scalelab.arguments import count, level, positive
+from scalelab.record import sanitize
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors reach `main` as an AnalysisError: one line, exit status 2."""
+
+    def error(self, message: str):
+        raise AnalysisError(message)
+
+
+def _source_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", help="run folder, .csv/.parquet, Optuna storage URL or "
+                                  "wandb:ENTITY/PROJECT")
+    p.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN",
+                   help="name a column of a foreign table (N, D, C, loss, lr, batch_size, "
+                        "initial_loss, or any hyperparameter)")
+    p.add_argument("--context", type=positive, default=None,
+                   help="tokens per sequence, for batch size in tokens when the table lacks it")
+    p.add_argument("--status", default="completed",
+                   help="comma-separated run statuses to use (default completed; 'all' for all)")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = _Parser(prog="scalelab", description="Fit, predict and report scaling laws.")
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="prepare")
+    f = sub.add_parser("fit", help="fit a law to runs")
+    _source_args(f)
+    f.add_argument("--law", required=True, choices=["power", "chinchilla", "isoflop", "auto", "hparams"])
+    f.add_argument("--form", default=None, help="hparams: steplaw|deepseek|constant; chinchilla: "
+                                                "chinchilla|shared|no_floor")
+    f.add_argument("--optimum", default="near-best", choices=["near-best", "surface", "profile"])
+    f.add_argument("--x", default="C", help="power: the x column (default C)")
+    f.add_argument("--y", default="loss", help="power: the y column (default loss)")
+    f.add_argument("--fix-E", action="store_true", help="power: fix E at 0")
+    f.add_argument("--per-cell", choices=["auto", "best", "all"], default="auto",
+                   help="loss laws: use the best run of each (N, D) cell (auto: when a cell "
+                        "holds several runs, i.e. a hyperparameter sweep)")
+    f.add_argument("--bootstrap", type=count, default=0, metavar="K",
+                   help="bootstrap refits for intervals (0: none)")
+    f.add_argument("--level", type=level, default=0.95)
+    f.add_argument("--seed", type=count, default=0)
+    f.add_argument("--json", default=None, metavar="FILE")
+    p = sub.add_parser("predict", help="predict from fit files")
+    p.add_argument("--fit", action="append", required=True, metavar="FILE")
+    p.add_argument("--N", type=positive)
+    p.add_argument("--D", type=positive)
+    p.add_argument("--C", type=positive)
+    p.add_argument("--level", type=level, default=0.95)
+    p.add_argument("--json", action="store_true")
+    s = sub.add_parser("sensitivity", help="importance and learning-rate sensitivity by scale")
+    _source_args(s)
+    s.add_argument("--params", default=None, help="comma-separated hyperparameters to rank")
+    s.add_argument("--json", default=None, metavar="FILE")
+    r = sub.add_parser("report", help="plots, index.html, fits.json (and a W&B analysis run)")
+    _source_args(r)
+    r.add_argument("--out", required=True)
+    r.add_argument("--bootstrap", type=count, default=100, metavar="K")
+    r.add_argument("--seed", type=count, default=0)
+    r.add_argument("--wandb", action="store_true", help="log to a W&B run (offline unless "
+                                                       "WANDB_MODE says otherwise)")
+    r.add_argument("--project", default=None, help="W&B project")
+    y = sub.add_parser("sync", help="upload every offline W&B run below FOLDER, then publish the W&B "
+                                    "workspaces and reports `report --wandb` defined there")
+    y.add_argument("folder", metavar="FOLDER")
+    y.add_argument("--dry-run", action="store_true", help="list what would be uploaded and published")
+    return ap
+
+
+def _statuses(s: str):
+    return None if s == "all" else tuple(x.strip() for x in s.split(",") if x.strip())
+
+
+def analysis_main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    return {"fit": cmd_fit, "predict": cmd_predict, "sensitivity": cmd_sensitivity,
+            "report": cmd_report, "sync": cmd_sync}[args.cmd](args)
+
+
+def _load(args, statuses, require=()):
+    return load_table(args.source, args.map, statuses=statuses, require=require,
+                      context=args.context)
+
+
+def cmd_fit(args) -> int:
+    need = {"power": (args.x, args.y), "chinchilla": ("N", "D", "loss"), "auto": ("N", "D", "loss"),
+            "isoflop": ("N", "D", "C", "loss"), "hparams": ("N", "D", "loss", "lr", "batch_size")}
+    table = _load(args, _statuses(args.status), require=need[args.law])
+    if args.law in ("chinchilla", "auto", "power") and {"N", "D"} <= set(table.columns):
+        if args.per_cell == "best" or (args.per_cell == "auto" and has_sweep(table)):
+            table = best_per_cell(table)
+            table.attrs["notes"] = table.attrs.get("notes", []) + [
+                "loss law fitted to the best run of each (N, D) cell"]
+            warn("several runs per (N, D) cell: fitting the best run of each cell")
+    if args.law == "power":
+        law = PowerLaw(args.x, args.y, args.fix_E)
+    elif args.law == "chinchilla":
+        law = ChinchillaLaw(args.form or "chinchilla")
+    elif args.law == "auto":
+        law = AutoLaw()
+    elif args.law == "isoflop":
+        law = IsoflopLaw()
+    else:
+        law = HparamsLaw(args.form or "steplaw", args.optimum)
+    law.fit(table, bootstrap=args.bootstrap, seed=args.seed, level=args.level)
+    law.inputs_["source"] = table.attrs["source"]  # a storage URL without its password
+    law.inputs_["map"] = list(args.map)
+    if args.json:
+        law.save(args.json)
+    _print_fit(law)
+    return 0
+
+
+def _print_fit(law) -> None:
+    print(f"{law.name}: {law.form}   ({law.n_points_} points)")
+    for k, v in law.params_.items():
+        ci = law.ci_.get(k)
+        print(f"  {k:>8} = {v:.6g}" + (f"   [{ci[0]:.6g}, {ci[1]:.6g}]" if ci else ""))
+    print(f"  FLOPs: {law.flops_.describe()}")
+    for note in law.inputs_.get("notes", []):
+        print(f"  note: {note}")
+    if "selection" in law.metrics_:
+        print("  form selection (held-out RMSE of log loss):")
+        for s in law.metrics_["selection"]:
+            print(f"    {s['form']:>10}: {s.get('heldout_rmse_log', float('nan')):.5f}"
+                  f"{'   <- winner' if s['form'] == law.metrics_['winner'] else ''}")
+    if "leave_one_n_out" in law.metrics_:
+        print("  leave-one-N-out regret:   N          mean %   max %")
+        for r in law.metrics_["leave_one_n_out"]:
+            print(f"    {r['N']:>14.4g}  {100 * r['mean_regret']:8.3f} {100 * r['max_regret']:7.3f}")
+
+
+def _scale_for(law, path: str, N, D, C, notes: list[str]):
+    """The query's N, D, C completed by this fit's own FLOP convention.
+
+    A derived value the law reads is noted with the convention that gave it: a law fitted to
+    run records counts C with the attention term, one fitted to a published table as 6ND.
+    """
+    if law.name == "power":
+        reads = law.x
+    elif law.name == "isoflop" or getattr(law, "law_form", None) == "deepseek":
+        reads = "C"
+    else:  # chinchilla, auto, hparams of the steplaw form: N and D
+        reads = "D"
+    N2, D2, C2 = law.complete_scale(N, D, C)
+    if reads == "C" and C is None and C2 is not None:
+        notes.append(f"{path}: C = {float(C2):.4g} from --N, --D by {law.flops_.describe()}")
+    if reads == "D" and D is None and D2 is not None:
+        notes.append(f"{path}: D = {float(D2):.4g} from --N, --C by {law.flops_.describe()}")
+    return N2, D2, C2
+
+
+def cmd_predict(args) -> int:
+    out: dict = {"inputs": {k: v for k, v in {"N": args.N, "D": args.D, "C": args.C}.items()
+                            if v is not None}, "notes": []}
+    for path in args.fit:  # argparse requires at least one
+        law = load_fit(path)
+        N, D, C = _scale_for(law, path, args.N, args.D, args.C, out["notes"])
+        if law.name in ("chinchilla", "auto"):
+            if N is None and C is not None:  # compute-optimal allocation for the budget
+                n, d = law.compute_optimal(C)
+                ni, di = law.compute_optimal_interval(C, args.level)
+                out.update({"N_opt": float(n), "N_opt_interval": ni, "D_opt": float(d),
+                            "D_opt_interval": di})
+                N, D = float(n), float(d)
+                out["notes"].append(f"{path}: loss at the compute-optimal N_opt, D_opt "
+                                    f"({law.flops_.describe()})")
+            elif N is None or D is None:
+                raise AnalysisError(f"{path}: the {law.name} law needs --N and --D (or --C)")
+            out["loss"] = float(law.predict(N, D))
+            out["loss_interval"] = law.predict_interval(N, D, args.level)
+        elif law.name == "hparams":
+            if N is None and law.law_form == "steplaw" and C is not None:
+                raise AnalysisError(f"{path}: the steplaw form needs --N with --D or --C")
+            lr, bs = law.predict(N=N, D=D, C=C)
+            lri, bsi = law.predict_interval(N=N, D=D, C=C, level=args.level)
+            out.update({"lr": float(lr), "lr_interval": lri, "batch_size": float(bs),
+                        "batch_size_interval": bsi,
+                        "batch_size_unit": law.inputs_.get("batch_unit", "sequences")})
+            ctx = law.inputs_.get("context")
+            if ctx and out["batch_size_unit"] == "tokens":
+                out["batch_size_sequences"] = float(bs) / ctx
+        elif law.name == "isoflop":
+            if C is None:
+                raise AnalysisError(f"{path}: the isoflop law needs --C (or --N and --D)")
+            n, d = law.predict(C)
+            ni, di = law.compute_optimal_interval(C, args.level)
+            out.update({"N_opt": float(n), "N_opt_interval": ni, "D_opt": float(d),
+                        "D_opt_interval": di})
+        elif law.name == "power":
+            x = {"C": C, "N": N, "D": D}.get(law.x)
+            if x is None:
+                raise AnalysisError(f"{path}: the power law of {law.y} needs --{law.x}")
+            out[law.y] = float(law.predict(x))
+            out[f"{law.y}_interval"] = law.predict_interval(x, args.level)
+    if args.json:
+        print(_strict_json(out, indent=2))
+    else:
+        for k, v in out.items():
+            if k in ("inputs", "notes") or k.endswith("_interval"):
+                continue
+            iv = out.get(f"{k}_interval")
+            print(f"{k:>12} = {v:.6g}" if isinstance(v, float) else f"{k:>12} = {v}",
+                  f"  {int(args.level * 100)}% interval [{iv[0]:.4g}, {iv[1]:.4g}]" if iv else "")
+        for n in out["notes"]:
+            print(f"note: {n}")
+    return 0
+
+
+def _strict_json(obj, **kwargs) -> str:
+    """JSON that strict parsers accept: NaN and infinities are written as null."""
+    return json.dumps(sanitize(obj), allow_nan=False, **kwargs)
+
+
+def cmd_sensitivity(args) -> int:
+    st = _statuses(args.status)
+    if args.status == "completed":  # the default: diverged runs count too, at the initial loss
+        st = ("completed", "diverged")
+    table = _load(args, st, require=("N", "D", "lr"))
+    sens = lr_sensitivity(table)
+    params = args.params.split(",") if args.params else None
+    imp = importance_by_scale(table, params)
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        print("Learning-rate sensitivity by scale")
+        print(sens.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        for ev in imp["evaluator"].unique():
+            print(f"\nImportance by scale ({ev})")
+            print(importance_table(imp, ev).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(_strict_json({
+            "lr_sensitivity": sens.to_dict(orient="records"),
+            "importance": imp.to_dict(orient="records"),
+            "notes": list(table.attrs.get("notes", []))}, indent=2))
+    return 0
+
+
+def cmd_report(args) -> int:
+    # Imported here: the report module loads matplotlib, which no other command needs and
+    # which alone costs about half a second of start-up.
+    from scalelab.analysis.report import write_report
+
+    raw, kind = raw_frame(args.source)  # read once (W&B and Optuna are slow): both tables use it
+    table = table_from_raw(raw, kind, args.source, args.map, statuses=_statuses(args.status),
+                           require=("N", "D", "loss"), context=args.context)
+    all_runs = None
+    if args.status == "completed":
+        try:
+            all_runs = table_from_raw(raw, kind, args.source, args.map,
+                                      statuses=("completed", "diverged"), context=args.context,
+                                      quiet=True)
+        except AnalysisError:  # sensitivity then uses the completed runs only
+            all_runs = None
+    files = write_report(table, args.out, bootstrap=args.bootstrap, seed=args.seed,
+                         all_runs=all_runs, use_wandb=args.wandb, wandb_project=args.project)
+    for k, v in files.items():
+        print(f"{k}: {v}")
+    return 0
+
+
+def cmd_sync(args) -> int:
+    # Imported here: wandb_workspaces loads wandb, over half a second that no other command pays.
+    from scalelab.analysis.dashboards import SPEC_FILE, DashboardSpec, publish
+
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise AnalysisError(f"{folder} is not a folder")
+    runs = sorted(p for p in folder.rglob("offline-run-*") if p.is_dir())
+    specs = sorted(folder.rglob(SPEC_FILE))
+    if not runs and not specs:
+        raise AnalysisError(f"no offline W&B run (offline-run-*) and no {SPEC_FILE} below {folder}")
+    dashboards = [DashboardSpec.read(p) for p in specs]  # a bad file stops us before any upload
+    print(f"{len(runs)} offline W&B run(s), {len(specs)} dashboard definition(s) below {folder}")
+    if args.dry_run:
+        for p in [*runs, *specs]:
+            print(f"  {p}")
+        return 0
+    if runs:
+        done = subprocess.run([sys.executable, "-m", "wandb", "sync", *map(str, runs)])
+        if done.returncode != 0:
+            raise AnalysisError(f"wandb sync exited with status {done.returncode} (are you logged in? "
+                                "`wandb login`)")
+    for path, spec in zip(specs, dashboards):
+        for kind, url in publish(spec).items():
+            print(f"{kind}: {url}  ({path})")
+    return 0

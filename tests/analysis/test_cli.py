@@ -114,8 +114,10 @@ def test_deepseek_law_queried_by_N_and_D_counts_C_as_the_records(capsys, tmp_pat
     assert len(by_nd["notes"]) == 1 and "from --N, --D by C = 6ND(1 + " in by_nd["notes"][0]
 
 
-def test_fit_and_predict_import_neither_torch_nor_matplotlib(tmp_path, chinchilla_table):
-    """Whole processes, as a user starts them; each step reports what it has imported."""
+def test_each_command_imports_only_what_it_needs(tmp_path, chinchilla_table):
+    """Whole processes, as a user starts them; each step reports what it has imported: neither
+    torch nor matplotlib for fit and predict, not even pandas for data prepare (nor for train,
+    which imports the training code alone)."""
     table = tmp_path / "t.csv"
     chinchilla_table.iloc[:60].to_csv(table, index=False)
     fit = tmp_path / "power.json"
@@ -123,20 +125,22 @@ def test_fit_and_predict_import_neither_torch_nor_matplotlib(tmp_path, chinchill
 import json, sys
 from scalelab.cli import main
 seen = {{}}
-for name, argv in [("fit --help", ["fit", "--help"]),
+for name, argv in [("data prepare --help", ["data", "prepare", "--help"]),
+                   ("fit --help", ["fit", "--help"]),
                    ("fit", ["fit", {str(table)!r}, "--law", "power", "--json", {str(fit)!r}]),
                    ("predict", ["predict", "--fit", {str(fit)!r}, "--C", "1e21"])]:
     try:
         rc = main(argv)
     except SystemExit as e:
         rc = e.code
-    seen[name] = [rc, sorted(m for m in ("torch", "matplotlib") if m in sys.modules)]
+    seen[name] = [rc, sorted(m for m in ("torch", "matplotlib", "pandas") if m in sys.modules)]
 print(json.dumps(seen), file=sys.stderr)
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=120)
     seen = json.loads(done.stderr.strip().splitlines()[-1])
-    assert seen == {"fit --help": [0, []], "fit": [0, []], "predict": [0, []]}, done.stderr
+    assert seen == {"data prepare --help": [0, []], "fit --help": [0, ["pandas"]], "fit": [0, ["pandas"]],
+                    "predict": [0, ["pandas"]]}, done.stderr
 
 
 def test_sensitivity_command(capsys, tmp_path, synth):

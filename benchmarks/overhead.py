@@ -27,7 +27,9 @@ device's peak (`platform/mfu.py`).
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
+import pstats
 import re
 import statistics
 import tempfile
@@ -154,7 +156,8 @@ def trace(cfg, steps: int, device: torch.device, folder: Path) -> None:
     """Profile `steps` steps of each loop (torch.profiler, a Chrome trace each in `folder`) and
     print per step: the wall time against the time the GPU was busy (a GPU idle for part of each
     step waits for the host), the CUDA runtime calls by name (a synchronisation, a copy or a
-    pinned allocation stalls the queue) and the operators with the most CPU time."""
+    pinned allocation stalls the queue) and the operators with the most CPU time; then the Python
+    functions of the platform with the most time of their own."""
     cfg = cfg.copy()
     cfg.train.tokens = steps * cfg.train.batch_size * cfg.model.context
     cfg.train.fresh_start = True  # a folder traced before is traced again
@@ -181,6 +184,11 @@ def trace(cfg, steps: int, device: torch.device, folder: Path) -> None:
               + (", ".join(f"{k} {v:.1f}" for k, v in sorted(runtime.items(), key=lambda kv: -kv[1])) or "none"))
         print(events.table(sort_by="self_cpu_time_total", row_limit=12))
     print(f"Chrome traces: {folder}/bare.json, {folder}/platform.json (chrome://tracing, ui.perfetto.dev)")
+    # where the platform's Python spends the host's time (the torch profiler sees operators only)
+    python = cProfile.Profile()
+    python.runcall(platform)
+    print(f"platform, Python functions by own time over {steps} steps (cProfile; its overhead inflates them):")
+    pstats.Stats(python).sort_stats("tottime").print_stats(15)
 
 
 def gpu_main(args) -> None:

@@ -111,10 +111,14 @@ def _token_file(key: str, path: str, dtype: np.dtype) -> np.ndarray:
 
 
 def windows(tokens: np.ndarray, starts: np.ndarray, context: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inputs and next-token targets for windows of length context starting at `starts`."""
+    """Inputs and next-token targets for windows of length context starting at `starts`.
+
+    Each is contiguous: a pinned copy of a view (of the windows one token longer) would not
+    reach a GPU from pinned memory, as torch first copies a non-contiguous tensor into a new,
+    pageable one, and a copy from pageable memory may wait for the device's queue."""
     idx = starts[:, None] + np.arange(context + 1)[None, :]
-    block = torch.from_numpy(tokens[idx].astype(np.int64))
-    return block[:, :-1], block[:, 1:]
+    block = tokens[idx].astype(np.int64)
+    return torch.from_numpy(block[:, :-1].copy()), torch.from_numpy(block[:, 1:].copy())
 
 
 class TrainBatches(IterableDataset):

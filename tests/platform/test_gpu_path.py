@@ -3,6 +3,7 @@ synchronisation, precision `auto`, fused AdamW and torch.compile."""
 import pytest
 import torch
 
+from scalelab.platform.data import HeldOut, TrainBatches, load_corpus
 from scalelab.platform.divergence import DivergenceCheck
 from scalelab.platform.train import precision, train
 from scalelab.record import read
@@ -60,6 +61,17 @@ def test_without_a_fused_optimizer_the_check_is_read_every_step():
 def test_16_bit_loss_scaling_keeps_the_check_on_the_host():
     optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.ones(3))], fused=True)
     assert not DivergenceCheck(optimizer, 10.0, torch.device("cpu"), loss_scaling=True).on_device
+
+
+def test_batches_are_contiguous_so_that_their_pinned_copies_go_to_the_gpu_as_they_are(make_cfg):
+    # torch copies a non-contiguous tensor into a new, pageable one before it goes to a GPU
+    corpus = load_corpus(make_cfg().data)
+    held_out = HeldOut(corpus.val, eval_tokens=2048, curve_tokens=1024, context=32, batch_size=8)
+    training = list(TrainBatches(corpus.train, batch_size=8, context=32, seed=0, epoch_ends=[3]))
+    assert len(training) == 3
+    for inputs, targets, *_ in [*training, *held_out.full, *held_out.curve]:
+        assert inputs.is_contiguous() and targets.is_contiguous()
+        assert torch.equal(inputs[:, 1:], targets[:, :-1])  # the targets: the next tokens
 
 
 @pytest.mark.parametrize("overrides, expected", [

@@ -10,9 +10,9 @@ shell expects of a command a signal stopped, 128 + the signal.
 Under data parallelism Lightning also asks, before every step, whether the first process has
 received SIGTERM: a broadcast from it and a host read of the answer, which makes every process
 wait for its device at every step (Lightning issue 21487). `ask_about_sigterm_every` asks every
-`train.log_every` steps instead. A process that
-receives SIGTERM itself still stops after its current step, as before; one the signal missed
-learns of it from the first process at most `train.log_every` - 1 steps later.
+`train.log_every` steps instead. A process that receives SIGTERM itself still stops after its
+current step, as before; one the signal missed learns of it from the first process at most
+`train.log_every` - 1 steps later.
 """
 from __future__ import annotations
 

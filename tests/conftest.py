@@ -24,3 +24,9 @@ def run_cli(capsys, monkeypatch):
         return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
 
     return run
+
+
+def pytest_collection_modifyitems(items):
+    """Files with `slow` tests first: `make test` hands whole files to its workers in collection
+    order, and a long file that starts last would end long after the others."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

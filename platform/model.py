@@ -114,7 +114,9 @@ class GPT(nn.Module):
         x = self.token_embedding(tokens) + self.position_embedding(positions)
         for block in self.blocks:
             x = block(x)
-        return F.linear(self.ln_final(x), self.token_embedding.weight) / self.shape.width_mult
+        logits = F.linear(self.ln_final(x), self.token_embedding.weight)
+        # under SP no division: with a large vocabulary it would be a pass over the largest activation
+        return logits if self.shape.width_mult == 1 else logits / self.shape.width_mult
 
     def loss(self, tokens: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         logits = self(tokens)

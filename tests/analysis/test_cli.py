@@ -116,8 +116,7 @@ def test_deepseek_law_queried_by_N_and_D_counts_C_as_the_records(capsys, tmp_pat
 
 def test_each_command_imports_only_what_it_needs(tmp_path, chinchilla_table):
     """Whole processes, as a user starts them; each step reports what it has imported: neither
-    torch nor matplotlib for fit and predict, not even pandas for data prepare (nor for train,
-    which imports the training code alone)."""
+    torch nor matplotlib for fit and predict, not even pandas for data prepare."""
     table = tmp_path / "t.csv"
     chinchilla_table.iloc[:60].to_csv(table, index=False)
     fit = tmp_path / "power.json"

@@ -6,11 +6,11 @@ test_wheel_install.py covers a regular install."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 import sysconfig
-import tomllib
 import venv
 from pathlib import Path
 
@@ -48,8 +48,9 @@ def test_editable_install_lets_a_plain_app_find_the_sweeper(tmp_path):
     shutil.copy(ROOT / "pyproject.toml", src / "pyproject.toml")
     readme = ROOT / "README.md"
     (src / "README.md").write_text(readme.read_text() if readme.exists() else "scalelab\n")
-    package_dirs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
-    for folder in {path.split("/")[0] for path in package_dirs.values()}:
+    # every folder pyproject's package-dir table maps a package to (read without tomllib: 3.11+)
+    table = (ROOT / "pyproject.toml").read_text().split("[tool.setuptools.package-dir]")[1].split("\n[")[0]
+    for folder in {path.split("/")[0] for path in re.findall(r'=\s*"([^"]+)"', table)}:
         shutil.copytree(ROOT / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__"))
     # A bare venv (no pip: seconds) that sees this environment's packages (Hydra, Optuna, torch,
     # setuptools) through a path line; a .pth file's path lines do not run that folder's own .pth

@@ -96,8 +96,9 @@ class ScalingLoop:
         self.speed: dict[int, float] = {}  # tokens per second by width
 
     # ------------------------------------------------------------------ before any trial
-    def check(self, points: list[Point]) -> None:
-        """Every problem the configuration alone shows, as a SweepError (exit 2, no trial)."""
+    def check_settings(self) -> None:
+        """Every problem the settings alone show, as a SweepError (exit 2, no trial), before the
+        scales' configs are composed."""
         s = self.loop
         for name, value, ok, allowed in (
                 ("wide_scales", s.wide_scales, s.wide_scales >= 2, "at least 2 (the lr law needs two budgets)"),
@@ -116,19 +117,6 @@ class ScalingLoop:
             shown = "not searched" if lr is None else f"searched as {type(lr).__name__}"
             raise SweepError(f"a scaling study moves the search range of {LR} to the optimum the laws "
                              f"predict, so {LR} must be searched as tag(log, interval(a, b)); it is {shown}")
-        # `auto` chooses the form of L(N, D) by fitting all but the largest model size: at least
-        # 5 scales there (4-parameter forms), over 2 sizes and 3 token budgets (with 2, B/D^beta
-        # is any step between them: beta is not identified)
-        rest = [p for p in points if p.N < max(q.N for q in points)]
-        if len(rest) < 5 or len({p.N for p in rest}) < 2 or len({p.D for p in rest}) < 3:
-            raise SweepError(
-                f"the ladder has {len({p.N for p in points})} model size(s) and {len({p.D for p in points})} token "
-                f"budget(s); the L(N, D) fit holds out the largest size and needs 5 scales over at least 2 sizes "
-                "and 3 budgets below it (e.g. model.width=12,16,24 train.tokens=1e5,2e5,4e5)")
-        trained = len(self.families(points))
-        if trained < s.wide_scales + 1:
-            raise SweepError(f"the ladder trains {trained} scales; loop.wide_scales={s.wide_scales} leaves none "
-                             "for the law-guided search")
         if s.transfer and self.plan.job_config.model.get("parametrization") != "mup":
             raise SweepError("loop.transfer=true carries each budget's best learning rate to wider models, "
                              "which holds under µP only: add model.parametrization=mup model.base_width=W")
@@ -144,6 +132,23 @@ class ScalingLoop:
                                  f"schedule.warmup=20); the schedule is {schedule.name} with warmup {schedule.warmup:g}")
         if s.target_N is not None and s.target_C is None:
             raise SweepError("loop.target_N needs loop.target_C: the size to verify at a given budget")
+
+    def check_ladder(self, points: list[Point]) -> None:
+        """Every problem the ladder's scales show, as a SweepError (exit 2, no trial)."""
+        s = self.loop
+        # `auto` chooses the form of L(N, D) by fitting all but the largest model size: at least
+        # 5 scales there (4-parameter forms), over 2 sizes and 3 token budgets (with 2, B/D^beta
+        # is any step between them: beta is not identified)
+        rest = [p for p in points if p.N < max(q.N for q in points)]
+        if len(rest) < 5 or len({p.N for p in rest}) < 2 or len({p.D for p in rest}) < 3:
+            raise SweepError(
+                f"the ladder has {len({p.N for p in points})} model size(s) and {len({p.D for p in points})} token "
+                f"budget(s); the L(N, D) fit holds out the largest size and needs 5 scales over at least 2 sizes "
+                "and 3 budgets below it (e.g. model.width=12,16,24 train.tokens=1e5,2e5,4e5)")
+        trained = len(self.families(points))
+        if trained < s.wide_scales + 1:
+            raise SweepError(f"the ladder trains {trained} scales; loop.wide_scales={s.wide_scales} leaves none "
+                             "for the law-guided search")
         largest = max(p.C for p in points)
         if s.target_C is not None and s.target_C <= largest:
             raise SweepError(f"loop.target_C={s.target_C:g} is not larger than the ladder's largest budget "
@@ -237,8 +242,9 @@ class ScalingLoop:
 
     # ------------------------------------------------------------------ the ladder
     def run(self, compose: Any) -> list:
+        self.check_settings()
         points = self.points(compose)
-        self.check(points)
+        self.check_ladder(points)
         self.price(points)
         returns, before = [], []
         for k, (point, branched) in enumerate(self.families(points)):

@@ -318,9 +318,10 @@ def test_a_data_parallel_run_asks_about_sigterm_every_log_every_steps_not_every_
     synchronisation) comes every `train.log_every` steps: 4 times in 40 steps, in both processes."""
     script = Path(__file__).parent / "count_sigterm_broadcasts.py"
     steps, log_every = 40, 10
-    out = subprocess.run([sys.executable, str(script), str(tmp_path / "run"), *JOB_RUN, f"train.tokens={steps * 8 * 32}",
-                          f"train.log_every={log_every}", "logger=none", "trainer.accelerator=cpu",
-                          "trainer.devices=2", "trainer.strategy=ddp", "trainer.threads=1"],
+    run = [o for o in JOB_RUN if not o.startswith("train.tokens=")] + [f"train.tokens={steps * 8 * 32}"]
+    out = subprocess.run([sys.executable, str(script), str(tmp_path / "run"), *run, f"train.log_every={log_every}",
+                          "logger=none", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp",
+                          "trainer.threads=1"],
                          cwd=tmp_path, env=job_env(), capture_output=True, text=True, timeout=150)
     assert out.returncode == 0, out.stderr[-3000:]
     assert sorted(re.findall(r"rank (\d): (\d+) broadcasts", out.stdout)) == [("0", "4"), ("1", "4")]

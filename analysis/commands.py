@@ -42,7 +42,7 @@ def _source_args(p: argparse.ArgumentParser) -> None:
 
 def parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="scalelab", description="Fit, predict and report scaling laws.")
-    sub = ap.add_subparsers(dest="cmd", required=True, metavar="prepare")
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="fit|predict|sensitivity|report|sync")
     f = sub.add_parser("fit", help="fit a law to runs")
     _source_args(f)
     f.add_argument("--law", required=True, choices=["power", "chinchilla", "isoflop", "auto", "hparams"])

@@ -218,10 +218,11 @@ RANGES = {
 }
 
 
-def out_of_range(cfg: DictConfig) -> list[str]:
-    """`key=value must be ...` for each setting outside its `RANGES` entry (None is unset)."""
+def out_of_range(cfg: DictConfig, ranges: Optional[dict[str, Range]] = None) -> list[str]:
+    """`key=value must be ...` for each setting outside its entry of `ranges` (default: a run's
+    `RANGES`; None is unset)."""
     problems = []
-    for key, allowed in RANGES.items():
+    for key, allowed in (RANGES if ranges is None else ranges).items():
         value = OmegaConf.select(cfg, key)
         if value is not None and not allowed.admits(value):
             problems.append(f"{key}={value} must be {allowed}")

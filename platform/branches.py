@@ -39,16 +39,23 @@ class Branch:
         return f"D={self.tokens}"
 
 
+def check_branch_schedule(schedule: DictConfig) -> None:
+    """Branches fork off a stable phase that runs of every budget share: schedule=wsd, its warmup
+    a step count."""
+    name = getattr(schedule.name, "value", schedule.name)
+    if name != "wsd":
+        raise ConfigError(f"schedule.branches needs schedule=wsd (cooldowns fork off a stable phase); "
+                          f"the schedule is {name}")
+    if 0 < schedule.warmup < 1:
+        raise ConfigError(f"schedule.branches needs schedule.warmup as a step count (or 0), not a fraction "
+                          f"({schedule.warmup:g}) of a run, which differs from budget to budget")
+
+
 def plan_branches(schedule: DictConfig, total_steps: int, tokens_per_step: int) -> list[Branch]:
     """The branches of a run of `total_steps`, checked; [] without `schedule.branches`."""
     if not schedule.branches:
         return []
-    if schedule.name != "wsd":
-        raise ConfigError(f"schedule.branches needs schedule=wsd (cooldowns fork off a stable phase); "
-                          f"the schedule is {schedule.name.value}")
-    if 0 < schedule.warmup < 1:
-        raise ConfigError(f"schedule.branches needs schedule.warmup as a step count (or 0), not a fraction "
-                          f"({schedule.warmup:g}) of a run, which differs from budget to budget")
+    check_branch_schedule(schedule)
     branches = {}
     for value in schedule.branches:
         if not value > 0:

@@ -60,7 +60,7 @@ def train(args: list[str]) -> int:
     from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 
     from scalelab.platform.train import hydra_task
-    from scalelab.sweeps.registration import register
+    from hydra_plugins.scalelab_sweeper import register
 
     register()
     version.setbase("1.3")

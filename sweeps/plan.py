@@ -99,6 +99,16 @@ class Plan:
         return out
 
 
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def merged_overrides(base: Sequence[str], extra: Sequence[str]) -> list[str]:
+    """`base` overrides with those of the keys `extra` sets replaced by `extra`."""
+    keys = {_key(o) for o in extra}
+    return [o for o in base if _key(o) not in keys] + list(extra)
+
+
 def parse_command_line(arguments: Sequence[str], config_loader: Any = None) -> list[Override]:
     parser = OverridesParser.create(config_loader=config_loader)
     try:

@@ -2,10 +2,9 @@
 
 In an installed scalelab (a wheel or an editable install), Hydra's plugin scan imports
 `hydra_plugins.scalelab_sweeper`, which calls `store_configs()`: any Hydra app then finds
-`hydra/sweeper=scalelab` and its sampler group with nothing but the override. `register()`
-also registers the class itself, for code run from a checkout that is not installed, and is
-what `scalelab train` calls; the presets live outside `conf/`, so each is stored in the
-ConfigStore under the group `sweeps`. Both functions may be called any number of times.
+`hydra/sweeper=scalelab` and its sampler group with nothing but the override. The presets live
+outside `conf/`, so each is stored in the ConfigStore under the group `sweeps`. Any number of
+calls.
 
 A preset's `hydra.sweeper.sampler` is stored as an option of the sampler group, under the
 preset's name, and the preset chooses it: a sampler named on the command line
@@ -17,14 +16,11 @@ from __future__ import annotations
 from importlib import resources
 
 from hydra.core.config_store import ConfigStore
-from hydra.core.plugins import Plugins
 from omegaconf import OmegaConf
 
 from scalelab.sweeps import samplers
 from scalelab.sweeps.config import ScalelabSweeperConf
-from scalelab.sweeps.hydra_patch import allow_params_on_command_line
 
-_registered = False
 _stored = False
 
 
@@ -48,17 +44,3 @@ def store_configs() -> None:
                 node.defaults.append({f"override /{samplers.GROUP}": name})
             cs.store(group="sweeps", name=name, node=node, package="_global_", provider="scalelab")
     _stored = True
-
-
-def register() -> None:
-    """Make `hydra/sweeper=scalelab`, `sweeps=NAME` and search spaces on the command line work."""
-    global _registered
-    store_configs()
-    if _registered:
-        return
-    # Here, not at the top: hydra_plugins.scalelab_sweeper imports this module.
-    from hydra_plugins.scalelab_sweeper import ScalelabSweeper
-
-    Plugins.instance().register(ScalelabSweeper)
-    allow_params_on_command_line()
-    _registered = True

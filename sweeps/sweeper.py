@@ -31,35 +31,33 @@ machine's cores, and the storage URL never in `sys.argv` (W&B records it) when i
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import signal
 import sys
-import threading
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterator, List, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence
 
 import optuna
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from optuna.storages import InMemoryStorage
-from optuna.trial import TrialState
 
 from scalelab.messages import first_line, has_credentials, redact_text, redact_url
 from scalelab.platform.threads import PARALLEL_TRIALS_ENV  # the jobs divide the cores by it
-from scalelab.record import FILE_NAME, write_atomic
+from scalelab.record import write_atomic
 from scalelab.sweeps import algorithms, custom_space, results
 from scalelab.sweeps import study as studies
 from scalelab.sweeps.config import SweepError, SweepSettings
 from scalelab.sweeps.heartbeat import Heartbeat, running_numbers, wait_for_orphans
+from scalelab.sweeps.lanes import Lanes
 from scalelab.sweeps.hydra_patch import overrides_for_jobs
+from scalelab.sweeps.interruption import INTERRUPTED_EXIT, StopSignals, interrupted_line
 from scalelab.sweeps.outcome import Outcome
 from scalelab.sweeps.plan import Plan, Scale, make_plan, parse_command_line
 from scalelab.sweeps.search_space import format_value
-from scalelab.sweeps.storage import StorageError, make_storage, url_for_jobs
+from scalelab.sweeps.storage import StorageError, make_storage
 
 # We drive heartbeats ourselves (ask/tell, not Study.optimize); Optuna warns about both.
 _HEARTBEAT_WARNING = ".*[Hh]eartbeat.*"
@@ -68,7 +66,6 @@ warnings.filterwarnings("ignore", message=_HEARTBEAT_WARNING)
 log = logging.getLogger(__name__)
 
 DEFAULT_SWEEP_ROOT = "runs/sweeps"
-INTERRUPTED_EXIT = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
 # Launchers whose launch() may run in several threads at once (each waits on its own jobs).
 LANE_LAUNCHERS = ("SubmititLauncher", "LocalLauncher", "SlurmLauncher")
 # Hydra's basic launcher runs the jobs of a batch one after another, in this process.
@@ -77,8 +74,12 @@ IN_MEMORY_LINE = ("scalelab sweeper: storage null: in-memory studies, lost when 
                   "starts over); jobs cannot reach them, so they get no trial.* overrides and no pruning")
 
 
-class OptunaSweeper(Sweeper):
-    """Hydra's entry point; each keyword is a key of `ScalelabSweeperConf`."""
+class ScalelabSweeper(Sweeper):
+    """Hydra's entry point; each keyword is a key of `ScalelabSweeperConf`.
+
+    The public seam for a driver above it (the scaling study, `scalelab.scaling`): override
+    `run_ladder(plan)`, and within it call `run_study` for a scale and `launch_runs` for runs
+    outside any trial; `storage`, `sweep_dir` and `compose` are set once the sweep starts."""
 
     def __init__(self, **settings: Any) -> None:
         super().__init__()
@@ -90,10 +91,12 @@ class OptunaSweeper(Sweeper):
         self.custom_search_space: Optional[Callable[[Any, Any], None]] = None
         # (study name, trial number, outcome) of every trial this process told, in order
         self.told: list[tuple[str, int, Outcome]] = []
-        self.stop_signal: Optional[str] = None  # SIGINT or SIGTERM, once one has come
+        self.signals = StopSignals()
         # (study name, trial numbers) marked FAIL by the interruption
         self.interrupted: tuple[str, list[int]] = ("", [])
         self.compose: Optional[Callable[[list[str]], DictConfig]] = None  # overrides -> job config
+        self.storage: Any = None
+        self.heartbeat: Optional[Heartbeat] = None
 
     # ------------------------------------------------------------------ hydra interface
     def setup(self, *, hydra_context: Any, task_function: Any, config: DictConfig) -> None:
@@ -120,7 +123,7 @@ class OptunaSweeper(Sweeper):
         # again here: Hydra's plugin scan imports this module inside catch_warnings()
         warnings.filterwarnings("ignore", message=_HEARTBEAT_WARNING)
         try:
-            with self._stop_signals_interrupt():
+            with self.signals.raise_keyboard_interrupt():
                 plan, storage = self._prepare(arguments)
                 returns = self._run_studies(plan, storage)
         except SweepError as e:
@@ -129,7 +132,7 @@ class OptunaSweeper(Sweeper):
             print(f"scalelab sweeper: error: {e}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
         except (KeyboardInterrupt, SystemExit) as e:
-            if not self._is_interruption(e):
+            if not self.signals.interrupted(e):
                 raise
             print(interrupted_line(*self.interrupted), file=sys.stderr, flush=True)
             raise SystemExit(INTERRUPTED_EXIT) from None
@@ -138,36 +141,6 @@ class OptunaSweeper(Sweeper):
             print(failed, file=sys.stderr, flush=True)
             raise SystemExit(results.FAILED_EXIT)
         return returns
-
-    @contextlib.contextmanager
-    def _stop_signals_interrupt(self) -> Iterator[None]:
-        """SIGINT (Ctrl-C) and SIGTERM (a scheduler's or `kill`'s stop) raise KeyboardInterrupt,
-        as Ctrl-C does by default, and are noted: a job may turn the KeyboardInterrupt into
-        SystemExit on its way out (Lightning exits with 1). Signals are the main thread's only."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def stop(signum: int, frame: Any) -> None:
-            self.stop_signal = signal.Signals(signum).name
-            raise KeyboardInterrupt(self.stop_signal)
-
-        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                # None: a handler installed from outside Python, which cannot be put back
-                signal.signal(sig, signal.SIG_DFL if handler is None else handler)
-
-    def _is_interruption(self, error: BaseException) -> bool:
-        """A signal came, or a job turned the KeyboardInterrupt it got into SystemExit (Lightning
-        does, and a training run then exits 130 from it): the interrupt is in the chain."""
-        if isinstance(error, KeyboardInterrupt) or (isinstance(error, SystemExit) and self.stop_signal is not None):
-            return True
-        while isinstance(error, SystemExit):
-            error = error.__cause__ or error.__context__
-        return isinstance(error, KeyboardInterrupt)
 
     # ------------------------------------------------------------------ before any trial
     def _prepare(self, arguments: Sequence[str]) -> tuple[Plan, Any]:
@@ -198,33 +171,38 @@ class OptunaSweeper(Sweeper):
 
     # ------------------------------------------------------------------ the studies
     def _run_studies(self, plan: Plan, storage: Any) -> list:
-        """One study per scale, in turn, with this process's trials kept alive by heartbeats."""
+        """The ladder's studies, with this process's trials kept alive by heartbeats."""
         interval = self.settings.heartbeat_interval
         at_once = 1 if IN_PROCESS_LAUNCHER in _class_names(self.launcher) else self.settings.n_jobs
         os.environ[PARALLEL_TRIALS_ENV] = str(at_once)
-        heartbeat = Heartbeat(storage, interval) if interval else None
+        self.storage = storage
+        self.heartbeat = Heartbeat(storage, interval) if interval else None
         try:
-            if self.settings.loop.enabled:
-                # pandas and scipy: only a scaling study fits laws, so only it imports them
-                from scalelab.sweeps.scaling import ScalingLoop
-                return ScalingLoop(self, plan, storage, heartbeat).run(self.compose)
-            return [batch for scale in plan.scales for batch in self._run_study(plan, storage, scale, heartbeat)]
+            return self.run_ladder(plan)
         finally:
-            if heartbeat is not None:
-                heartbeat.close()
+            if self.heartbeat is not None:
+                self.heartbeat.close()
 
-    def _run_study(self, plan: Plan, storage: Any, scale: Scale, heartbeat: Optional[Heartbeat],
-                   prepare: Optional[Callable[[optuna.Study], Plan]] = None) -> list:
+    @property
+    def sweep_dir(self) -> Path:
+        """The sweep's folder, absolute, so that jobs find it whatever their working directory."""
+        assert self.config is not None
+        return Path(str(self.config.hydra.sweep.dir)).resolve()
+
+    def run_ladder(self, plan: Plan) -> list:
+        """Each scale's study in turn; a driver above the sweeper overrides this."""
+        return [batch for scale in plan.scales for batch in self.run_study(plan, scale)]
+
+    def run_study(self, plan: Plan, scale: Scale, prepare: Optional[Callable[[optuna.Study], Plan]] = None) -> list:
         """The trials of one scale; `prepare(study)`, where given, returns the plan for this study
         (a scaling study's own search range)."""
         assert self.config is not None and self.launcher is not None
         s = self.settings
-        study = studies.open_study(storage, scale.study_name(s.study_name), s,
+        study = studies.open_study(self.storage, scale.study_name(s.study_name), s,
                                    studies.sampler_for_scale(plan.sampler, scale.name))
         if prepare is not None:
             plan = prepare(study)
-        # absolute, so that jobs find it whatever their working directory (submitit, chdir)
-        sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve()
+        sweep_dir = self.sweep_dir
         sweep_dir.mkdir(parents=True, exist_ok=True)
         self._save_multirun_yaml(sweep_dir)
         if studies.budget_left(study, plan.n_trials, s.grace_period, count_running=False) <= 0:
@@ -235,18 +213,18 @@ class OptunaSweeper(Sweeper):
             # Another worker is on this study, or an earlier (killed, interrupted) run left trials:
             # a seeded sampler would sample their random start-up points again.
             study.sampler.reseed_rng()
-        lanes = _Lanes(self, plan, study, scale, sweep_dir, heartbeat)
+        lanes = Lanes(self, plan, study, scale, sweep_dir, self.heartbeat)
         try:
             self._fill_budget(study, lanes)
         except (KeyboardInterrupt, SystemExit) as e:
-            if self._is_interruption(e):
+            if self.signals.interrupted(e):
                 self.interrupted = (study.study_name, lanes.interrupt())
             raise
         studies.log_best(study)
         results.write(study, sweep_dir / scale.folder)
         return lanes.returns
 
-    def _fill_budget(self, study: optuna.Study, lanes: "_Lanes") -> None:
+    def _fill_budget(self, study: optuna.Study, lanes: Lanes) -> None:
         """Trials until `n_trials` have run to their own end. While the budget is spent only by
         trials RUNNING in other processes, wait for them: a dead process's trial is failed
         without counting and its place is run here; a live worker's is left to that worker."""
@@ -276,8 +254,7 @@ class OptunaSweeper(Sweeper):
         """Runs outside any trial (a scaling study's seed and verification runs): (subdir,
         overrides) each, `n_jobs` at a time. A folder that holds a finished run is not trained
         again (the run says so and returns), so a rerun launches them all again safely."""
-        assert self.config is not None
-        sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve()
+        sweep_dir = self.sweep_dir
         for start in range(0, len(jobs), self.settings.n_jobs):
             batch = [[*overrides, f"hydra.sweep.dir={format_value(str(sweep_dir))}",
                       f"hydra.sweep.subdir={format_value(subdir)}"]
@@ -294,136 +271,7 @@ class OptunaSweeper(Sweeper):
             write_atomic(path, OmegaConf.to_yaml(self.config))
 
 
-class _Lanes:
-    """The trials of one study: asked for and launched in batches, or in `n` lanes that each
-    refill as soon as their trial ends, so that no lane waits for a whole batch."""
-
-    def __init__(self, sweeper: OptunaSweeper, plan: Plan, study: optuna.Study, scale: Scale,
-                 sweep_dir: Path, heartbeat: Optional[Heartbeat]) -> None:
-        self.sweeper, self.plan, self.study, self.scale = sweeper, plan, study, scale
-        self.sweep_dir, self.heartbeat = sweep_dir, heartbeat
-        storage_url = sweeper.settings.storage
-        # An in-memory study lives in this process only: its jobs cannot report to it.
-        self.trial_prefix = plan.trial_prefix if storage_url is not None else None
-        self.storage_arg = url_for_jobs(storage_url) if self.trial_prefix is not None else ""
-        self.lock = threading.Lock()
-        self.stopped = threading.Event()
-        self.in_flight: dict[int, optuna.Trial] = {}  # by trial number: asked, not yet told
-        self.returns: list = []
-
-    def run(self, n: int, in_lanes: bool) -> None:
-        """Trials until the budget is spent: `n` lanes in threads, or batches of `n` in this thread
-        (in-process jobs: Hydra's job state is global; joblib: one Parallel at a time)."""
-        if n == 1 or not in_lanes:
-            while self.one_batch(n):
-                pass
-            return
-
-        def lane() -> None:
-            while self.one_batch(1):
-                pass
-
-        # daemons: an interrupted sweep exits without waiting for the jobs its lanes wait on
-        threads = [threading.Thread(target=lane, name=f"scalelab-lane-{i}", daemon=True) for i in range(n)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-
-    def interrupt(self) -> list[int]:
-        """Stop asking for trials, and mark those in flight FAIL as interrupted (not counted)."""
-        self.stopped.set()
-        with self.lock:
-            trials = list(self.in_flight.values())
-            self.in_flight.clear()
-        if self.heartbeat is not None:
-            for trial in trials:
-                self.heartbeat.discard(trial._trial_id)
-        return studies.fail_interrupted(self.study, trials)
-
-    def _ask(self) -> Optional[tuple[optuna.Trial, List[str], Path]]:
-        """A new trial, its job overrides and its run folder; None when `custom_search_space`
-        failed on it (the trial is then FAIL, with the error as its reason)."""
-        trial = self.study.ask(fixed_distributions=self.plan.space.distributions)
-        self.in_flight[trial.number] = trial  # from here on, an interruption marks it
-        custom = self.sweeper.custom_search_space
-        if custom is not None:
-            try:
-                custom(self.sweeper.config, trial)
-            except Exception as e:  # noqa: BLE001 - the user's function: this trial fails, the sweep goes on
-                self.in_flight.pop(trial.number, None)
-                self._tell(trial, Outcome(TrialState.FAIL, reason=f"custom_search_space: {first_line(e)}"))
-                return None
-        subdir = studies.new_subdir(self.sweep_dir, self.scale, trial.number)
-        run_dir = (self.sweep_dir / subdir).resolve()
-        overrides = self.plan.job_overrides(self.scale, trial.params)
-        if self.trial_prefix is not None:
-            p = self.trial_prefix
-            overrides += [f"{p}trial.study_name={format_value(self.study.study_name)}",
-                          f"{p}trial.storage={self.storage_arg}", f"{p}trial.number={trial.number}"]
-        overrides += [f"hydra.sweep.dir={format_value(str(self.sweep_dir))}",
-                      f"hydra.sweep.subdir={format_value(str(subdir))}"]
-        trial.set_user_attr("run_dir", str(run_dir))
-        trial.set_user_attr("record", str(run_dir / FILE_NAME))
-        if self.scale.name:
-            trial.set_user_attr("scale", self.scale.name)
-        if self.heartbeat is not None:
-            self.heartbeat.add(trial._trial_id)
-        return trial, overrides, run_dir
-
-    def _tell(self, trial: optuna.Trial, outcome: Outcome) -> None:
-        studies.tell(self.study, trial, outcome)
-        log.info("study %s: trial %d %s (%s)", self.study.study_name, trial.number, outcome.state.name, outcome.reason)
-        self.sweeper.told.append((self.study.study_name, trial.number, outcome))
-
-    def one_batch(self, k: int) -> bool:
-        """Launch up to `k` trials and tell their results; False once the budget is spent."""
-        settings = self.sweeper.settings
-        with self.lock:
-            if self.stopped.is_set():
-                return False
-            left = studies.budget_left(self.study, self.plan.n_trials, settings.grace_period)
-            if left <= 0:
-                return False
-            batch = [b for b in (self._ask() for _ in range(min(k, left))) if b is not None]
-            if not batch:
-                return True
-            first_idx = self.sweeper.job_idx
-            self.sweeper.job_idx += len(batch)
-        launcher_error = None
-        try:
-            launched = list(self.sweeper.launcher.launch([b[1] for b in batch], initial_job_idx=first_idx))
-        except Exception as e:  # noqa: BLE001 - the launcher itself failed: FAIL, go on
-            launcher_error = f"launcher: {first_line(e)}"
-            log.error("study %s: %s", self.study.study_name, launcher_error)
-            launched = [None] * len(batch)
-        with self.lock:  # not while `interrupt` marks the same trials
-            if self.stopped.is_set():
-                return False
-            for (trial, _, run_dir), job in zip(batch, launched):
-                try:
-                    outcome = studies.finish_trial(self.study, trial, job, run_dir, self.plan.objectives,
-                                                   launcher_error, len(self.plan.directions))
-                    self.sweeper.told.append((self.study.study_name, trial.number, outcome))
-                finally:
-                    self.in_flight.pop(trial.number, None)
-                    if self.heartbeat is not None:
-                        self.heartbeat.discard(trial._trial_id)
-            self.returns.append(launched)
-        return True
-
-
 def _class_names(launcher: Any) -> set[str]:
     """The names of the launcher's classes. Names, not classes: Hydra's plugin scan loads its
     launcher modules a second time, so their classes are not the ones this module imports."""
     return {c.__name__ for c in type(launcher).__mro__}
-
-
-def interrupted_line(study_name: str, numbers: Sequence[int]) -> str:
-    """What an interrupted sweep says, in one line."""
-    if numbers:
-        shown = ", ".join(str(n) for n in sorted(numbers))
-        what = f"trial(s) {shown} of study {study_name} marked FAIL (interrupted)"
-    else:
-        what = "no trial of this process was running"
-    return f"scalelab sweeper: interrupted; {what}; rerun the same command to continue"

@@ -4,7 +4,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 
-from scalelab.sweeps.registration import register
+from hydra_plugins.scalelab_sweeper import register
 
 
 def test_register_is_idempotent_and_complete():

@@ -13,7 +13,7 @@ from scalelab.conf.schema import register_schema
 from scalelab.sweeps import algorithms, samplers
 from scalelab.sweeps.config import SweepError
 from scalelab.sweeps.outcome import Outcome
-from scalelab.sweeps.registration import register
+from hydra_plugins.scalelab_sweeper import register
 from scalelab.sweeps.study import budget_left, fail_interrupted, tell
 
 TPE_UPSTREAM = {"_target_": "optuna.samplers.TPESampler", "seed": None, "consider_prior": None,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import optuna
 import pytest
@@ -14,8 +13,7 @@ from scalelab.analysis.laws import load_fit
 from scalelab.analysis.table import load_table
 from scalelab.record import find, read
 
-sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
-from sweep_helpers import run  # noqa: E402
+from tests.sweeps.sweep_helpers import run
 
 TINY = ["model.context=32", "train.batch_size=8", "train.eval_every=1000", "train.eval_tokens=2048", "logger=none"]
 LADDER = ["model.width=8,12,16", "train.tokens=1e4,2e4,4e4"]
@@ -25,29 +23,35 @@ LADDER = ["model.width=8,12,16", "train.tokens=1e4,2e4,4e4"]
     (["optim.lr=0.01"], "optim.lr must be searched as tag(log, interval(a, b)); it is not searched"),
     (["optim.lr=choice(0.01,0.02)"], "it is searched as CategoricalDistribution"),
     (["model.width=12,16,24", "train.tokens=2e5,8e5"], "the ladder has 3 model size(s) and 2 token budget(s)"),
-    (["hydra.sweeper.loop.target_C=1e9"], "loop.target_C=1e+09 is not larger than the ladder's largest budget"),
-    (["hydra.sweeper.loop.floor=1"], "loop.floor=1.0 must be above 1"),
-    (["hydra.sweeper.loop.transfer=true"], "loop.transfer=true carries each budget's best learning rate to wider "
-                                           "models, which holds under µP only"),
-    (["hydra.sweeper.loop.branches=true"], "loop.branches=true forks each model size's smaller budgets off its "
-                                           "largest run, which needs schedule=wsd"),
-    (["hydra.sweeper.loop.branches=true", "schedule=wsd"], "with schedule.warmup a step count"),
+    (["hydra.sweeper.scaling.target_C=1e9"], "scaling.target_C=1e+09 is not larger than the ladder's largest budget"),
+    (["hydra.sweeper.scaling.floor=1"], "scaling.floor=1.0 must be > 1"),
+    (["hydra.sweeper.scaling.wide_scales=1"], "scaling.wide_scales=1 must be >= 2 (the lr law needs two budgets)"),
+    (["hydra.sweeper.scaling.target_N=-5"], "scaling.target_N=-5.0 must be > 0"),
+    (["hydra.sweeper.scaling.transfer=true"], "scaling.transfer=true carries each budget's best learning rate to "
+                                              "wider models, which holds under µP only"),
+    (["hydra.sweeper.scaling.branches=true"], "scaling.branches=true forks each model size's smaller budgets off "
+                                              "its largest run: schedule.branches needs schedule=wsd"),
+    (["hydra.sweeper.scaling.branches=true", "schedule=wsd"], "schedule.warmup as a step count"),
+    # the old name of the node, read for one release
+    (["hydra.sweeper.loop.floor=1"], "scaling.floor=1.0 must be > 1"),
+    (["hydra.sweeper.loop.flor=3"], "Key 'flor' not in 'DeprecatedLoop'"),
+    (["hydra.sweeper.loop.floor=abc"], "hydra.sweeper.loop: Value 'abc' of type 'str' could not be converted to Float"),
     (["data=tokens", "data.dir=no_such_folder"], "data.dir=no_such_folder: no readable meta.json gives the vocabulary"),
 ])
 def test_bad_study_input_is_one_line_before_any_trial(tmp_path, run_cli, overrides, words):
     out = run_cli("sweeps=ladder", *TINY, *overrides, cwd=tmp_path)
     assert out.returncode == 2
-    lines = [ln for ln in out.stderr.splitlines() if ln.startswith("scalelab sweeper:")]
-    assert len(lines) == 1 and lines[0].startswith("scalelab sweeper: error: ") and words in lines[0], out.stderr
+    lines = [ln for ln in out.stderr.splitlines() if "error:" in ln]
+    assert len(lines) == 1 and lines[0].startswith("scalelab") and words in lines[0], out.stderr
     assert not list(tmp_path.glob("runs/**/run.json"))
 
 
 def study_cmd(*overrides: str) -> list[str]:
     return [sys.executable, "-m", "scalelab", "train", "-m", "sweeps=ladder", *TINY, *LADDER, "hydra.sweeper.n_trials=3",
             "optim.lr=tag(log, interval(3e-3, 5e-2))",
-            "hydra.sweeper.loop.seeds=1", "hydra.sweeper.loop.verify_seeds=1", "hydra.sweeper.loop.target_C=6e9",
-            "hydra.sweeper.loop.target_N=2e4",
-            "hydra.sweeper.loop.bootstrap=20", "hydra.sweeper.heartbeat_interval=1", *overrides]
+            "hydra.sweeper.scaling.seeds=1", "hydra.sweeper.scaling.verify_seeds=1", "hydra.sweeper.scaling.target_C=6e9",
+            "hydra.sweeper.scaling.target_N=2e4",
+            "hydra.sweeper.scaling.bootstrap=20", "hydra.sweeper.heartbeat_interval=1", *overrides]
 
 
 @pytest.mark.slow
@@ -100,8 +104,8 @@ def test_a_tiny_study_runs_guides_predicts_verifies_and_resumes_as_a_no_op(tmp_p
 
 @pytest.mark.slow
 def test_a_mup_study_searches_the_learning_rate_at_each_budgets_smallest_width_only(tmp_path):
-    run(study_cmd("model.parametrization=mup", "model.base_width=8", "hydra.sweeper.loop.transfer=true",
-                  "hydra.sweeper.loop.seeds=0", "hydra.sweeper.loop.verify=false"), tmp_path, timeout=300)
+    run(study_cmd("model.parametrization=mup", "model.base_width=8", "hydra.sweeper.scaling.transfer=true",
+                  "hydra.sweeper.scaling.seeds=0", "hydra.sweeper.scaling.verify=false"), tmp_path, timeout=300)
     storage = f"sqlite:///{tmp_path}/runs/sweeps/studies.db"
     studies = {s.study_name: optuna.load_study(study_name=s.study_name, storage=storage)
                for s in optuna.get_all_study_summaries(storage)}
@@ -125,8 +129,8 @@ def test_a_mup_study_searches_the_learning_rate_at_each_budgets_smallest_width_o
 
 @pytest.mark.slow
 def test_a_branched_study_trains_each_size_once_and_takes_its_smaller_budgets_from_cooldown_branches(tmp_path):
-    run(study_cmd("schedule=wsd", "schedule.warmup=2", "hydra.sweeper.loop.branches=true",
-                  "hydra.sweeper.loop.verify=false"), tmp_path, timeout=300)
+    run(study_cmd("schedule=wsd", "schedule.warmup=2", "hydra.sweeper.scaling.branches=true",
+                  "hydra.sweeper.scaling.verify=false"), tmp_path, timeout=300)
     storage = f"sqlite:///{tmp_path}/runs/sweeps/studies.db"
     assert sorted(s.study_name for s in optuna.get_all_study_summaries(storage)) == [
         f"ladder/model.width={w},train.tokens=4e4" for w in (12, 16, 8)]  # the largest budget of each size

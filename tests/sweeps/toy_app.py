@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from scalelab.messages import redact_url
 from scalelab.record import write
-from scalelab.sweeps.registration import register
+from hydra_plugins.scalelab_sweeper import register
 from scalelab.sweeps.reporting import TrialReporter
 
 register()

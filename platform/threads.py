@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import os
 
-# Set by the sweeper for its jobs: how many trials run at once on this machine.
-PARALLEL_TRIALS_ENV = "SCALELAB_PARALLEL_TRIALS"
+from scalelab.sweeps.reporting import PARALLEL_TRIALS_ENV  # set by the sweeper: the trials running at once
 
 
 def _positive_int(text: str | None) -> int | None:

@@ -18,6 +18,8 @@ from scalelab.sweeps.algorithms import stored_pruner
 from scalelab.sweeps.heartbeat import record_heartbeat
 from scalelab.sweeps.storage import make_storage
 
+# The number of trials a sweep runs at once, which the jobs divide the machine's cores by.
+PARALLEL_TRIALS_ENV = "SCALELAB_PARALLEL_TRIALS"
 # One storage per URL and process: with Hydra's basic launcher, every job runs in the sweeper's process.
 _STORAGES: dict[str, Any] = {}
 # Any interval turns Optuna's heartbeat table on; the sweeper decides what is stale.

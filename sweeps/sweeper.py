@@ -45,19 +45,19 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from optuna.storages import InMemoryStorage
 
 from scalelab.messages import first_line, has_credentials, redact_text, redact_url
-from scalelab.platform.threads import PARALLEL_TRIALS_ENV  # the jobs divide the cores by it
 from scalelab.record import write_atomic
 from scalelab.sweeps import algorithms, custom_space, results
 from scalelab.sweeps import study as studies
-from scalelab.sweeps.config import SweepError, SweepSettings
+from scalelab.sweeps.config import SweepSettings
 from scalelab.sweeps.heartbeat import Heartbeat, running_numbers, wait_for_orphans
 from scalelab.sweeps.lanes import Lanes
-from scalelab.sweeps.hydra_patch import overrides_for_jobs
+from scalelab.sweeps.job_overrides import overrides_for_jobs
 from scalelab.sweeps.interruption import INTERRUPTED_EXIT, StopSignals, interrupted_line
 from scalelab.sweeps.outcome import Outcome
 from scalelab.sweeps.plan import Plan, Scale, make_plan, parse_command_line
+from scalelab.sweeps.reporting import PARALLEL_TRIALS_ENV  # the jobs divide the cores by it
 from scalelab.sweeps.search_space import format_value
-from scalelab.sweeps.storage import StorageError, make_storage
+from scalelab.sweeps.storage import make_storage
 
 # We drive heartbeats ourselves (ask/tell, not Study.optimize); Optuna warns about both.
 _HEARTBEAT_WARNING = ".*[Hh]eartbeat.*"
@@ -126,11 +126,8 @@ class ScalelabSweeper(Sweeper):
             with self.signals.raise_keyboard_interrupt():
                 plan, storage = self._prepare(arguments)
                 returns = self._run_studies(plan, storage)
-        except SweepError as e:
-            # One clear line, and no traceback to bury it (Hydra, too, exits through
-            # SystemExit after reporting an error).
-            print(f"scalelab sweeper: error: {e}", file=sys.stderr, flush=True)
-            raise SystemExit(2) from None
+        # A SweepError (bad sweep settings) goes up as it is: `scalelab train -m` prints it in one
+        # line (exit 2), a plain Hydra app's own report does too (exit 1; `hydra_private`).
         except (KeyboardInterrupt, SystemExit) as e:
             if not self.signals.interrupted(e):
                 raise
@@ -161,11 +158,9 @@ class ScalelabSweeper(Sweeper):
             log.info(IN_MEMORY_LINE)
             storage: Any = InMemoryStorage()
         else:
-            try:
-                storage = make_storage(s.storage, heartbeat_interval=s.heartbeat_interval or None,
-                                       grace_period=s.grace_period, check=True)
-            except StorageError as e:
-                raise SweepError(str(e)) from None
+            # a StorageError is a SweepError
+            storage = make_storage(s.storage, heartbeat_interval=s.heartbeat_interval or None,
+                                   grace_period=s.grace_period, check=True)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         return plan, storage
 

@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import wandb
 
-sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
-from wandb_file import BLOCK_SIZE, HEADER, WandbFileError, find_runs, offline_env, read_run  # noqa: E402
+from tests.wandb_file import BLOCK_SIZE, HEADER, WandbFileError, find_runs, offline_env, read_run
 
 ROWS = [(0, 100, 3.0), (10, 200, 1.5), (20, 300, 2.0)]  # step, tokens, val_loss
 BIG = "x" * (2 * BLOCK_SIZE + 1000)  # its record is split over at least three blocks

@@ -13,8 +13,7 @@ import pytest
 from scalelab.analysis import dashboards
 from scalelab.analysis.dashboards import DashboardSpec
 
-sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
-from wandb_file import find_runs, offline_env, read_run  # noqa: E402
+from tests.wandb_file import find_runs, offline_env, read_run
 
 TINY = ["model.depth=1", "model.heads=2", "model.context=32", "train.tokens=1e4", "train.batch_size=8",
         "train.eval_tokens=1024", "logger=wandb"]

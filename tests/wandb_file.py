@@ -3,8 +3,7 @@
 wandb writes the file and syncs it, but has no reader for it in Python. This one is for tests: it
 turns the file back into the run's config, history rows, summary and define_metric settings.
 
-A plain module, imported by name (tests/ has no packages): a test file puts its own folder, or
-the folder above for a test in a subfolder, on sys.path and does `from wandb_file import read_run`.
+A module of the tests package: a test does `from tests.wandb_file import read_run`.
 
 The file, as wandb 0.31 writes it (wandb-core's leveldb package, a copy of LevelDB's log format):
 

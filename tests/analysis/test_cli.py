@@ -18,8 +18,7 @@ from scalelab.analysis.table import load_table
 from scalelab.cli import main
 from scalelab.wandb_keys import FITS_COLUMNS
 
-sys.path.insert(0, str(Path(__file__).parents[1]))  # pytest runs with --import-mode=importlib
-from wandb_file import find_runs, read_run  # noqa: E402
+from tests.wandb_file import find_runs, read_run
 
 
 def _run(capsys, *argv):

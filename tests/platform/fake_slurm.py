@@ -13,8 +13,8 @@ on PATH, so that Hydra's submitit Slurm launcher submits real jobs and their tas
 - `sacct -j ID` says RUNNING, then COMPLETED or FAILED; `scancel` does nothing.
 
 Each job leaves in the state folder its script's path (`ID.job`), its task pids (`ID.tasks`: what
-Slurm signals), `ID.requeued` once per requeue and its exit status (`ID.rc`). A plain module,
-imported by name like `wandb_file`. What it cannot show: several machines, a queue, job arrays.
+Slurm signals), `ID.requeued` once per requeue and its exit status (`ID.rc`). Imported as
+`tests.platform.fake_slurm`. What it cannot show: several machines, a queue, job arrays.
 """
 from __future__ import annotations
 

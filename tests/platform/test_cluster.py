@@ -22,8 +22,7 @@ from scalelab.platform.errors import ConfigError
 from scalelab.platform.train import build_trainer, train
 from scalelab.record import read
 
-sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
-import fake_slurm  # noqa: E402
+from tests.platform import fake_slurm
 
 # A submitit job of two tasks: the launcher's tasks are the run's processes.
 TWO_TASKS = ["hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=2", "trainer.accelerator=cpu",
@@ -316,6 +315,8 @@ def test_a_task_knows_its_rank_before_training(no_launcher):
 def test_a_data_parallel_run_asks_about_sigterm_every_log_every_steps_not_every_step(no_launcher, tmp_path):
     """Lightning's check for a SIGTERM of the first process (a broadcast and a host read: a
     synchronisation) comes every `train.log_every` steps: 4 times in 40 steps, in both processes."""
+    # run by path, as `scalelab train` would be: Lightning reruns sys.argv[0] for the second process,
+    # and the script imports only scalelab, so it needs no PYTHONPATH nor `-m tests....` from the root
     script = Path(__file__).parent / "count_sigterm_broadcasts.py"
     steps, log_every = 40, 10
     run = [o for o in JOB_RUN if not o.startswith("train.tokens=")] + [f"train.tokens={steps * 8 * 32}"]

@@ -3,8 +3,6 @@ FLOPs at the record's steps, the metric definitions, config and tags; and `fit w
 back as the record it mirrors."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import optuna
@@ -20,8 +18,7 @@ from scalelab.platform.train import placement, train
 from scalelab.platform.wandb_run import is_preset
 from scalelab.record import read
 
-sys.path.insert(0, str(Path(__file__).parents[1]))  # pytest runs with --import-mode=importlib
-from wandb_file import find_runs, offline_env, read_run  # noqa: E402
+from tests.wandb_file import find_runs, offline_env, read_run
 
 SEARCHED = ["optim.lr", "optim.weight_decay"]
 STUDY = "lad/model.width=16"

@@ -1,14 +1,11 @@
 """Fixtures of the prepare tests: `scalelab data prepare` run in this process."""
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from scalelab.cli import main
 
-sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
-from prepare_helpers import make_documents  # noqa: E402
+from tests.prepare.prepare_helpers import make_documents
 
 
 @pytest.fixture

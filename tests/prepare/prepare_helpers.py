@@ -1,6 +1,6 @@
 """Helpers for the prepare tests: corpora of our own, and a prepared folder read back.
 
-A plain module, imported by name: tests/ has no packages."""
+Imported as `tests.prepare.prepare_helpers`."""
 import bz2
 import gzip
 import json

@@ -3,7 +3,6 @@ folder as it was: the previous output intact, no temporary file, no folder made 
 import lzma
 import os
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,9 +11,8 @@ from tokenizers import Tokenizer, models
 from scalelab.prepare import command
 from scalelab.prepare.tokenizer import ByteTokenizer
 
-sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
-from prepare_helpers import (documents_back, folder_state, make_documents, wide_tokenizer,  # noqa: E402
-                             write_jsonl, write_parquet, write_text_files)
+from tests.prepare.prepare_helpers import (documents_back, folder_state, make_documents, wide_tokenizer,
+                                           write_jsonl, write_parquet, write_text_files)
 
 
 def good_corpus(tmp_path: Path) -> Path:

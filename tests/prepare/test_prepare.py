@@ -1,7 +1,6 @@
 """`scalelab data prepare` end to end in this process: each input kind and tokenizer round-trips,
 meta.json describes the folder, the same input gives the same bytes."""
 import hashlib
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +9,8 @@ from tokenizers import Tokenizer
 
 from scalelab.prepare.split import RULE
 
-sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
-from prepare_helpers import (compressed, documents_back, folder_state, read_meta, split_ids,  # noqa: E402
-                             wide_tokenizer, write_jsonl, write_parquet, write_text_files)
+from tests.prepare.prepare_helpers import (compressed, documents_back, folder_state, read_meta, split_ids,
+                                           wide_tokenizer, write_jsonl, write_parquet, write_text_files)
 
 
 def test_text_files_round_trip_as_bytes(tmp_path, documents, run_prepare):

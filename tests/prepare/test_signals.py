@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
-from prepare_helpers import documents_back, folder_state, make_documents, write_jsonl  # noqa: E402
+from tests.prepare.prepare_helpers import documents_back, folder_state, make_documents, write_jsonl
 
 pytestmark = pytest.mark.slow
 

@@ -1,5 +1,4 @@
 """Reading documents: which files, in which order, cut into pieces where a byte-level BPE splits anyway."""
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,8 +9,7 @@ from scalelab.prepare.errors import PrepareError
 from scalelab.prepare.sources import Source, cut, cut_point, find_sources, read_pieces, source_of
 from scalelab.prepare.split import held_out, in_sample
 
-sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
-from prepare_helpers import make_documents, write_jsonl, write_parquet  # noqa: E402
+from tests.prepare.prepare_helpers import make_documents, write_jsonl, write_parquet
 
 
 def documents_of(pieces) -> list[str]:

@@ -1,7 +1,6 @@
 """Training on a prepared folder: `data=tokens data.dir=DIR` and nothing else."""
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +13,7 @@ from scalelab.platform.errors import ConfigError
 from scalelab.platform.train import train
 from scalelab.record import read
 
-sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
-from prepare_helpers import make_documents, read_meta, wide_tokenizer, write_jsonl, write_text_files  # noqa: E402
+from tests.prepare.prepare_helpers import make_documents, read_meta, wide_tokenizer, write_jsonl, write_text_files
 
 # A model and budget that train in about a second (tests/platform/conftest.py's TINY).
 TINY = ["model.width=16", "model.depth=1", "model.heads=2", "model.context=32", "train.batch_size=8",

@@ -1,6 +1,8 @@
 """Helpers for the sweeper tests: run a sweep in a subprocess inside a temporary folder.
 
-A plain module, imported by name: tests/ has no packages."""
+Imported as `tests.sweeps.sweep_helpers`. The apps it starts (toy_app.py, examples/*.py) run as
+scripts by path, not `python -m tests...`: Hydra finds their configs beside the file, and they
+import nothing from tests/, so they need neither the repository root on sys.path nor PYTHONPATH."""
 from __future__ import annotations
 
 import os

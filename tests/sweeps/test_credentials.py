@@ -5,15 +5,13 @@ import json
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 
 import optuna
 import pytest
 
 from scalelab.sweeps.storage import make_storage
 
-sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
-from sweep_helpers import sweep_env  # noqa: E402
+from tests.sweeps.sweep_helpers import sweep_env
 
 
 @pytest.mark.slow

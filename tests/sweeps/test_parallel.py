@@ -1,7 +1,6 @@
 """Workers on a real PostgreSQL server, and Hydra's joblib and submitit launchers."""
 from __future__ import annotations
 
-import sys
 import uuid
 from pathlib import Path
 
@@ -11,8 +10,7 @@ import pytest
 from scalelab.messages import redact_url
 from scalelab.sweeps.storage import make_storage
 
-sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
-from sweep_helpers import load_study, run, start, states, toy_cmd  # noqa: E402
+from tests.sweeps.sweep_helpers import load_study, run, start, states, toy_cmd
 
 pytestmark = pytest.mark.slow  # every test here runs sweeps in subprocesses
 

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
 import time
 from pathlib import Path
 
 import optuna
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
-from sweep_helpers import load_study, run, start, states, toy_cmd  # noqa: E402
+from scalelab.sweeps.heartbeat import STALE_REASON, UNCOUNTED_ATTR
 
-from scalelab.sweeps.heartbeat import STALE_REASON, UNCOUNTED_ATTR  # noqa: E402
+from tests.sweeps.sweep_helpers import load_study, run, start, states, toy_cmd
 
 pytestmark = pytest.mark.slow  # every test here runs sweeps in subprocesses
 

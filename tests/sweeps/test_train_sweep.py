@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
-from sweep_helpers import load_study, run, start, states  # noqa: E402
+from tests.sweeps.sweep_helpers import load_study, run, start, states
 
 TINY = ["model.width=16", "model.depth=1", "model.heads=2", "model.context=32", "train.tokens=1e4",
         "train.batch_size=8", "train.eval_every=8", "train.eval_tokens=1024", "logger=none"]

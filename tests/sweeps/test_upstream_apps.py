@@ -4,15 +4,13 @@ optimization_results.yaml, and bad input is one line before any trial."""
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from optuna.distributions import IntDistribution
 
-sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
-from sweep_helpers import example_cmd, load_study, run, states  # noqa: E402
+from tests.sweeps.sweep_helpers import example_cmd, load_study, run, states
 
 pytestmark = pytest.mark.slow  # every test here runs sweeps in subprocesses
 

@@ -1,0 +1,1 @@
+"""Tests of scalelab.analysis: fits, laws, tables, dashboards and the analysis CLI."""

@@ -1,0 +1,1 @@
+"""Tests of scalelab.prepare: `scalelab data prepare` and training on a prepared folder."""

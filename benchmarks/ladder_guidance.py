@@ -6,11 +6,11 @@
 The `sweeps=ladder` study on a 12-scale ladder, model.width=12,16,24,32 x train.tokens=2e5,5e5,1.25e6
 (`FULL_SCALES`), with the preset's lr range, trials per scale and everything else (read from
 sweeps/ladder.yaml: 6 lr trials per scale in tag(log, interval(2e-3, 2e-1)), TPE), is run
-twice per sampler seed, with `loop.seeds=0 loop.verify=false`: with `loop.guide=true` (the first
-`loop.wide_scales` scales in ascending compute search the configured range, every later one a
-range centred on the lr law fitted to the scales before it) and with `loop.guide=false` (every
+twice per sampler seed, with `scaling.seeds=0 scaling.verify=false`: with `scaling.guide=true` (the first
+`scaling.wide_scales` scales in ascending compute search the configured range, every later one a
+range centred on the lr law fitted to the scales before it) and with `scaling.guide=false` (every
 scale searches the configured range: the fixed-range ladder). Once, a plain ladder sweep
-(`loop.enabled=false`, Optuna's GridSampler) trains a dense lr grid at the same scales: factors
+(`scaling.enabled=false`, Optuna's GridSampler) trains a dense lr grid at the same scales: factors
 of sqrt(2) from the configured range's low end to the first point at or above its high end
 (2e-3 .. 0.256, 15 points, for the range above). A best grid point at the grid's edge is warned.
 
@@ -71,7 +71,7 @@ def preset() -> dict:
         sys.exit(f"{PRESET}: optim.lr is not searched as tag(log, interval(a, b))")
     return {"width": str(sweeper.params["model.width"]), "tokens": str(sweeper.params["train.tokens"]),
             "lr": (float(found.group(1)), float(found.group(2))), "n_trials": int(sweeper.n_trials),
-            "wide_scales": int(sweeper.loop.wide_scales)}
+            "wide_scales": int(sweeper.scaling.wide_scales)}
 
 
 def lr_grid(low: float, high: float, tiny: bool) -> list[float]:
@@ -193,14 +193,14 @@ def main() -> None:
         # (a ConfigKeyError while composing); the same GridSampler, named by its target, can
         *scales, "hydra.sweeper.sampler._target_=optuna.samplers.GridSampler",
         "~hydra.sweeper.sampler.n_startup_trials", f"optim.lr=choice({','.join(f'{v:g}' for v in grid)})",
-        f"hydra.sweeper.n_trials={len(grid)}", "hydra.sweeper.loop.enabled=false"])))
+        f"hydra.sweeper.n_trials={len(grid)}", "hydra.sweeper.scaling.enabled=false"])))
     for seed in seeds:
         for mode, guide in (("guided", "true"), ("fixed", "false")):
             folder = out / f"{mode}_seed{seed}"
             jobs.append((f"{mode} seed {seed}", folder, n_trials, sweep_command(folder, f"{mode}_seed{seed}", [
                 *scales, f"hydra.sweeper.n_trials={n_trials}",
-                f"hydra.sweeper.sampler.seed={seed}", f"hydra.sweeper.loop.guide={guide}",
-                "hydra.sweeper.loop.seeds=0", "hydra.sweeper.loop.verify=false"])))
+                f"hydra.sweeper.sampler.seed={seed}", f"hydra.sweeper.scaling.guide={guide}",
+                "hydra.sweeper.scaling.seeds=0", "hydra.sweeper.scaling.verify=false"])))
 
     print(f"ladder_guidance: {len(jobs)} sweeps under {out}, {args.parallel} at once"
           f"{' (tiny)' if args.tiny else ''}", flush=True)

@@ -37,7 +37,7 @@ from .laws import AutoLaw, HparamsLaw
 VERDICT_FILE = "verdict.json"  # in the study folder
 SEED = "seed"
 # a µP ladder's wider scale trained at the rate its budget's smallest width found best
-# (`loop.transfer`): a measured loss, but no learning-rate optimum of its own
+# (`scaling.transfer`): a measured loss, but no learning-rate optimum of its own
 TRANSFER = "transfer"
 # verification runs at the target budget: the predicted optimum, its IsoFLOP neighbours N/2 and
 # 2N, and the learning-rate scan around the predicted lr

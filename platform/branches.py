@@ -82,7 +82,7 @@ def branch_cfg(cfg: DictConfig, branch: Branch) -> DictConfig:
 class Forks(L.Callback):
     """Copies the run's checkpoint into each branch's folder as the run passes its fork step.
     Runs after `ResumeCheckpoint` (put it later in the callbacks), which writes the checkpoint at
-    that epoch end: the fork steps are epoch ends (`Plan.evaluations`)."""
+    that epoch end: the fork steps are epoch ends (`RunSetup.evaluations`)."""
 
     def __init__(self, run_dir: Path, cfg: DictConfig, branches: list[Branch]):
         self.run_dir, self.cfg = run_dir, cfg

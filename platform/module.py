@@ -1,8 +1,6 @@
 """The LightningModule: one GPT trained on a token stream, evaluated on a fixed held-out set."""
 from __future__ import annotations
 
-import time
-
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
@@ -14,7 +12,7 @@ from scalelab.platform.schedule import lr_multiplier
 
 
 class LanguageModelTask(L.LightningModule):
-    """Each Lightning epoch runs up to the next evaluation (`Plan.evaluations`), so validation and the
+    """Each Lightning epoch runs up to the next evaluation (`RunSetup.evaluations`), so validation and the
     resumable checkpoint both fall on epoch ends, and the last, shorter epoch ends the run.
     The curve's points are measured on the curve part of the held-out set, the initial and final
     loss on all of it (see `HeldOut`); each point says how many tokens it was measured on."""
@@ -42,12 +40,6 @@ class LanguageModelTask(L.LightningModule):
         self.divergence: DivergenceCheck | None = None
         self.diverged_at: int | None = None
         self.train_loss: float | None = None  # of the last logged step
-        self.start_step = 0  # where this process began: above 0 when resumed
-        self.eval_seconds = 0.0  # this process's time in evaluation, to leave out of throughput
-        # Throughput is timed from the end of this process's first step, which holds the device's
-        # warm-up and, with train.compile, the compilation, to the end of training, evaluations left out.
-        self.first_step_seconds: float | None = None
-        self.timed_steps, self.timed_seconds = 0, None
         self._sums = torch.zeros(4)  # of the evaluation under way: loss sum and windows, all and curve part
 
     # -- data ---------------------------------------------------------------------------------
@@ -64,42 +56,17 @@ class LanguageModelTask(L.LightningModule):
     # -- training -----------------------------------------------------------------------------
     def on_fit_start(self) -> None:
         if self.initial_loss is None:  # a resumed run restores it from the checkpoint
-            started = time.perf_counter()
             self.initial_loss, curve_loss = self.evaluate()
-            self.eval_seconds += time.perf_counter() - started
             self._add_point(curve_loss)
 
     def on_train_start(self) -> None:
-        self.start_step = self.trainer.global_step
         self.divergence = DivergenceCheck(self.trainer.optimizers[0], self.divergence_factor * self.initial_loss,
                                           self.device, loss_scaling=self.trainer.precision == "16-mixed")
-        self._started = time.perf_counter()
 
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        if self.first_step_seconds is None:
-            self.first_step_seconds = self._synchronized() - self._started
-            self._timed_from, self._eval_before = time.perf_counter(), self.eval_seconds
-
-    def on_train_end(self) -> None:
-        self.stop_timer()
-
-    def stop_timer(self) -> None:
-        """End the throughput timer: at the end of training, or where a run stopped otherwise (pruned)."""
-        if self.first_step_seconds is not None and self.timed_seconds is None:
-            self.timed_steps = self.trainer.global_step - self.start_step - 1
-            self.timed_seconds = self._synchronized() - self._timed_from - (self.eval_seconds - self._eval_before)
-
-    def _synchronized(self) -> float:
-        """The time once the device has done the work queued so far (at the timer's ends and where
-        an evaluation starts, which waits for its own result anyway: no cost)."""
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        return time.perf_counter()
-
-    @property
-    def steps_done(self) -> int:
-        """Optimizer steps taken, the diverging one included (a check read later skipped the rest)."""
-        return self.trainer.global_step if self.diverged_at is None else self.diverged_at + 1
+    def steps_done(self, global_step: int) -> int:
+        """Optimizer steps taken by the trainer's `global_step`, the diverging one included (a
+        check read later skipped the rest)."""
+        return global_step if self.diverged_at is None else self.diverged_at + 1
 
     def training_step(self, batch, batch_idx):
         step = self.trainer.global_step
@@ -121,7 +88,7 @@ class LanguageModelTask(L.LightningModule):
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         # Lightning's own clipping refuses a fused optimizer, which unscales 16-bit gradients
-        # itself; none is used with 16-bit loss scaling (see `plan_run`), so the gradients here are unscaled.
+        # itself; none is used with 16-bit loss scaling (see `set_up_run`), so the gradients here are unscaled.
         if gradient_clip_val:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), gradient_clip_val)
 
@@ -151,13 +118,12 @@ class LanguageModelTask(L.LightningModule):
         return (sums[0] / sums[1]).item(), (sums[2] / sums[3]).item()
 
     def _add_point(self, val_loss: float) -> None:
-        step = self.steps_done
+        step = self.steps_done(self.trainer.global_step)
         if not self.curve or self.curve[-1]["step"] != step:
             self.curve.append({"step": step, "tokens": step * self.tokens_per_step, "val_loss": val_loss,
                                "eval_tokens": self.held_out.curve_tokens})
 
     def on_validation_epoch_start(self) -> None:
-        self._val_started = self._synchronized()  # the training steps queued before it are training time
         self._sums = torch.zeros(4, device=self.device)
 
     def validation_step(self, batch, batch_idx):
@@ -170,7 +136,6 @@ class LanguageModelTask(L.LightningModule):
         val_loss = loss_curve / windows_curve
         self._add_point(val_loss)
         self.log("val_loss", val_loss, prog_bar=True, sync_dist=True)
-        self.eval_seconds += time.perf_counter() - self._val_started
 
     # -- checkpoint ---------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:

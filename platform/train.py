@@ -1,8 +1,9 @@
 """One training run: `scalelab train [overrides]`.
 
-Hydra composes the config, `train(cfg)` checks it, builds the data, model and Lightning trainer
-from it, trains (resuming the run folder's checkpoint, see `run_folder`) and writes `run.json`
-whatever the ending. `hydra_task` is the function Hydra runs, once per job.
+Hydra composes the config; `train(cfg)` sets the run up from it (checking it), builds the
+LightningModule and the trainer, trains (resuming the run folder's checkpoint, see `run_folder`),
+then builds `run.json` from what those steps made, whatever the ending, and writes it.
+`hydra_task` is the function Hydra runs, once per job.
 """
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ from scalelab.platform.pruning import TrialPruning
 from scalelab.platform.run_folder import CHECKPOINT, open_run_folder, remember_config, resolved, run_id_for
 from scalelab.platform.schedule import check_schedule
 from scalelab.platform.threads import thread_count
+from scalelab.platform.timer import ThroughputTimer
 
 register_schema()
 # Lightning's banners (accelerators, tips, checkpoint notes) say nothing about the run.
@@ -56,7 +58,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class Plan:
+class RunSetup:
     """Everything decided before training starts; building it validates the config."""
 
     corpus: Corpus
@@ -82,7 +84,7 @@ def _require(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def plan_run(cfg: DictConfig) -> Plan:
+def set_up_run(cfg: DictConfig) -> RunSetup:
     m, t = cfg.model, cfg.train
     problems = out_of_range(cfg)
     _require(not problems, "; ".join(problems))
@@ -148,8 +150,8 @@ def plan_run(cfg: DictConfig) -> Plan:
     between = len(evaluations) - 1  # evaluations between the first and the final
     held_out = HeldOut(corpus.val, t.eval_tokens, curve_eval_tokens(t, total_steps * tokens_per_step, between),
                        m.context, t.batch_size)
-    return Plan(corpus, model, n_params, n_total, total_steps, tokens_per_step, evaluations, branches,
-                rec.flops_per_token(n_params, m.depth, m.context, m.width), held_out)
+    return RunSetup(corpus, model, n_params, n_total, total_steps, tokens_per_step, evaluations, branches,
+                    rec.flops_per_token(n_params, m.depth, m.context, m.width), held_out)
 
 
 def curve_eval_tokens(t: DictConfig, tokens: float, between: int) -> int:
@@ -157,29 +159,6 @@ def curve_eval_tokens(t: DictConfig, tokens: float, between: int) -> int:
     pays for at each of the `between` evaluations between the first and the final one (a forward
     pass costs a third of a training step per token), at most `train.eval_tokens`."""
     return int(min(t.eval_tokens, 3 * t.eval_share * tokens / max(between, 1)))
-
-
-def summarize(module: LanguageModelTask | None, plan: Plan | None) -> dict:
-    metrics = dict.fromkeys(("final_val_loss", "best_val_loss", "initial_loss", "steps", "tokens_seen",
-                             "tokens_per_second", "mfu", "compile_seconds"))
-    if module is None or plan is None:
-        return metrics
-    steps = module.steps_done if module._trainer is not None else 0
-    module.stop_timer()
-    losses = [p["val_loss"] for p in module.curve if p["val_loss"] is not None and math.isfinite(p["val_loss"])]
-    metrics.update(
-        # on the whole held-out set; a run stopped early (pruned, interrupted): its last curve point
-        final_val_loss=module.final_loss if module.final_loss is not None else
-        module.curve[-1]["val_loss"] if len(module.curve) > 1 else None,
-        best_val_loss=min(losses) if losses else None,
-        initial_loss=module.initial_loss,
-        steps=steps,
-        tokens_seen=steps * plan.tokens_per_step,
-        tokens_per_second=module.timed_steps * plan.tokens_per_step / module.timed_seconds
-        if module.timed_steps > 0 else None,
-        compile_seconds=module.first_step_seconds if module.compiled else None,
-    )
-    return metrics
 
 
 def precision(cfg: DictConfig) -> str:
@@ -190,7 +169,7 @@ def precision(cfg: DictConfig) -> str:
         return chosen
     accelerator = cfg.trainer.accelerator
     if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
-        # (a GPU asked for where none is visible is refused by plan_run, which names it)
+        # (a GPU asked for where none is visible is refused by set_up_run, which names it)
         return "16-mixed" if torch.cuda.is_available() and not torch.cuda.is_bf16_supported() else "bf16-mixed"
     return "32-true"
 
@@ -201,13 +180,13 @@ def csv_logger(cfg: DictConfig, run_dir: Path) -> CSVLogger | None:
     return CSVLogger(save_dir=str(run_dir), name="csv", version="") if cfg.logger.kind == "csv" else None
 
 
-def build_trainer(cfg: DictConfig, plan: Plan, run_dir: Path, logger, callbacks: list) -> L.Trainer:
+def build_trainer(cfg: DictConfig, setup: RunSetup, run_dir: Path, logger, callbacks: list) -> L.Trainer:
     """The Lightning trainer; `trainer.*` values Lightning rejects are a ConfigError naming them."""
     try:
         trainer = L.Trainer(
             accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, strategy=cfg.trainer.strategy,
             num_nodes=cfg.trainer.num_nodes, plugins=cluster_plugins(cfg.trainer.devices, cfg.trainer.num_nodes),
-            precision=precision(cfg), max_steps=plan.total_steps, max_epochs=-1,
+            precision=precision(cfg), max_steps=setup.total_steps, max_epochs=-1,
             logger=logger or False, callbacks=callbacks, enable_progress_bar=False,
             enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0,
             default_root_dir=str(run_dir), gradient_clip_val=cfg.optim.grad_clip or None,
@@ -224,6 +203,59 @@ def build_trainer(cfg: DictConfig, plan: Plan, run_dir: Path, logger, callbacks:
                           f"trainer.strategy={t.strategy}: {first_line(str(e))}") from None
 
 
+@dataclass
+class Run:
+    """One run as `train` builds it: where and when it started, then what each step made, as far
+    as the steps got (a step that failed leaves its part and the later ones None). Its record is
+    built from it."""
+
+    dir: Path
+    id: str
+    where: dict[str, Any]  # see `placement`
+    started_at: str
+    started_wall: float
+    setup: RunSetup | None = None
+    module: LanguageModelTask | None = None
+    wandb: Any = None  # the W&B run, with `logger=wandb` on the first process
+    trainer: L.Trainer | None = None
+    timer: ThroughputTimer | None = None
+
+    @property
+    def is_global_zero(self) -> bool:
+        """Whether this process speaks for the run: one record per run, whatever the number of processes."""
+        return self.trainer is None or self.trainer.is_global_zero
+
+
+@dataclass
+class Ending:
+    """How a run ended: its record's status and error text, and what `train` raises again once
+    the record is written (nothing for a completed, diverged or pruned run)."""
+
+    status: str
+    error: str | None = None
+    exception: BaseException | None = None
+
+    @classmethod
+    def of(cls, e: BaseException) -> Ending:
+        if isinstance(e, optuna.TrialPruned):  # raised by TrialPruning alone, so only a trial of a sweep ends here
+            return cls("pruned")
+        if isinstance(e, ConfigError):
+            return cls("failed", str(e), e)
+        if isinstance(e, Exception):
+            return cls("failed", "".join(traceback.format_exception(e)), e)
+        return cls("failed", f"interrupted ({stop_cause(e)})", e)
+
+    def raise_again(self) -> None:
+        """Raise what ended the run; a stop by Ctrl-C or SIGTERM as the exit status a shell expects."""
+        e = self.exception
+        if e is None:
+            return
+        code = None if isinstance(e, Exception) else exit_status(e)
+        if code is not None:
+            raise SystemExit(code) from e
+        raise e
+
+
 def train(cfg: DictConfig, run_dir: str | Path | None = None, parent: dict | None = None) -> float | None:
     """Train one run and write its record; returns the final validation loss.
 
@@ -232,90 +264,141 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, parent: dict | Non
     folder whose run already finished is not trained again: its recorded loss is returned.
     With `schedule.branches`, the branches are trained after the run (`branches`); `parent`
     is what a branch records of its fork."""
-    started_wall, started_at = time.perf_counter(), rec.now()
+    started_at, started_wall = rec.now(), time.perf_counter()
     hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
     run_dir = Path(run_dir or hydra_cfg.runtime.output_dir)
     config = resolved(cfg)
     finished = open_run_folder(run_dir, config, precision(cfg), cfg.train.fresh_start)
     if finished is not None:
-        log.info("%s already holds a %s run (record: %s); nothing to do (train.fresh_start=true trains it again)",
-                 run_dir, finished["status"], run_dir / rec.FILE_NAME)
-        _train_branches(cfg, run_dir, finished)
-        return rec.get(finished, "metrics.final_val_loss")
-    run_id = run_id_for(run_dir)
-    where = placement(cfg, hydra_cfg)
-    status, error = "failed", None
-    plan = module = wandb = peak = None
+        return already_trained(cfg, run_dir, finished)
+    run = Run(run_dir, run_id_for(run_dir), placement(cfg, hydra_cfg), started_at, started_wall)
     try:
-        plan = plan_run(cfg)
+        run.setup = set_up_run(cfg)
         remember_config(run_dir, config)
-        module = LanguageModelTask(plan.model, TrainBatches(plan.corpus.train, cfg.train.batch_size,
-                                                            cfg.model.context, cfg.train.seed, plan.evaluations),
-                                   plan.held_out, cfg, plan.total_steps)
-        wandb = wandb_run.open_run(cfg, run_dir, run_id, config, plan.scale(cfg.model.name), where)
-        checkpoint = run_dir / CHECKPOINT
-        callbacks = [ResumeCheckpoint(checkpoint, cfg.train.keep_checkpoint), Forks(run_dir, cfg, plan.branches), StopOnCtrlC()]
-        if cfg.trial.number is not None:
-            callbacks.append(TrialPruning(cfg.trial.study_name, cfg.trial.storage, cfg.trial.number,
-                                          plan.tokens_per_step))
-        if wandb is not None:
-            callbacks.append(wandb_run.WandbLog(wandb, cfg, plan.tokens_per_step, plan.flops_per_token,
-                                                plan.total_steps))
-        trainer = build_trainer(cfg, plan, run_dir, csv_logger(cfg, run_dir), callbacks)
-        peak = peak_flops(device_name(trainer.strategy.root_device), cfg.trainer.peak_flops)
-        speed = Speed(plan.tokens_per_step, plan.flops_per_token, peak, trainer.world_size)
-        trainer.callbacks.append(RunProgressBar(plan.total_steps, speed) if wants_progress_bar() else
-                                 ProgressLog(plan.total_steps, cfg.train.progress_seconds, speed))
-        torch.set_num_threads(thread_count(cfg.trainer.threads, trainer.num_devices))
-        resume = checkpoint.exists() and not cfg.train.fresh_start  # another process may not have removed it yet
-        if resume:
-            log.info("resuming %s from %s", run_dir, checkpoint)
-        trainer.fit(module, ckpt_path=checkpoint if resume else None)
-        status = "diverged" if module.diverged_at is not None else "completed"
-    except optuna.TrialPruned:  # raised by TrialPruning alone, so only a trial of a sweep ends here
-        status = "pruned"
-    except ConfigError as e:
-        error = str(e)
-        raise
+        run.module = build_module(cfg, run.setup)
+        run.wandb = wandb_run.open_run(cfg, run_dir, run.id, config, run.setup.scale(cfg.model.name), run.where)
+        run.timer = ThroughputTimer()
+        run.trainer = build_trainer(cfg, run.setup, run_dir, csv_logger(cfg, run_dir),
+                                    callbacks(cfg, run_dir, run.setup, run.wandb))
+        run.trainer.callbacks += [progress(cfg, run.setup, run.trainer), run.timer]  # the timer last (see its class)
+        fit(cfg, run.trainer, run.module, run_dir)
+        ending = Ending("diverged" if run.module.diverged_at is not None else "completed")
     except BaseException as e:
-        if isinstance(e, Exception):
-            error = traceback.format_exc()
-            raise
-        error = f"interrupted ({stop_cause(e)})"
-        code = exit_status(e)
-        if code is not None:
-            raise SystemExit(code) from e
-        raise
-    finally:
-        # Only a preempted run needs the checkpoint. One process removes it: with several, another
-        # one may still be writing into the folder.
-        if status != "failed" and not cfg.train.keep_checkpoint and _is_global_zero(module):
-            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-        metrics = summarize(module, plan)
-        if plan is not None and module is not None and module._trainer is not None:
-            metrics["mfu"] = mfu(metrics["tokens_per_second"], plan.flops_per_token, peak, module.trainer.world_size)
-        metrics["wall_seconds"] = time.perf_counter() - started_wall
-        record = {
-            "run_id": run_id,
-            "study": cfg.trial.study_name, "ladder": where["ladder"], "trial": cfg.trial.number,
-            "status": status, "error": error, "config": config,
-            "overrides": list(hydra_cfg.overrides.task) if hydra_cfg and parent is None else [],
-            "scale": plan.scale(cfg.model.name) if plan else None,
-            "hparams": hparams(cfg),
-            "metrics": metrics,
-            "curve": module.curve if module else [],
-            "environment": {**rec.environment(cfg.train.seed, _device(module)), "threads": torch.get_num_threads(),
-                            "precision": module.trainer.precision if module and module._trainer else None},
-            "started_at": started_at, "ended_at": rec.now(),
-            "branch": parent,
-        }
-        if _is_global_zero(module):  # one record per run, whatever the number of processes
-            path = rec.write(run_dir, record)
-            wandb_run.finish(wandb, status, metrics)
-            log.info("%s, final validation loss %s; record: %s", status, metrics["final_val_loss"], path)
-    if _is_global_zero(module):
+        ending = Ending.of(e)
+    if ending.status != "failed":
+        remove_checkpoint(cfg, run)
+    record = run_record(cfg, config, run, ending, hydra_cfg, parent)
+    if run.is_global_zero:
+        write_record(run, record)
+    ending.raise_again()
+    if run.is_global_zero:
         _train_branches(cfg, run_dir, record)
-    return metrics["final_val_loss"]
+    return record["metrics"]["final_val_loss"]
+
+
+def already_trained(cfg: DictConfig, run_dir: Path, finished: dict) -> float | None:
+    """A folder whose run has a record: its branches, if any are left, and its recorded loss."""
+    log.info("%s already holds a %s run (record: %s); nothing to do (train.fresh_start=true trains it again)",
+             run_dir, finished["status"], run_dir / rec.FILE_NAME)
+    _train_branches(cfg, run_dir, finished)
+    return rec.get(finished, "metrics.final_val_loss")
+
+
+def build_module(cfg: DictConfig, setup: RunSetup) -> LanguageModelTask:
+    batches = TrainBatches(setup.corpus.train, cfg.train.batch_size, cfg.model.context, cfg.train.seed,
+                           setup.evaluations)
+    return LanguageModelTask(setup.model, batches, setup.held_out, cfg, setup.total_steps)
+
+
+def callbacks(cfg: DictConfig, run_dir: Path, setup: RunSetup, wandb: Any) -> list[L.Callback]:
+    """The checkpoint to resume from (before the forks, which copy it), the branches' forks,
+    Ctrl-C; in a sweep's trial, pruning; with `logger=wandb`, the W&B mirror."""
+    out = [ResumeCheckpoint(run_dir / CHECKPOINT, cfg.train.keep_checkpoint), Forks(run_dir, cfg, setup.branches),
+           StopOnCtrlC()]
+    if cfg.trial.number is not None:
+        out.append(TrialPruning(cfg.trial.study_name, cfg.trial.storage, cfg.trial.number, setup.tokens_per_step))
+    if wandb is not None:
+        out.append(wandb_run.WandbLog(wandb, cfg, setup.tokens_per_step, setup.flops_per_token, setup.total_steps))
+    return out
+
+
+def progress(cfg: DictConfig, setup: RunSetup, trainer: L.Trainer) -> L.Callback:
+    """A progress bar on a terminal, else a log line every `train.progress_seconds`."""
+    speed = Speed(setup.tokens_per_step, setup.flops_per_token, peak(cfg, trainer), trainer.world_size)
+    return (RunProgressBar(setup.total_steps, speed) if wants_progress_bar() else
+            ProgressLog(setup.total_steps, cfg.train.progress_seconds, speed))
+
+
+def fit(cfg: DictConfig, trainer: L.Trainer, module: LanguageModelTask, run_dir: Path) -> None:
+    """Train with this process's share of the cores, from the run folder's checkpoint if it holds one."""
+    torch.set_num_threads(thread_count(cfg.trainer.threads, trainer.num_devices))
+    checkpoint = run_dir / CHECKPOINT
+    resume = checkpoint.exists() and not cfg.train.fresh_start  # another process may not have removed it yet
+    if resume:
+        log.info("resuming %s from %s", run_dir, checkpoint)
+    trainer.fit(module, ckpt_path=checkpoint if resume else None)
+
+
+def remove_checkpoint(cfg: DictConfig, run: Run) -> None:
+    """Only a preempted run needs the checkpoint. One process removes it: with several, another
+    one may still be writing into the folder."""
+    if not cfg.train.keep_checkpoint and run.is_global_zero:
+        shutil.rmtree(run.dir / "checkpoints", ignore_errors=True)
+
+
+def run_record(cfg: DictConfig, config: dict, run: Run, ending: Ending, hydra_cfg: Any, parent: dict | None) -> dict:
+    """The run's record (`scalelab.record`) from what its steps made, however far they got. A
+    branch records its fork (`parent`) instead of the command line's overrides."""
+    trainer = run.trainer
+    device = device_name(trainer.strategy.root_device) if trainer else "cpu"
+    metrics = summarize(cfg, run)
+    metrics["wall_seconds"] = time.perf_counter() - run.started_wall
+    return {
+        "run_id": run.id,
+        "study": cfg.trial.study_name, "ladder": run.where["ladder"], "trial": cfg.trial.number,
+        "status": ending.status, "error": ending.error, "config": config,
+        "overrides": list(hydra_cfg.overrides.task) if hydra_cfg and parent is None else [],
+        "scale": run.setup.scale(cfg.model.name) if run.setup else None,
+        "hparams": hparams(cfg),
+        "metrics": metrics,
+        "curve": run.module.curve if run.module else [],
+        "environment": {**rec.environment(cfg.train.seed, device), "threads": torch.get_num_threads(),
+                        "precision": trainer.precision if trainer else None},
+        "started_at": run.started_at, "ended_at": rec.now(),
+        "branch": parent,
+    }
+
+
+def summarize(cfg: DictConfig, run: Run) -> dict:
+    """The record's metrics but the wall time: the losses, how far the run got, how fast."""
+    metrics = dict.fromkeys(("final_val_loss", "best_val_loss", "initial_loss", "steps", "tokens_seen",
+                             "tokens_per_second", "mfu", "compile_seconds"))
+    module, setup, trainer, timer = run.module, run.setup, run.trainer, run.timer
+    if module is None:
+        return metrics
+    steps = module.steps_done(trainer.global_step) if trainer is not None else 0
+    losses = [p["val_loss"] for p in module.curve if p["val_loss"] is not None and math.isfinite(p["val_loss"])]
+    tokens_per_second = timer.tokens_per_second(setup.tokens_per_step) if timer is not None else None
+    metrics.update(
+        # on the whole held-out set; a run stopped early (pruned, interrupted): its last curve point
+        final_val_loss=module.final_loss if module.final_loss is not None else
+        module.curve[-1]["val_loss"] if len(module.curve) > 1 else None,
+        best_val_loss=min(losses) if losses else None,
+        initial_loss=module.initial_loss,
+        steps=steps,
+        tokens_seen=steps * setup.tokens_per_step,
+        tokens_per_second=tokens_per_second,
+        mfu=mfu(tokens_per_second, setup.flops_per_token, peak(cfg, trainer), trainer.world_size) if trainer else None,
+        compile_seconds=timer.first_step_seconds if cfg.train.compile and timer is not None else None,
+    )
+    return metrics
+
+
+def write_record(run: Run, record: dict) -> None:
+    """Write the record and finish the W&B run with its metrics."""
+    path = rec.write(run.dir, record)
+    wandb_run.finish(run.wandb, record["status"], record["metrics"])
+    log.info("%s, final validation loss %s; record: %s", record["status"], record["metrics"]["final_val_loss"], path)
 
 
 def _train_branches(cfg: DictConfig, run_dir: Path, record: dict) -> None:
@@ -344,18 +427,14 @@ def hparams(cfg: DictConfig) -> dict:
     return values
 
 
-def _is_global_zero(module) -> bool:
-    return module is None or module._trainer is None or module.trainer.is_global_zero
-
-
-def _device(module) -> str:
-    """The device the run trained on (the model itself is back on the CPU after training)."""
-    return device_name(module.trainer.strategy.root_device) if module is not None and module._trainer else "cpu"
-
-
 def device_name(device: torch.device) -> str:
     """As the record names a device: `cpu`, or `cuda (NVIDIA H100 80GB HBM3)`."""
     return f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
+
+
+def peak(cfg: DictConfig, trainer: L.Trainer) -> float | None:
+    """The peak FLOP/s of one of the trainer's devices (`mfu`), None where unknown."""
+    return peak_flops(device_name(trainer.strategy.root_device), cfg.trainer.peak_flops)
 
 
 def hydra_task(cfg: DictConfig) -> float | None:

@@ -21,7 +21,7 @@ import pandas as pd  # noqa: E402
 from .errors import AnalysisError  # noqa: E402
 from .laws import AutoLaw, ChinchillaLaw, HparamsLaw, PowerLaw  # noqa: E402
 from .sensitivity import importance_by_scale, importance_table, lr_sensitivity  # noqa: E402
-from .study_report import find_verdict, load_verdict, study_section, without_verification  # noqa: E402
+from .scaling_report import find_verdict, load_verdict, study_section, without_verification  # noqa: E402
 from .table import best_per_cell, flop_convention, has_sweep, hparam_columns, warn  # noqa: E402
 
 

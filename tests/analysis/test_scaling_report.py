@@ -10,7 +10,7 @@ import pytest
 
 from scalelab import record
 from scalelab.analysis import ladder
-from scalelab.analysis.study_report import find_verdict, ladder_html, verdict_html, without_verification
+from scalelab.analysis.scaling_report import find_verdict, ladder_html, verdict_html, without_verification
 from scalelab.analysis.table import load_table
 from scalelab.cli import main
 

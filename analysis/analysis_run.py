@@ -24,6 +24,7 @@ import wandb
 from scalelab.wandb_keys import ANALYSIS_JOB, FITS_COLUMNS, FITS_TABLE
 
 from .dashboards import DashboardSpec, publish
+from .findings import Findings
 from .laws.base import Law
 
 # How well each kind of law fits, by the metric it records (log-space residuals).
@@ -50,7 +51,7 @@ def _only(table: pd.DataFrame, column: str) -> str | None:
     return str(values[0]) if len(values) == 1 else None
 
 
-def log_analysis_run(table: pd.DataFrame, res: dict[str, Any], plots: dict[str, Path], out: Path,
+def log_analysis_run(table: pd.DataFrame, found: Findings, plots: dict[str, Path], out: Path,
                      project: str | None = None) -> dict[str, Any]:
     """Log the analysis run and write (and, online, publish) the dashboards; what was made where."""
     mode = os.environ.get("WANDB_MODE", "offline")
@@ -66,8 +67,8 @@ def log_analysis_run(table: pd.DataFrame, res: dict[str, Any], plots: dict[str, 
                              "searched": searched,
                              "run_ids": sorted(table["run_id"].dropna().astype(str)) if "run_id" in table else []})
     try:
-        run.log({FITS_TABLE: wandb.Table(dataframe=fits_frame(res["laws"], res["errors"]))})
-        for name, t in res["tables"].items():
+        run.log({FITS_TABLE: wandb.Table(dataframe=fits_frame(found.laws, found.errors))})
+        for name, t in found.tables.items():
             run.log({f"tables/{name}": wandb.Table(dataframe=t.astype(
                 {c: str for c in t.columns if t[c].dtype == object}))})
         run.log({f"plots/{name}": wandb.Image(str(p)) for name, p in plots.items()})

@@ -5,7 +5,7 @@ import math
 
 from scalelab.analysis.analysis_run import fits_frame, log_analysis_run
 from scalelab.analysis.laws import PowerLaw
-from scalelab.analysis.report import analyse
+from scalelab.analysis.findings import analyse
 from scalelab.analysis.table import load_table
 from scalelab.wandb_keys import FITS_COLUMNS
 

@@ -10,7 +10,10 @@ import pytest
 
 from scalelab import record
 from scalelab.analysis import ladder
-from scalelab.analysis.scaling_report import find_verdict, ladder_html, verdict_html, without_verification
+from scalelab.analysis.findings import Findings
+from scalelab.analysis.page import render_page
+from scalelab.analysis.scaling_report import (Study, find_verdict, ladder_rows, study_section, verdict_rows,
+                                              without_verification)
 from scalelab.analysis.table import load_table
 from scalelab.cli import main
 
@@ -111,7 +114,7 @@ def _report(capsys, folder, out):
     return (out / "index.html").read_text(), json.loads((out / "fits.json").read_text())
 
 
-def test_study_report_shows_ladder_prediction_and_verdict(capsys, tmp_path, study):
+def test_scaling_report_shows_ladder_prediction_and_verdict(capsys, tmp_path, study):
     folder, result = study
     v = result["verdict"]
     assert v["complete"] and v["measured_loss"] is not None
@@ -184,10 +187,24 @@ def test_study_stopped_early_renders_what_it_has(capsys, tmp_path, study):
     assert fits["study"]["error"] == error
 
 
-def test_fragments_of_a_prediction_without_verification(study):
+def test_section_of_a_prediction_without_verification(study):
     """A target predicted but not yet measured: the prediction, no measured loss."""
-    _, result = study
+    folder, result = study
     partial = {k: v for k, v in result.items() if k != "verdict"}
-    text = verdict_html(partial)
+    text = " ".join(cell for row in verdict_rows(partial) for cell in row)
     assert f"{result['target']['loss']:.4f}" in text and "no verification runs" in text
-    assert ladder_html({"scales": []}) == "<p>No ladder scale is recorded.</p>"
+    assert ladder_rows({"scales": []}) == []
+    empty = Findings(source="", runs=0, scales=0, notes=[], flops="")
+    page = render_page(empty, {}, study_section(Study(folder, {"study": "s", "scales": []})))
+    assert "<p>No ladder scale is recorded.</p>" in page and "<p>No target was predicted.</p>" in page
+
+
+def test_names_from_the_user_reach_the_page_escaped(tmp_path, study):
+    """A study, a source and a note are the user's text: markup in them is shown, not run."""
+    folder, result = study
+    name = '<script>alert("x")</script>'
+    found = Findings(source=f"runs/{name}", runs=1, scales=1, notes=[name], flops="C = 6ND")
+    page = render_page(found, {}, study_section(Study(folder, {**result, "study": name, "error": name})))
+    assert "<script>" not in page and page.count("&lt;script&gt;") == 4
+    unreadable = render_page(found, {}, study_section(Study(folder, unreadable=f"cannot read {name}")))
+    assert "<script>" not in unreadable and "cannot read &lt;script&gt;" in unreadable

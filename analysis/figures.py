@@ -108,7 +108,7 @@ def plot_hparams_vs_scale(table: pd.DataFrame, law: HparamsLaw, path: Path) -> P
         axes[1].plot(Ds, bs, color=color)
         if law.samples_:
             draws = np.array([law.predict(N=np.full_like(Ds, N), D=Ds, params=P)
-                              for P in law._sampled_params()])
+                              for P in law.sampled_params()])
             for k, ax in enumerate(axes):
                 lo, hi = np.percentile(draws[:, k], [2.5, 97.5], axis=0)
                 ax.fill_between(Ds, lo, hi, color=color, alpha=0.15)

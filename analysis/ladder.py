@@ -120,7 +120,7 @@ def _leave_one_out(form: str, points: pd.DataFrame) -> float:
     law = HparamsLaw(form, "profile")
     errors = []
     for i in range(len(points)):
-        params, _ = law._fit_points(points.drop(points.index[i]))
+        params, _ = law.fit_points(points.drop(points.index[i]))
         law.params_ = params
         errors.append(math.log(float(law.predict(C=points["C"].iloc[i])[0])) - math.log(points["lr"].iloc[i]))
     return float(np.sqrt(np.mean(np.square(errors))))

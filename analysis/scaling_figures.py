@@ -64,7 +64,7 @@ def _band(draws: np.ndarray) -> Optional[tuple[np.ndarray, np.ndarray]]:
 
 def _stacked(law: Law) -> Optional[dict[str, np.ndarray]]:
     """The law's bootstrap draws as one column of arrays per parameter (draws x 1)."""
-    draws = law._sampled_params()
+    draws = law.sampled_params()
     if len(draws) < 2:
         return None
     return {k: np.array([d[k] for d in draws], float)[:, None] for k in draws[0]}

@@ -104,9 +104,9 @@ class Law:
 
     def _draws(self, predict) -> np.ndarray:
         """`predict(params)` for every bootstrap draw (the fitted params alone without any)."""
-        return np.array([predict(P) for P in self._sampled_params() or [self.params_]], float)
+        return np.array([predict(P) for P in self.sampled_params() or [self.params_]], float)
 
-    def _sampled_params(self) -> list[dict[str, float]]:
+    def sampled_params(self) -> list[dict[str, float]]:
         """One parameter dict per bootstrap draw; empty when the fit has no bootstrap."""
         S = self.samples_
         if not S:

@@ -169,7 +169,7 @@ class HparamsLaw(Law):
         # the steplaw form needs distinct sizes N, the deepseek one distinct budgets C
         require_scales(table, self.name, 5, by="N" if self.law_form == "steplaw" else "C")
 
-    def _fit_points(self, pts: pd.DataFrame) -> tuple[dict, dict]:
+    def fit_points(self, pts: pd.DataFrame) -> tuple[dict, dict]:
         """Ordinary least squares in log space, one point per estimate of an optimum; a profile
         optimum at the edge of what was tried is left out of its quantity's fit."""
         spec = FORMS[self.law_form]
@@ -196,7 +196,7 @@ class HparamsLaw(Law):
         self._check(table)
         bs_col = self._bs_col(table)
         pts = self.optima(table)
-        self.params_, sds = self._fit_points(pts)
+        self.params_, sds = self.fit_points(pts)
         self.n_points_ = len(pts)
         self.metrics_ = dict(sds)
         if "lr_edge" in pts:
@@ -232,7 +232,7 @@ class HparamsLaw(Law):
         if len(pts.drop_duplicates(["N", "D"])) <= len(FORMS[self.law_form]["lr"]):
             return None
         try:
-            return self._fit_points(pts)[0]
+            return self.fit_points(pts)[0]
         except AnalysisError:
             return None
 
@@ -269,7 +269,7 @@ class HparamsLaw(Law):
         for n_out in sorted(table["N"].unique()):
             train = table[table["N"] != n_out]
             law = HparamsLaw(self.law_form, self.optimum, self.surface_tol)
-            law.params_, _ = law._fit_points(law.optima(train))
+            law.params_, _ = law.fit_points(law.optima(train))
             law.flops_ = self.flops_
             regrets = []
             for D, cell in table[table["N"] == n_out].groupby("D"):

@@ -87,7 +87,7 @@ def test_compute_optimal_under_6nd_is_the_closed_form(chinchilla_fit):
 def test_compute_optimal_interval_searches_all_draws_at_once(chinchilla_fit):
     law = _under(chinchilla_fit, ATTENTION)
     (nlo, nhi), (dlo, dhi) = law.compute_optimal_interval(1e22)
-    each = np.array([law.compute_optimal(1e22, P) for P in law._sampled_params()])
+    each = np.array([law.compute_optimal(1e22, P) for P in law.sampled_params()])
     assert np.allclose([nlo, nhi], np.percentile(each[:, 0], [2.5, 97.5]), rtol=1e-7)
     assert np.allclose([dlo, dhi], np.percentile(each[:, 1], [2.5, 97.5]), rtol=1e-7)
     n, d = law.compute_optimal(1e22)

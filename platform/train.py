@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import math
 import shutil
-import sys
 import time
 import traceback
 import warnings
@@ -23,7 +22,6 @@ import lightning as L
 import optuna
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
@@ -438,11 +436,7 @@ def peak(cfg: DictConfig, trainer: L.Trainer) -> float | None:
 
 
 def hydra_task(cfg: DictConfig) -> float | None:
-    """What Hydra runs for each job of `scalelab train [-m]`: bad input is one line and exit 2."""
-    try:
-        return train(cfg)
-    except ConfigError as e:
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise  # the sweeper records the failed trial and goes on
-        print(f"scalelab: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    """What Hydra runs for each job of `scalelab train [-m]`. Bad input (a ConfigError) goes up,
+    recorded: in a single run to `scalelab.cli.main`, which prints it in one line (exit 2); in a
+    multirun through the launcher to the sweeper, which fails that trial and goes on."""
+    return train(cfg)

@@ -13,8 +13,8 @@ import os
 import signal
 import sys
 
-from scalelab.analysis.errors import AnalysisError
 from scalelab.arguments import number, positive
+from scalelab.errors import USAGE_EXIT, ScalelabError
 from scalelab.prepare.errors import PrepareError
 
 USAGE = """usage: scalelab train [HYDRA OVERRIDES...]
@@ -27,80 +27,53 @@ USAGE = """usage: scalelab train [HYDRA OVERRIDES...]
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Every command; bad input (a `ScalelabError`, whichever part raised it) is one line on
+    stderr, `scalelab: error: <message>`, and exit status 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return run_command(argv)
+    except ScalelabError as e:
+        print(f"scalelab: error: {one_line(e)}", file=sys.stderr)
+        return USAGE_EXIT
+
+
+def run_command(argv: list[str]) -> int:
     if argv and argv[0] == "train":
         return train(argv[1:])
     if argv and argv[0] == "data":
-        try:
-            return data_main(argv[1:])
-        except PrepareError as e:
-            print(f"scalelab: error: {e}", file=sys.stderr)
-            return 2
+        return data_main(argv[1:])
     if not argv or argv[0] not in ("fit", "predict", "sensitivity", "report", "sync"):
         print(USAGE, file=sys.stderr)
-        return 2
+        return USAGE_EXIT
     from scalelab.analysis.commands import analysis_main  # pandas and scipy: analysis only
 
-    try:
-        return analysis_main(argv)
-    except AnalysisError as e:
-        print(f"scalelab: error: {e}", file=sys.stderr)
-        return 2
+    return analysis_main(argv)
+
+
+def one_line(error: BaseException) -> str:
+    """The message on one line: its lines joined by "; " (by a space after a colon)."""
+    out = ""
+    for line in (line.strip() for line in str(error).splitlines() if line.strip()):
+        out += f"{'' if not out else ' ' if out.endswith(':') else '; '}{line}"
+    return out
 
 
 def train(args: list[str]) -> int:
     """Hydra's app for one run, on `args` (overrides, `-m`, `--cfg job`, ...).
 
     Hydra gets the arguments directly rather than from sys.argv, which keeps its `train`:
-    Lightning's data-parallel launcher starts the other processes by rerunning sys.argv.
+    Lightning's data-parallel launcher starts the other processes by rerunning sys.argv. Bad
+    input raised in a single run's job, in the sweeper, or found by Hydra itself comes back as a
+    ScalelabError (`hydra_private.run_app`); a multirun's job's bad input is a failed trial.
     """
-    # Imported here, for `train` alone: torch, Lightning, Hydra's internals and the sweeper.
-    from hydra import version
-    from hydra._internal.utils import _run_hydra, get_args_parser
-    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
-
-    from scalelab.platform.train import hydra_task
+    # Imported here, for `train` alone: torch, Lightning, Hydra and the sweeper.
     from hydra_plugins.scalelab_sweeper import register
+    from scalelab.hydra_private import run_app
+    from scalelab.platform.train import hydra_task
 
     register()
-    version.setbase("1.3")
-    parser = get_args_parser()
-    full_error = os.environ.get("HYDRA_FULL_ERROR")
-    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing: bad input becomes one line
-    try:
-        _run_hydra(args=parser.parse_args(args), args_parser=parser, task_function=hydra_task,
-                   config_path="pkg://scalelab.conf", config_name="config")
-    except (ConfigCompositionException, MissingConfigException, OverrideParseException) as e:
-        if full_error == "1":
-            raise
-        print(f"scalelab: error: {hydra_error_line(e)}", file=sys.stderr)
-        return 2
-    except ValueError as e:
-        if not str(e).startswith("Only one of --run"):  # Hydra's check of its flags (-m with --cfg)
-            raise
-        print(f"scalelab: error: {e}", file=sys.stderr)
-        return 2
-    finally:
-        if full_error is None:
-            os.environ.pop("HYDRA_FULL_ERROR", None)
-        else:
-            os.environ["HYDRA_FULL_ERROR"] = full_error
+    run_app(args, hydra_task, config_path="pkg://scalelab.conf", config_name="config")
     return 0
-
-
-def hydra_error_line(error: Exception) -> str:
-    """Hydra's composition error and its cause in one line: the setting, then what is allowed."""
-    text = str(error).split("Config search path")[0]
-    lines = [line.strip().rstrip(".") for line in text.splitlines() if line.strip() and "hydra.cc/docs" not in line]
-    if error.__cause__ is not None:
-        lines.insert(1, str(error.__cause__).strip().splitlines()[0].rstrip("."))
-    out: list[str] = []
-    for line in lines:  # "Available options in 'schedule':" and one option per line -> one clause
-        if out and out[-1].endswith((":", ",")):
-            out[-1] += f" {line},"
-        else:
-            out.append(line)
-    return "; ".join(part.rstrip(",") for part in out)
 
 
 # ------------------------------------------------------------------------------- data

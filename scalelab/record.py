@@ -40,6 +40,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from scalelab.errors import ScalelabError
 from scalelab.messages import redact_text
 
 SCHEMA_VERSION = 1
@@ -64,8 +65,9 @@ FIELDS = {
 }
 
 
-class RecordError(ValueError):
-    """A record that cannot be read: truncated, not JSON, or of an unknown schema version."""
+class RecordError(ScalelabError):
+    """A record that cannot be read: truncated, not JSON, or of an unknown schema version (a class of
+    its own: a run folder, a sweep and the analysis each go on without such a record)."""
 
 
 # --------------------------------------------------------------------------- dotted paths

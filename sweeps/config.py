@@ -15,14 +15,16 @@ from typing import Any, Dict, List, Optional
 from omegaconf import OmegaConf
 
 from scalelab.errors import ScalelabError
+from scalelab.hydra_private import OneLineInHydra
 
 DEFAULT_STUDY_NAME = "scalelab"
 # The sweeper's own default; an explicit null is an in-memory study, as in hydra-optuna-sweeper.
 DEFAULT_STORAGE = "sqlite:///runs/sweeps/studies.db"
 
 
-class SweepError(ScalelabError):
-    """Bad sweep input: reported in one line before any trial starts."""
+class SweepError(ScalelabError, OneLineInHydra):
+    """Bad sweep input: reported in one line before any trial starts, by `scalelab` (exit 2) or,
+    in a plain Hydra app, by Hydra itself (exit 1), which prints a OneLineInHydra without a traceback."""
 
 
 def _default_sampler() -> dict:

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Container, Mapping, Optional
 
-from hydra._internal.utils import _locate
-
+from scalelab.hydra_private import locate
 from scalelab.messages import first_line
 from scalelab.sweeps.config import SweepError
 from scalelab.sweeps.search_space import SWEEP_KEY_PREFIXES, format_value, key_exists
@@ -24,7 +23,7 @@ def load(dotted_path: Optional[str]) -> Optional[Callable[[Any, Any], None]]:
         return None
     try:
         # Hydra's own lookup, as upstream's `get_method`, which also logs the error on several lines
-        fn = _locate(dotted_path)
+        fn = locate(dotted_path)
     except Exception as e:  # noqa: BLE001 - ImportError around the module's own error, ValueError
         raise SweepError(f"custom_search_space {dotted_path!r}: cannot import it: "
                          f"{first_line(e.__cause__ or e)}") from None

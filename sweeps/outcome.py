@@ -24,6 +24,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from optuna.exceptions import TrialPruned
 from optuna.trial import TrialState
 
+from scalelab.hydra_private import job_result
 from scalelab.messages import first_line
 from scalelab.record import get
 
@@ -116,7 +117,7 @@ def classify(job: Optional[JobReturn], record: Optional[Mapping[str, Any]],
     status = get(record, "status")
     if job is None:
         return Outcome(TrialState.FAIL, reason=problem or "launcher failed", status=status)
-    returned = job._return_value  # the exception itself when the job raised
+    returned = job_result(job)  # the exception itself when the job raised
     if record is None and isinstance(returned, TrialPruned):
         return Outcome(TrialState.PRUNED)  # a job without a record that stopped itself
     if job.status == JobStatus.FAILED or isinstance(returned, BaseException):

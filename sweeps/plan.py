@@ -36,7 +36,7 @@ from scalelab.messages import first_line
 from scalelab.record import flatten
 from scalelab.sweeps import custom_space, samplers
 from scalelab.sweeps.config import SweepError, SweepSettings
-from scalelab.sweeps.search_space import SearchSpace, SearchSpaceError, format_value, parse_params
+from scalelab.sweeps.search_space import SearchSpace, format_value, parse_params
 
 log = logging.getLogger(__name__)
 
@@ -249,10 +249,7 @@ def make_plan(overrides: Sequence[Override], settings: SweepSettings,
         job_config = compose(fixed + list(scales[0].overrides))
     except Exception as e:  # noqa: BLE001 - Hydra's composition errors have many types
         raise SweepError(f"the job config does not compose: {first_line(e)}") from None
-    try:
-        space = parse_params({**params, **dimensions}, job_config)
-    except SearchSpaceError as e:
-        raise SweepError(str(e)) from None
+    space = parse_params({**params, **dimensions}, job_config)  # a SearchSpaceError is a SweepError
     if not space.distributions and not settings.custom_search_space:
         log.warning("scalelab sweeper: empty search space; every trial runs the same config")
     reports = reports_trials(job_config)

@@ -35,12 +35,13 @@ from optuna.distributions import (BaseDistribution, CategoricalDistribution, Flo
 
 from scalelab.messages import first_line
 from scalelab.record import flatten
+from scalelab.sweeps.config import SweepError
 
 SWEEP_KEY_PREFIXES = ("+", "++", "~")
 
 
-class SearchSpaceError(ValueError):
-    """A `params:` entry is malformed, empty, or names a key that does not exist."""
+# A `params:` entry that is malformed, empty, or names a key that does not exist: a sweep setting.
+SearchSpaceError = SweepError
 
 
 @dataclass

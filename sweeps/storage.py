@@ -28,7 +28,7 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 from scalelab.messages import first_line, has_credentials, redact_url
-from scalelab.sweeps.config import DEFAULT_STORAGE
+from scalelab.sweeps.config import DEFAULT_STORAGE, SweepError
 from scalelab.sweeps.search_space import format_value
 
 SQLITE_BUSY_TIMEOUT_S = 60
@@ -38,8 +38,9 @@ _SQLITE = "sqlite:///"
 _SCHEMA_RACE = ("already exists", "UNIQUE constraint", "duplicate key", "database is locked")
 
 
-class StorageError(RuntimeError):
-    """The storage URL is malformed or the storage cannot be reached."""
+# The storage URL is malformed or the storage cannot be reached: a sweep setting (`storage`), or
+# a job's `trial.storage`.
+StorageError = SweepError
 
 
 def resolve_url(url: str | None) -> str:

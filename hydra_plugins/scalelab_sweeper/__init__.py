@@ -14,7 +14,7 @@ from scalelab.scaling import settings as _scaling_settings
 from scalelab.scaling import sweeper as _scaling
 from scalelab.sweeps import registration
 from scalelab.sweeps import sweeper as _sweeper
-from scalelab.sweeps.hydra_patch import allow_params_on_command_line
+from scalelab.hydra_private import allow_params_on_command_line
 
 
 # The base classes by their modules, not imported by name: the scan registers every plugin class

@@ -1,10 +1,10 @@
 """`register()`: the sweeper, its samplers, the presets and command-line search spaces known to Hydra, once."""
-from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra.core.config_store import ConfigStore
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 
 from hydra_plugins.scalelab_sweeper import register
+from scalelab.hydra_private import ConfigLoaderImpl
 
 
 def test_register_is_idempotent_and_complete():

@@ -10,7 +10,7 @@ from optuna.storages.journal import JournalStorage
 
 from scalelab.messages import redact_url
 from scalelab.sweeps.heartbeat import STALE_REASON, UNCOUNTED_ATTR, fail_stale_trials, record_heartbeat
-from scalelab.sweeps.hydra_patch import overrides_for_jobs
+from scalelab.sweeps.job_overrides import overrides_for_jobs
 from scalelab.sweeps.storage import STORAGE_ENV, StorageError, make_storage, url_for_jobs
 
 

@@ -57,7 +57,7 @@ def test_a_value_of_the_wrong_type_is_refused_before_any_trial(tmp_path):
     proc = run(train_cmd("-m", "hydra/sweeper=scalelab", "hydra.sweeper.study_name=ty",
                          "+hydra.sweeper.params.train.seed=choice(8, abc)"), tmp_path, check=False)
     assert proc.returncode == 2
-    assert ("scalelab sweeper: error: params.train.seed: choice 'abc' is not a valid int for "
+    assert ("scalelab: error: params.train.seed: choice 'abc' is not a valid int for "
             "train.seed (Value 'abc' of type 'str' could not be converted to Integer)") in proc.stderr.splitlines()
     assert not list(tmp_path.glob("runs/sweeps/ty/trial_*"))
 

@@ -2,8 +2,19 @@
 from types import SimpleNamespace
 
 import pytest
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 
 from scalelab.cli import main
+
+
+@pytest.fixture(autouse=True)
+def no_hydra_state_left_behind():
+    """Hydra keeps the last app's config in process-wide singletons, which a training run reads to
+    learn where it belongs: an app run in-process by one test must not place another test's run."""
+    yield
+    HydraConfig.instance().cfg = None
+    GlobalHydra.instance().clear()
 
 
 @pytest.fixture

@@ -6,6 +6,8 @@ import nothing from tests/, so they need neither the repository root on sys.path
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -66,3 +68,13 @@ def states(study) -> dict:
         out[t.state.name] = out.get(t.state.name, 0) + 1
     return out
 
+
+def copy_project(root: Path, dst: Path) -> None:
+    """The project at `root` as an install sees it: pyproject.toml, the README and every folder its
+    package-dir table maps a package to (read without tomllib, which needs Python 3.11)."""
+    dst.mkdir()
+    shutil.copy(root / "pyproject.toml", dst / "pyproject.toml")
+    shutil.copy(root / "README.md", dst / "README.md")
+    table = (root / "pyproject.toml").read_text().split("[tool.setuptools.package-dir]")[1].split("\n[")[0]
+    for folder in {path.split("/")[0] for path in re.findall(r'=\s*"([^"]+)"', table)}:
+        shutil.copytree(root / folder, dst / folder, ignore=shutil.ignore_patterns("__pycache__"))

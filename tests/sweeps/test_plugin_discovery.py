@@ -6,8 +6,6 @@ test_wheel_install.py covers a regular install."""
 from __future__ import annotations
 
 import os
-import re
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -15,6 +13,8 @@ import venv
 from pathlib import Path
 
 import pytest
+
+from tests.sweeps.sweep_helpers import copy_project
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = '''
@@ -44,14 +44,7 @@ print(scalelab.sweeps.__file__, scalelab.platform.threads.__file__)"""
 @pytest.mark.slow
 def test_editable_install_lets_a_plain_app_find_the_sweeper(tmp_path):
     src = tmp_path / "src"  # install a copy: the checkout's own install (if any) stays as it is
-    src.mkdir()
-    shutil.copy(ROOT / "pyproject.toml", src / "pyproject.toml")
-    readme = ROOT / "README.md"
-    (src / "README.md").write_text(readme.read_text() if readme.exists() else "scalelab\n")
-    # every folder pyproject's package-dir table maps a package to (read without tomllib: 3.11+)
-    table = (ROOT / "pyproject.toml").read_text().split("[tool.setuptools.package-dir]")[1].split("\n[")[0]
-    for folder in {path.split("/")[0] for path in re.findall(r'=\s*"([^"]+)"', table)}:
-        shutil.copytree(ROOT / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    copy_project(ROOT, src)
     # A bare venv (no pip: seconds) that sees this environment's packages (Hydra, Optuna, torch,
     # setuptools) through a path line; a .pth file's path lines do not run that folder's own .pth
     # files, so the environment's own scalelab install, if editable, is not active in it.

@@ -3,6 +3,7 @@ arrow is used by some import."""
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from pathlib import Path
 
@@ -60,6 +61,7 @@ def imports(path: Path) -> set[str]:
     return out
 
 
+@functools.cache
 def used_arrows() -> dict[str, dict[str, set[str]]]:
     """{part: {part it imports: the files that do}}, from the code."""
     used: dict[str, dict[str, set[str]]] = {}

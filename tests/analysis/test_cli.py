@@ -160,6 +160,7 @@ def test_sensitivity_command(capsys, tmp_path, synth):
     assert max(r["runs"] for r in d["lr_sensitivity"]) == (len(t) // 2) + 1
 
 
+@pytest.mark.slow  # draws every figure and writes a W&B run: seconds
 def test_report_writes_files_and_offline_wandb_run(capsys, tmp_path, monkeypatch, synth):
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))
     (tmp_path / "wb").mkdir()

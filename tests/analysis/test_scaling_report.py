@@ -114,6 +114,7 @@ def _report(capsys, folder, out):
     return (out / "index.html").read_text(), json.loads((out / "fits.json").read_text())
 
 
+@pytest.mark.slow  # draws every figure and writes a W&B run: seconds
 def test_scaling_report_shows_ladder_prediction_and_verdict(capsys, tmp_path, study):
     folder, result = study
     v = result["verdict"]

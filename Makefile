@@ -25,7 +25,8 @@ PYTEST := $(BIN)/python -m pytest -q -n auto --dist loadfile
 test: install
 	$(TEST_ENV) $(PYTEST)
 
-# Everything but the tests that start processes (sweeps, kill-and-resume, data parallelism, installs).
+# Everything but the `slow` tests: those that start processes (sweeps, kill-and-resume, data parallelism,
+# installs) or take seconds.
 test-fast: install
 	$(TEST_ENV) $(PYTEST) -m "not slow"
 

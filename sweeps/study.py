@@ -36,14 +36,22 @@ _IN_FLIGHT = (TrialState.RUNNING,)
 INTERRUPTED_REASON = "interrupted"
 
 
-def sampler_for_scale(sampler: Any, scale_name: str) -> Any:
+def sampler_for_scale(sampler: Any, scale_name: str, trials_before: int = 0) -> Any:
     """The sampler config of one scale of a ladder: its seed offset by a stable hash of the
     scale's name. With one seed for every scale, each study samples the same start-up points,
     every scale's best learning rate is the same sampled value, and no lr*(N) can be fitted. A
-    single scale (no name) keeps the seed as given."""
-    if not scale_name or not isinstance(sampler, Mapping) or not isinstance(sampler.get("seed"), int):
+    single scale (no name) keeps the seed as given.
+
+    A study that already holds `trials_before` trials (a resumed or shared one, or one that
+    starts from an enqueued prediction) gets a seed derived from that count too: the seed as
+    given would sample the start-up points it holds again, and OS entropy would make the sweep
+    irreproducible."""
+    if not isinstance(sampler, Mapping) or not isinstance(sampler.get("seed"), int):
         return sampler
-    return {**sampler, "seed": (sampler["seed"] + zlib.crc32(scale_name.encode())) % 2**32}
+    key = scale_name if not trials_before else f"{scale_name}#{trials_before}"
+    if not key:
+        return sampler
+    return {**sampler, "seed": (sampler["seed"] + zlib.crc32(key.encode())) % 2**32}
 
 
 def open_study(storage: Any, name: str, settings: SweepSettings, sampler: Any) -> optuna.Study:

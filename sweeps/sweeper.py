@@ -204,10 +204,16 @@ class ScalelabSweeper(Sweeper):
             log.info("study %s: %d trials already done", study.study_name, plan.n_trials)
             results.write(study, sweep_dir / scale.folder)
             return []
-        if study.get_trials(deepcopy=False):
-            # Another worker is on this study, or an earlier (killed, interrupted) run left trials:
-            # a seeded sampler would sample their random start-up points again.
-            study.sampler.reseed_rng()
+        held = len(study.get_trials(deepcopy=False))
+        if held:
+            # Another worker is on this study, an earlier (killed, interrupted) run left trials, or
+            # `prepare` enqueued one: a sampler seeded as at the start would sample their start-up
+            # points again. Reseeded from the trials held, the sweep stays reproducible.
+            seeded = studies.sampler_for_scale(plan.sampler, scale.name, held)
+            if seeded is plan.sampler:  # no seed to derive from: the sampler's own entropy
+                study.sampler.reseed_rng()
+            else:
+                study.sampler = algorithms.build("sampler", seeded)
         lanes = Lanes(self, plan, study, scale, sweep_dir, self.heartbeat)
         try:
             self._fill_budget(study, lanes)

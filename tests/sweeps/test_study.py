@@ -35,3 +35,13 @@ def test_trials_failed_by_their_process_going_away_do_not_count(tmp_path):
 def test_each_scale_of_a_ladder_gets_its_own_seed(sampler, scale, seed):
     assert sampler_for_scale(sampler, scale)["seed"] == seed
     assert sampler["seed"] in (0, None)  # the plan's config is left alone
+
+
+@pytest.mark.parametrize("scale", ["", "model.width=64"])
+def test_a_study_that_holds_trials_gets_a_seed_of_its_own_and_the_same_one_every_time(scale):
+    tpe = {"_target_": "optuna.samplers.TPESampler", "seed": 0}
+    seeds = [sampler_for_scale(tpe, scale, held)["seed"] for held in (0, 1, 2)]
+    assert len(set(seeds)) == 3  # not the start-up points of the trials it holds again
+    assert [sampler_for_scale(tpe, scale, held)["seed"] for held in (0, 1, 2)] == seeds  # no entropy
+    unseeded = {"_target_": "optuna.samplers.TPESampler", "seed": None}
+    assert sampler_for_scale(unseeded, scale, 3) is unseeded

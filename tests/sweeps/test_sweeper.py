@@ -84,6 +84,20 @@ def test_ladder_one_study_per_scale(tmp_path):
     assert len(firsts) == len(names)
 
 
+def test_a_continued_study_samples_the_same_points_in_two_folders_and_none_it_holds(tmp_path):
+    # a study that holds trials (here: from a first command with a smaller budget) is reseeded
+    # from its seed and those trials, not from OS entropy: the same command line, the same points
+    points = []
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        for n_trials in (2, 4):
+            run(toy_cmd("hydra.sweeper.study_name=c", f"hydra.sweeper.n_trials={n_trials}", LR, "steps=2",
+                        "+hydra.sweeper.sampler.n_startup_trials=10"), tmp_path / folder)
+        points.append([t.params["lr"] for t in load_study(tmp_path / folder, "c").trials])
+    assert points[0] == points[1] and len(points[0]) == 4
+    assert len(set(points[0])) == 4  # the continuation did not sample the first points again
+
+
 def test_pruning_marks_trials_pruned(tmp_path):
     workdir = tmp_path
     run(toy_cmd("hydra.sweeper.study_name=p", "hydra.sweeper.n_trials=8", LR, "steps=6",

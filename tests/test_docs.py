@@ -32,6 +32,11 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 import pytest
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
+
+from scalelab import cli
+from scalelab.analysis.commands import parser as analysis_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -126,9 +131,6 @@ OTHER = [c for c in COMMANDS if c not in SKIPPED and c.words[:1] != ("train",)]
 def first_values(args: list[str]) -> list[str]:
     """A multirun's overrides with `-m` dropped and every sweep replaced by its first value
     (an interval by its lower end), by Hydra's own override parser."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
-
     parser = OverridesParser.create()
     out = []
     for arg in args:
@@ -158,15 +160,13 @@ def is_multirun(args: list[str]) -> bool:
 
 def compose(args: list[str]) -> tuple[int, str]:
     """`scalelab train ARGS --cfg job` in this process: (exit status, stderr)."""
-    from scalelab.cli import main
-
     args = first_values(args) if is_multirun(args) else list(args)
     if "--cfg" not in args and "-c" not in args:
         args += ["--cfg", "job"]
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
-            status = main(["train", *args])
+            status = cli.main(["train", *args])
         except SystemExit as e:
             status = e.code if isinstance(e.code, int) else 1
     return status, err.getvalue()
@@ -174,14 +174,10 @@ def compose(args: list[str]) -> tuple[int, str]:
 
 def parse(words: tuple[str, ...]) -> Optional[str]:
     """None when `scalelab WORDS` parses with its command's parser, else why not."""
-    from scalelab import cli
-
     if words[:1] == ("data",):
         parser = cli.data_parser()
         args = list(words[1:])
     elif words[:1] and words[0] in ANALYSIS_COMMANDS:
-        from scalelab.analysis.commands import parser as analysis_parser
-
         parser = analysis_parser()
         args = list(words)
     else:

@@ -18,6 +18,7 @@ from pathlib import Path
 import hydra
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import HydraException
 from hydra.types import RunMode
 
@@ -209,8 +210,6 @@ def test_the_patch_lets_a_search_space_through_where_hydra_refuses_it():
 
 
 def test_job_result_and_locate():
-    from hydra.core.utils import JobReturn, JobStatus
-
     error = ConfigError("bad")
     assert job_result(JobReturn(status=JobStatus.FAILED, _return_value=error)) is error
     assert locate("os.path.join") is os.path.join

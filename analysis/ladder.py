@@ -264,8 +264,11 @@ def _median(runs: pd.DataFrame, role: str) -> tuple[Optional[float], list[float]
 
 
 def verdict(prediction: dict[str, Any], table: pd.DataFrame, noise_rel: float) -> dict[str, Any]:
-    """Prediction against the measured verification runs (completed runs with a target role)."""
-    runs = target_runs(table)
+    """Prediction against the measured verification runs: the completed runs with a target role,
+    and the lr scan's diverged runs (a rate too high to train is the scan's answer, not a gap)."""
+    ended = target_runs(table)
+    diverged = ended["status"] == "diverged" if "status" in ended.columns else pd.Series(False, index=ended.index)
+    runs = ended[~diverged]
     measured, losses = _median(runs, OPTIMUM)
     out: dict[str, Any] = {"predicted_loss": prediction["loss"], "interval": prediction["loss_interval"],
                            "measured_loss": measured, "seed_losses": losses}
@@ -289,12 +292,14 @@ def verdict(prediction: dict[str, Any], table: pd.DataFrame, noise_rel: float) -
     # the predicted N holds unless a neighbour is better by more than the noise
     out["beats_neighbours"] = bool(gaps) and all(g >= -margin for g in gaps)
     out["beats_neighbours_strictly"] = bool(gaps) and all(g > margin for g in gaps)
-    scan = [{"role": role, "lr": float(r.lr), "loss": float(r.loss)} for role in (LR_LOW, OPTIMUM, LR_HIGH)
-            for r in runs[(roles(runs) == role) & (runs["seed"] == runs["seed"].min())].itertuples()]
-    if len(scan) == 3:
-        at_prediction = next(s["loss"] for s in scan if s["role"] == OPTIMUM)
+    first = ended[ended["seed"] == ended["seed"].min()]
+    scan = [{"role": role, "lr": float(r.lr), "loss": None if stopped else float(r.loss), "diverged": bool(stopped)}
+            for role in (LR_LOW, OPTIMUM, LR_HIGH)
+            for r, stopped in zip(first[roles(first) == role].itertuples(), diverged[first.index][roles(first) == role])]
+    trained = [s["loss"] for s in scan if not s["diverged"]]
+    if len(scan) == 3 and not scan[1]["diverged"]:
         out["lr_scan"] = scan
-        out["lr_regret"] = at_prediction / min(s["loss"] for s in scan) - 1
+        out["lr_regret"] = scan[1]["loss"] / min(trained) - 1
     out["complete"] = len(scan) == 3 and len(gaps) == 2
     return out
 
@@ -317,6 +322,7 @@ def verdict_lines(v: dict[str, Any]) -> list[str]:
                      "its neighbours beyond seed noise")
     if "lr_regret" in v:
         lines.append(f"verdict: learning-rate regret {100 * v['lr_regret']:.3f}% against the scan "
-                     + ", ".join(f"{s['lr']:.4g}: {s['loss']:.4f}" for s in v["lr_scan"]))
+                     + ", ".join(f"{s['lr']:.4g}: {'diverged' if s.get('diverged') else format(s['loss'], '.4f')}"
+                                 for s in v["lr_scan"]))
     return lines
 

@@ -261,7 +261,8 @@ def verdict_rows(verdict: dict[str, Any]) -> list[list[str]]:
                                  f"seed sd: ladder {_pct((verdict.get('noise') or {}).get('seed_sd_relative'), '.2f')}"
                                  f", target {_pct(v.get('seed_sd_relative'), '.2f')})"])
     if "lr_regret" in v:
-        scan = ", ".join(f"{s['role']} {_fmt(s.get('lr'))}: {_fmt(s.get('loss'), '.4f')}"
+        scan = ", ".join(f"{s['role']} {_fmt(s.get('lr'))}: "
+                         + ("diverged" if s.get("diverged") else _fmt(s.get("loss"), ".4f"))
                          for s in v.get("lr_scan") or [])
         rows.append(["learning-rate regret (vs the best of the scan)", f"{_pct(v['lr_regret'], '.3f')} ({scan})"])
     return rows + [["verification complete", _yes(v.get("complete"))]]

@@ -50,10 +50,10 @@ class ScalingStudy:
         verification.finish(self, points)
         return returns
 
-    def table(self) -> Optional[pd.DataFrame]:
-        """The completed runs stored so far, or None."""
+    def table(self, statuses: tuple[str, ...] = ("completed",)) -> Optional[pd.DataFrame]:
+        """The runs of `statuses` stored so far, or None."""
         try:
-            return load_table(self.sweep_dir, statuses=("completed",), quiet=True)
+            return load_table(self.sweep_dir, statuses=statuses, quiet=True)
         except AnalysisError:
             return None
 

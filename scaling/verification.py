@@ -76,7 +76,7 @@ def finish(study: Any, points: list[PricedScale]) -> None:
              prediction["lr"], prediction["loss"], *prediction["loss_interval"])
     if s.verify:
         verification_runs(study, prediction, points)
-        result["verdict"] = ladder.verdict(prediction, study.table(), noise)
+        result["verdict"] = ladder.verdict(prediction, study.table(("completed", "diverged")), noise)
         for line in ladder.verdict_lines(result["verdict"]):
             log.info("scaling study %s: %s", name, line)
     write_verdict(study, result)

@@ -158,6 +158,17 @@ def test_verdict_measures_the_prediction_the_neighbours_and_the_lr_regret():
     assert ladder.verdict_lines(v)[0].startswith("verdict: predicted loss 2.0000 [1.9500, 2.0500], measured 2.0200")
 
 
+def test_a_diverged_rate_of_the_scan_is_its_answer_not_a_gap():
+    table = _target_table([2.01, 2.03], [2.1, 2.1], [2.06, 2.08], [2.00, 9.7])
+    table["status"] = ["diverged" if role == "lr_high" else "completed" for role in table["role"]]
+    v = ladder.verdict(PREDICTION, table, 0.002)
+    assert v["complete"] and [s["diverged"] for s in v["lr_scan"]] == [False, False, True]
+    assert v["lr_regret"] == pytest.approx(2.01 / 2.00 - 1)  # against the rates that trained
+    assert ladder.verdict_lines(v)[-1].endswith("0.02: diverged")
+    table.loc[table["role"] == "optimum", "status"] = "diverged"  # the predicted rate itself: nothing measured
+    assert "lr_regret" not in ladder.verdict(PREDICTION, table, 0.002)
+
+
 def test_a_neighbour_better_by_more_than_the_noise_beats_the_prediction():
     v = ladder.verdict(PREDICTION, _target_table([2.10, 2.10], [2.0, 2.0], [2.2, 2.2], [2.2, 2.2]), 0.002)
     assert not v["inside_interval"] and not v["beats_neighbours"]

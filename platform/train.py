@@ -98,6 +98,7 @@ class Run:
     module: LanguageModelTask | None = None
     wandb: Any = None  # the W&B run, with `logger=wandb` on the first process
     trainer: L.Trainer | None = None
+    peak_flops: float | None = None  # one device's, where known: the progress line's MFU and the record's
     timer: ThroughputTimer | None = None
 
     @property
@@ -160,7 +161,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, parent: dict | Non
         run.timer = ThroughputTimer()
         run.trainer = build_trainer(cfg, run.setup, run_dir, csv_logger(cfg, run_dir),
                                     callbacks(cfg, run_dir, run.setup, run.wandb))
-        run.trainer.callbacks += [progress(cfg, run.setup, run.trainer), run.timer]  # the timer last (see its class)
+        run.peak_flops = peak(cfg, run.trainer)
+        run.trainer.callbacks += [progress(cfg, run.setup, run.trainer, run.peak_flops), run.timer]  # the timer last
         fit(cfg, run.trainer, run.module, run_dir)
         ending = Ending("diverged" if run.module.diverged_at is not None else "completed")
     except BaseException as e:
@@ -202,9 +204,9 @@ def callbacks(cfg: DictConfig, run_dir: Path, setup: RunSetup, wandb: Any) -> li
     return out
 
 
-def progress(cfg: DictConfig, setup: RunSetup, trainer: L.Trainer) -> L.Callback:
+def progress(cfg: DictConfig, setup: RunSetup, trainer: L.Trainer, peak_flops: float | None) -> L.Callback:
     """A progress bar on a terminal, else a log line every `train.progress_seconds`."""
-    speed = Speed(setup.tokens_per_step, setup.flops_per_token, peak(cfg, trainer), trainer.world_size)
+    speed = Speed(setup.tokens_per_step, setup.flops_per_token, peak_flops, trainer.world_size)
     return (RunProgressBar(setup.total_steps, speed) if wants_progress_bar() else
             ProgressLog(setup.total_steps, cfg.train.progress_seconds, speed))
 
@@ -268,7 +270,7 @@ def summarize(cfg: DictConfig, run: Run) -> dict:
         steps=steps,
         tokens_seen=steps * setup.tokens_per_step,
         tokens_per_second=tokens_per_second,
-        mfu=mfu(tokens_per_second, setup.flops_per_token, peak(cfg, trainer), trainer.world_size) if trainer else None,
+        mfu=mfu(tokens_per_second, setup.flops_per_token, run.peak_flops, trainer.world_size) if trainer else None,
         compile_seconds=timer.first_step_seconds if cfg.train.compile and timer is not None else None,
     )
     return metrics

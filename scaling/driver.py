@@ -8,7 +8,6 @@ from typing import Any, Callable, Optional
 
 import optuna
 import pandas as pd
-from optuna.trial import TrialState
 
 from scalelab.analysis import ladder
 from scalelab.analysis.errors import AnalysisError
@@ -20,6 +19,7 @@ from scalelab.scaling.pricing import PricedScale, Throughput, families, price, p
 from scalelab.scaling.settings import ScalingSettings
 from scalelab.sweeps.plan import Plan, merged_overrides
 from scalelab.sweeps.search_space import format_value
+from scalelab.sweeps.study import best_completed
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +94,10 @@ class ScalingStudy:
         if not self.settings.seeds:
             return
         study = optuna.load_study(study_name=study_name, storage=self.storage)
-        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if not done:
+        best = best_completed(study)
+        if best is None:
             log.warning("study %s: no completed trial, so no seed runs", study_name)
             return
-        best = min(done, key=lambda t: t.value)
         base = self.plan.job_overrides(point.scale, best.params)
         seed0 = int(self.plan.job_config.train.seed)
         jobs = []

@@ -10,7 +10,6 @@ from typing import Any, Optional
 import optuna
 import pandas as pd
 from optuna.distributions import FloatDistribution, IntDistribution
-from optuna.trial import TrialState
 
 from scalelab.analysis import ladder
 from scalelab.analysis.errors import AnalysisError
@@ -20,6 +19,7 @@ from scalelab.scaling.settings import ScalingSettings
 from scalelab.sweeps.config import SweepError
 from scalelab.sweeps.plan import Plan
 from scalelab.sweeps.search_space import SearchSpace, format_value
+from scalelab.sweeps.study import best_completed
 
 LR, BATCH = "optim.lr", "train.batch_size"
 QUANTITY = {LR: "lr", BATCH: "bs"}
@@ -97,12 +97,11 @@ def transfer_source(point: PricedScale, before: list[PricedScale], s: ScalingSet
 
 def transferred(source_study: str, storage: Any) -> ladder.SearchRange:
     """The best rate of the study `source_study`, as a range of one value."""
-    done = optuna.load_study(study_name=source_study, storage=storage).get_trials(
-        deepcopy=False, states=(TrialState.COMPLETE,))
-    if not done:
+    best = best_completed(optuna.load_study(study_name=source_study, storage=storage))
+    if best is None:
         raise SweepError(f"scaling.transfer: study {source_study} completed no trial, so it has no learning "
                          "rate to transfer")
-    lr = float(min(done, key=lambda t: t.value).params[LR])
+    lr = float(best.params[LR])
     return ladder.SearchRange(LR, lr, lr, f"transferred (µP): the best rate of {source_study}, the smallest width "
                                           "at this budget", centre=lr)
 

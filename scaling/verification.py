@@ -7,7 +7,6 @@ import logging
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
 
 from scalelab.analysis import ladder
 from scalelab.analysis.errors import AnalysisError
@@ -15,8 +14,9 @@ from scalelab.record import sanitize, write_atomic
 from scalelab.scaling.guidance import BATCH, LR, RANGE_ATTR, guided
 from scalelab.scaling.pricing import RUN_OVERHEAD_S, PricedScale
 from scalelab.sweeps.config import SweepError
-from scalelab.sweeps.search_space import format_value
 from scalelab.sweeps.plan import merged_overrides
+from scalelab.sweeps.search_space import format_value
+from scalelab.sweeps.study import best_completed
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +87,10 @@ def verification_runs(study: Any, prediction: dict[str, Any], points: list[Price
     (predicted lr / lr_scan and x lr_scan) with one, at the target budget."""
     s, plan = study.settings, study.plan
     top = max(points, key=lambda p: p.C)
-    best_study = optuna.load_study(study_name=top.scale.study_name(study.study_name), storage=study.storage)
-    done = best_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     # the other searched values (weight decay, say) as the largest scale's best trial had them
-    best = min(done, key=lambda t: t.value).params if done else {}
+    best = best_completed(optuna.load_study(study_name=top.scale.study_name(study.study_name), storage=study.storage))
     laws_choose = guided(plan)
-    others = [f"{plan.space.keys[n]}={format_value(v)}" for n, v in best.items()
+    others = [f"{plan.space.keys[n]}={format_value(v)}" for n, v in (best.params if best else {}).items()
               if n in plan.space.distributions and n not in laws_choose]
     base = [*plan.fixed, *plan.space.fixed, *others]
     seed0 = int(plan.job_config.train.seed)

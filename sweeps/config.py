@@ -9,7 +9,7 @@ without Hydra.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from omegaconf import OmegaConf
@@ -100,8 +100,6 @@ class SweepSettings(SweepKeys):
 
     @classmethod
     def from_node(cls, direction: Any = "minimize", directions: Any = None, **values: Any) -> "SweepSettings":
-        """The settings from the keyword arguments Hydra instantiates the sweeper with (keys of
-        `SweepKeys`; any other key is the caller's)."""
-        keys = {f.name for f in fields(SweepKeys)} - {"directions"}
-        plain = {key: _plain(value) for key, value in values.items() if key in keys}
+        """The settings from the keyword arguments Hydra instantiates the sweeper with."""
+        plain = {key: _plain(value) for key, value in values.items()}
         return cls(directions=_direction_names(_plain(directions) or _plain(direction)), **plain)

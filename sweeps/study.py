@@ -54,6 +54,12 @@ def sampler_for_scale(sampler: Any, scale_name: str, trials_before: int = 0) -> 
     return {**sampler, "seed": (sampler["seed"] + zlib.crc32(key.encode())) % 2**32}
 
 
+def best_completed(study: optuna.Study) -> Optional[optuna.trial.FrozenTrial]:
+    """The study's completed trial of the lowest value (one objective), None before any."""
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return min(done, key=lambda t: t.value) if done else None
+
+
 def open_study(storage: Any, name: str, settings: SweepSettings, sampler: Any) -> optuna.Study:
     """Create the study `name`, or load it with the same directions, with a new sampler from its
     config `sampler` (`Plan.sampler`), and leave the pruner's config on it for the jobs."""

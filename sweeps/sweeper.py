@@ -50,9 +50,9 @@ from scalelab.sweeps import algorithms, custom_space, results
 from scalelab.sweeps import study as studies
 from scalelab.sweeps.config import SweepSettings
 from scalelab.sweeps.heartbeat import Heartbeat, running_numbers, wait_for_orphans
-from scalelab.sweeps.lanes import Lanes
-from scalelab.sweeps.job_overrides import overrides_for_jobs
 from scalelab.sweeps.interruption import INTERRUPTED_EXIT, StopSignals, interrupted_line
+from scalelab.sweeps.job_overrides import overrides_for_jobs
+from scalelab.sweeps.lanes import Lanes
 from scalelab.sweeps.outcome import Outcome
 from scalelab.sweeps.plan import Plan, Scale, make_plan, parse_command_line
 from scalelab.sweeps.reporting import PARALLEL_TRIALS_ENV  # the jobs divide the cores by it

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from scalelab.analysis.curves import load_curves
 from scalelab.analysis.errors import AnalysisError
-from scalelab.analysis.laws import AutoLaw, ChinchillaLaw, HparamsLaw, IsoflopLaw, PowerLaw, load_fit
+from scalelab.analysis.laws import AutoLaw, ChinchillaLaw, CurveLaw, HparamsLaw, IsoflopLaw, PowerLaw, load_fit
 from scalelab.analysis.sensitivity import importance_by_scale, importance_table, lr_sensitivity
 from scalelab.analysis.table import best_per_cell, has_sweep, load_table, raw_frame, table_from_raw, warn
 from scalelab.arguments import count, level, positive
@@ -45,7 +46,8 @@ def parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="fit|predict|sensitivity|report|sync")
     f = sub.add_parser("fit", help="fit a law to runs")
     _source_args(f)
-    f.add_argument("--law", required=True, choices=["power", "chinchilla", "isoflop", "auto", "hparams"])
+    f.add_argument("--law", required=True, choices=["power", "chinchilla", "isoflop", "auto", "hparams", "curve"],
+                   help="curve: whole loss curves (run, N, step or tokens, lr, loss), the schedule in the law")
     f.add_argument("--form", default=None, help="hparams: steplaw|deepseek|constant; chinchilla: "
                                                 "chinchilla|shared|no_floor")
     f.add_argument("--optimum", default="near-best", choices=["near-best", "surface", "profile"])
@@ -65,6 +67,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--N", type=positive)
     p.add_argument("--D", type=positive)
     p.add_argument("--C", type=positive)
+    p.add_argument("--schedule", default=None, metavar="KEY=VALUE,...",
+                   help="curve law: the run's schedule (name, warmup, decay_fraction, min_lr_ratio), over the "
+                        "fitted runs' own; e.g. name=wsd,warmup=30,decay_fraction=0.2")
+    p.add_argument("--tokens-per-step", type=positive, default=None, help="curve law: tokens per optimizer step")
     p.add_argument("--level", type=level, default=0.95)
     p.add_argument("--json", action="store_true")
     s = sub.add_parser("sensitivity", help="importance and learning-rate sensitivity by scale")
@@ -102,6 +108,11 @@ def _load(args, statuses, require=()):
 
 
 def cmd_fit(args) -> int:
+    if args.law == "curve":
+        table = load_curves(args.source, args.map)
+        law = CurveLaw().fit(table, bootstrap=args.bootstrap, seed=args.seed, level=args.level)
+        law.inputs_["source"] = str(args.source)
+        return _finish_fit(law, args)
     need = {"power": (args.x, args.y), "chinchilla": ("N", "D", "loss"), "auto": ("N", "D", "loss"),
             "isoflop": ("N", "D", "C", "loss"), "hparams": ("N", "D", "loss", "lr", "batch_size")}
     table = _load(args, _statuses(args.status), require=need[args.law])
@@ -123,6 +134,10 @@ def cmd_fit(args) -> int:
         law = HparamsLaw(args.form or "steplaw", args.optimum)
     law.fit(table, bootstrap=args.bootstrap, seed=args.seed, level=args.level)
     law.inputs_["source"] = table.attrs["source"]  # a storage URL without its password
+    return _finish_fit(law, args)
+
+
+def _finish_fit(law, args) -> int:
     law.inputs_["map"] = list(args.map)
     if args.json:
         law.save(args.json)
@@ -175,7 +190,14 @@ def cmd_predict(args) -> int:
     for path in args.fit:  # argparse requires at least one
         law = load_fit(path)
         N, D, C = _scale_for(law, path, args.N, args.D, args.C, out["notes"])
-        if law.name in ("chinchilla", "auto"):
+        if law.name == "curve":
+            if N is None or D is None:
+                raise AnalysisError(f"{path}: the curve law needs --N and --D (or --C): the final loss of that run "
+                                    "under the fitted runs' schedule")
+            law.set_schedule(_schedule_arg(args.schedule), args.tokens_per_step)
+            out["loss"] = float(law.predict(N, D))
+            out["loss_interval"] = law.predict_interval(N, D, args.level)
+        elif law.name in ("chinchilla", "auto"):
             if N is None and C is not None:  # compute-optimal allocation for the budget
                 n, d = law.compute_optimal(C)
                 ni, di = law.compute_optimal_interval(C, args.level)
@@ -224,6 +246,20 @@ def cmd_predict(args) -> int:
         for n in out["notes"]:
             print(f"note: {n}")
     return 0
+
+
+def _schedule_arg(text: str | None) -> dict:
+    """`name=wsd,warmup=30` -> {"name": "wsd", "warmup": 30.0}."""
+    out: dict = {}
+    for item in filter(None, (text or "").split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise AnalysisError(f"--schedule expects KEY=VALUE,..., got {item!r}")
+        try:
+            out[key.strip()] = float(value)
+        except ValueError:
+            out[key.strip()] = value.strip()
+    return out
 
 
 def _strict_json(obj, **kwargs) -> str:

@@ -46,7 +46,7 @@ from hydra import compose, initialize_config_module  # noqa: E402
 from scalelab.platform.data import TrainBatches, load_corpus  # noqa: E402
 from scalelab.platform.mfu import peak_flops  # noqa: E402
 from scalelab.platform.model import GPT, GPTShape, count_parameters  # noqa: E402
-from scalelab.platform.schedule import lr_multiplier  # noqa: E402
+from scalelab.schedule import lr_multiplier  # noqa: E402
 from scalelab.platform.train import device_name, train  # noqa: E402
 from scalelab.record import read  # noqa: E402
 

@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader
 from scalelab.platform.data import HeldOut, TrainBatches
 from scalelab.platform.divergence import DivergenceCheck
 from scalelab.platform.model import GPT
-from scalelab.platform.schedule import lr_multiplier
+from scalelab.schedule import lr_multiplier
 
 
 class LanguageModelTask(L.LightningModule):

@@ -1,22 +1,9 @@
-"""Learning-rate schedules as a multiplier of the peak rate at each optimizer step.
-
-- warmup: linear from 1/warmup to 1 over the first `warmup` steps (a fraction of the run below 1,
-  a step count from 1 up);
-- cosine: from 1 down to `min_lr_ratio` at the end of the run;
-- wsd (warmup-stable-decay): 1 until the last `decay_fraction` of the steps, then linear down to
-  `min_lr_ratio` at the end of the run;
-- constant: 1.
-"""
+"""The schedule's settings checked against the run that will follow them (the schedule itself:
+`scalelab.schedule`, shared with the analysis)."""
 from __future__ import annotations
 
-import math
-
 from scalelab.platform.errors import ConfigError
-
-
-def warmup_steps(warmup: float, total_steps: int) -> int:
-    """`warmup` below 1 is a fraction of the steps, from 1 up a step count."""
-    return int(round(warmup * total_steps)) if warmup < 1 else int(warmup)
+from scalelab.schedule import warmup_steps
 
 
 def check_schedule(schedule, total_steps: int) -> None:
@@ -26,27 +13,3 @@ def check_schedule(schedule, total_steps: int) -> None:
         raise ConfigError(f"schedule.warmup={schedule.warmup} must be a whole number of steps, or a fraction below 1")
     if warmup_steps(schedule.warmup, total_steps) > total_steps:
         raise ConfigError(f"schedule.warmup={schedule.warmup:g} steps is longer than the run ({total_steps} steps)")
-
-
-def lr_multiplier(schedule, total_steps: int):
-    """A function step -> multiplier in [min_lr_ratio, 1] for torch's LambdaLR."""
-    # plain values: the function runs at every step, for every parameter group, and reading a
-    # config node costs more than the arithmetic
-    warmup = warmup_steps(schedule.warmup, total_steps)
-    name, floor = schedule.name, schedule.min_lr_ratio
-    decay_start = max(warmup, int(round((1 - schedule.decay_fraction) * total_steps)))
-
-    def multiplier(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        if name == "constant":
-            return 1.0
-        if name == "cosine":
-            progress = (step - warmup) / max(1, total_steps - warmup)
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-        if step < decay_start:  # wsd: stable at the peak, then a linear decay
-            return 1.0
-        progress = (step - decay_start) / max(1, total_steps - decay_start)
-        return floor + (1 - floor) * (1 - min(1.0, progress))
-
-    return multiplier

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from scalelab import conf
 from scalelab import record as rec
 from scalelab.conf.schema import ModelConfig
-from scalelab.platform.schedule import lr_multiplier
+from scalelab.schedule import lr_multiplier
 from scalelab.wandb_keys import BY_TOKENS, LOSSES, SCALE, TRAIN_JOB, X_AXIS
 
 PRESETS = Path(conf.__file__).parent / "model"

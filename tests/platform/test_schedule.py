@@ -8,7 +8,8 @@ import torch
 from scalelab.platform.errors import ConfigError
 from scalelab.platform.model import GPT, GPTShape
 from scalelab.platform.module import LanguageModelTask
-from scalelab.platform.schedule import check_schedule, lr_multiplier
+from scalelab.platform.schedule import check_schedule
+from scalelab.schedule import lr_multiplier
 
 TOTAL = 100
 

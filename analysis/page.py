@@ -18,7 +18,7 @@ from markupsafe import Markup
 
 from .findings import Findings
 from .laws import Law
-from .scaling_report import LADDER_COLUMNS, StudySection
+from .scaling_report import FIGURE_CAPTIONS, LADDER_COLUMNS, StudySection
 from .sensitivity import importance_table
 
 TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
@@ -35,6 +35,7 @@ class LawView:
     form: str
     params: list[tuple[str, str, str]]
     points: int
+    quality: str = ""  # how closely it fits (rmse_log), over how many runs where it counts them
     detail_title: str = ""
     detail: Optional[Markup] = None
 
@@ -42,7 +43,9 @@ class LawView:
     def of(cls, name: str, law: Law) -> LawView:
         params = [(k, f"{v:.6g}", "[%.4g, %.4g]" % tuple(law.ci_[k]) if k in law.ci_ else "")
                   for k, v in law.params_.items()]
-        view = cls(name, law.form, params, law.n_points_)
+        quality = [f"rmse_log {law.metrics_['rmse_log']:.4g}"] if "rmse_log" in law.metrics_ else []
+        quality += [f"{law.metrics_['runs']} runs"] if "runs" in law.metrics_ else []
+        view = cls(name, law.form, params, law.n_points_, "; ".join(quality))
         if "selection" in law.metrics_:
             view.detail_title = "Form selection (held-out largest N):"
             view.detail = frame_html(pd.DataFrame(law.metrics_["selection"]), "%.4g")
@@ -62,6 +65,7 @@ def render_page(found: Findings, figures: dict[str, Path], study: Optional[Study
     return TEMPLATES.get_template("report.html").render(
         found=found, study=study, ladder_columns=LADDER_COLUMNS,
         study_figures={name: image_data(path) for name, path in (study_figures or {}).items()},
+        study_captions=FIGURE_CAPTIONS,
         figures={name: image_data(path) for name, path in figures.items()},
         laws=[LawView.of(name, law) for name, law in found.laws.items()],
         sensitivity=frame_html(tables["lr_sensitivity"], "%.4g") if "lr_sensitivity" in tables else None,

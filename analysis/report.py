@@ -17,7 +17,7 @@ from .figures import draw_figures
 from .findings import analyse
 from .page import render_page
 from .scaling_figures import draw_study_figures
-from .scaling_report import read_study, study_section, without_verification
+from .scaling_report import curve_fit, read_study, study_section, without_verification
 from .table import warn
 
 
@@ -28,17 +28,23 @@ def write_report(table: pd.DataFrame, out: str | Path, *, bootstrap: int = 0, se
 
     A scaling study's folder (`study`, else the table's source when it holds verdict.json)
     adds a "Scaling study" section; its verification runs stay out of the other fits, which
-    they would otherwise test against themselves.
+    they would otherwise test against themselves. Its curve law (through the ladder's best loss
+    curves) is listed with the other laws, or why it could not be fitted.
     """
     if len(table) == 0:
         raise AnalysisError("the report got an empty table")
     out = report_folder(out)
     scaling = read_study(study if study is not None else table.attrs.get("source"))
-    study_figures = {}
+    study_figures, curve = {}, None
     if scaling is not None and scaling.verdict is not None:  # drawn with the verification runs
-        study_figures = draw_study_figures(scaling.verdict, table, out, scaling.folder, all_runs)
+        curve = curve_fit(scaling.folder, table, bootstrap=min(bootstrap, 200), seed=seed)
+        study_figures = draw_study_figures(scaling.verdict, table, out, scaling.folder, all_runs, curve)
     table, all_runs = leave_out_verification(table, all_runs)
     found = analyse(table, bootstrap=bootstrap, seed=seed, all_runs=all_runs)
+    if curve is not None and curve.law is not None:
+        found.laws["curve"] = curve.law
+    elif curve is not None:
+        found.errors["curve"] = curve.error
     for name, err in found.errors.items():
         warn(f"{name}: {err}")
     figures = draw_figures(table, found, out)

@@ -1,5 +1,6 @@
 """The figures of a scaling study's report section: loss and learning rate against compute, each
-scale's result and the target's prediction beside its verification runs (`scaling_report`)."""
+scale's result and the target's prediction beside its verification runs, and the curve law
+against the measured loss curves (`scaling_report`)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,24 +11,32 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display is needed or assumed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.colors import Normalize  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .errors import AnalysisError  # noqa: E402
 from .figures import save  # noqa: E402
 from .ladder import DOUBLE, HALF, OPTIMUM, search_runs  # noqa: E402
-from .laws import HparamsLaw, Law  # noqa: E402
-from .scaling_report import LR, finite, interval_text, lr_scan, measured_target, scales_of, study_laws  # noqa: E402
+from .laws import CurveLaw, HparamsLaw, Law  # noqa: E402
+from .scaling_report import (LR, CurveFit, finite, interval_text, lr_scan, measured_target, scales_of,  # noqa: E402
+                             study_laws)
 
 DODGE = 1.15  # the neighbours are drawn this factor left and right of the target's C
 
 
 def draw_study_figures(verdict: dict[str, Any], table: Optional[pd.DataFrame], out: Path,
-                       folder: Optional[Path] = None, all_runs: Optional[pd.DataFrame] = None) -> dict[str, Path]:
-    """`study_loss.png` and `study_lr.png` in `out`. `table` is the full run table, verification
-    runs included; the laws come from the verdict, else from the study's `folder`."""
+                       folder: Optional[Path] = None, all_runs: Optional[pd.DataFrame] = None,
+                       curve: Optional[CurveFit] = None) -> dict[str, Path]:
+    """`study_loss.png` and `study_lr.png` in `out`, and `curve_fits.png` where the curve law
+    (`curve`) was fitted. `table` is the full run table, verification runs included; the laws
+    come from the verdict, else from the study's `folder`."""
     loss, hp = study_laws(verdict, folder)
-    return {"study_loss": plot_study_loss(verdict, table, out / "study_loss.png", loss),
-            "study_lr": plot_study_lr(verdict, table, out / "study_lr.png", hp, all_runs)}
+    figures = {"study_loss": plot_study_loss(verdict, table, out / "study_loss.png", loss),
+               "study_lr": plot_study_lr(verdict, table, out / "study_lr.png", hp, all_runs)}
+    if curve is not None and curve.law is not None:
+        figures["curve_fits"] = plot_curve_fits(curve, out / "curve_fits.png", str(verdict.get("study", "")))
+    return figures
 
 
 def _legend(ax, x: float = 1.02) -> None:
@@ -206,4 +215,77 @@ def plot_study_lr(verdict: dict[str, Any], table: Optional[pd.DataFrame], path: 
     ax.set(xscale="log", yscale="log", xlabel="compute C (FLOPs)", ylabel="learning rate",
            title=f"Scaling study {verdict.get('study', '')}: learning rate against compute")
     _legend(ax)
+    return save(fig, path)
+
+
+def _fitted(law: CurveLaw, curves: pd.DataFrame) -> np.ndarray:
+    """Which rows of `curves` lie past the transient: the rows the law's rule (`law.points`) keeps."""
+    return curves.index.isin(law.points(curves).index) if len(curves) else np.zeros(0, bool)
+
+
+def _run_curve(ax, run: pd.DataFrame, fitted: np.ndarray, law: CurveLaw, color, marker: str = "o", size: float = 14,
+               ls: str = "-", zorder: int = 3) -> list[float]:
+    """One run: its measured points (hollow and faded before the transient's end) and the law's
+    loss along it past the transient. The losses that should decide the view come back."""
+    run, fitted = run[run["tokens"] > 0], fitted[(run["tokens"] > 0).to_numpy()]  # log x: no step 0
+    ax.scatter(run["tokens"][fitted], run["loss"][fitted], s=size, marker=marker, color=color, zorder=zorder,
+               edgecolors="k" if marker != "o" else "none", linewidths=0.5)
+    ax.scatter(run["tokens"][~fitted], run["loss"][~fitted], s=size, marker=marker, facecolors="none",
+               edgecolors=color, alpha=0.45, zorder=zorder - 1)
+    kept = run[fitted].sort_values("tokens")
+    if kept.empty:
+        return []
+    with np.errstate(all="ignore"):
+        predicted = np.asarray(law.predict_points(kept), float)
+    ax.plot(kept["tokens"], predicted, ls, color=color, lw=1.4, zorder=zorder - 1)
+    return [*kept["loss"], *predicted[np.isfinite(predicted)]]
+
+
+def plot_curve_fits(fit: CurveFit, path: Path, study: str = "") -> Path:
+    """Each ladder scale's best configuration: measured validation loss against tokens (points;
+    hollow and faded: the transient the fit left out) and the curve law's loss along the same run
+    (line), coloured by N; the target's verification runs at the predicted optimum and the law's
+    curve for them (fitted on the ladder alone), in red, with the error at the last point."""
+    law = fit.law
+    fig, ax = plt.subplots(figsize=(11, 5))
+    logn = np.log10(fit.ladder["N"].to_numpy(float))
+    norm = Normalize(logn.min(), logn.max() if logn.max() > logn.min() else logn.min() + 1)
+    cmap = plt.get_cmap("viridis")
+    fitted = _fitted(law, fit.ladder)
+    shown: list[float] = []
+    for run_id, run in fit.ladder.groupby("run", sort=False):
+        shown += _run_curve(ax, run, fitted[(fit.ladder["run"] == run_id).to_numpy()], law,
+                            cmap(norm(np.log10(float(run["N"].iloc[0])))))
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.01).set_label("log10 N", fontsize=8)
+    rmse = law.metrics_.get("rmse_log", float("nan"))
+    handles = [Line2D([], [], marker="o", ls="none", color="0.45", label="measured: ladder, points the fit used"),
+               Line2D([], [], marker="o", ls="none", mfc="none", mec="0.45", alpha=0.6,
+                      label=f"measured: transient (before {law.skip:g} x each N's longest run), left out"),
+               Line2D([], [], color="0.45", lw=1.4, label=f"curve law along the run: {law.form}\n"
+                                                         f"fitted to {law.metrics_.get('runs', '?')} runs, "
+                                                         f"rmse_log {rmse:.3g}")]
+    error = fit.target_error()
+    if error is not None:
+        target_fitted = _fitted(law, fit.target)
+        for run_id, run in fit.target.groupby("run", sort=False):
+            shown += _run_curve(ax, run, target_fitted[(fit.target["run"] == run_id).to_numpy()], law,
+                                "tab:red", marker="*", size=60, ls="--", zorder=5)
+        seeds = fit.target["run"].nunique()
+        handles += [Line2D([], [], marker="*", ms=10, ls="none", color="tab:red", mec="k", mew=0.5,
+                           label=f"measured: target N={float(fit.target['N'].iloc[0]):.3g} "
+                                 f"({seeds} run{'s' if seeds > 1 else ''}; held out of the fit)"),
+                    Line2D([], [], color="tab:red", ls="--", lw=1.4,
+                           label=f"curve law for the target (fitted on the ladder only): last point\n"
+                                 f"predicted {error['predicted']:.4f}, measured {error['measured']:.4f}, "
+                                 f"error {100 * error['relative_error']:+.2f}%")]
+    ax.set_xscale("log")
+    # the points past the transient decide the view: the first evaluations lie far above
+    shown = [y for y in shown if finite(y)]
+    if shown:
+        lo, hi = min(shown), max(shown)
+        pad = 0.05 * (hi - lo) or 0.02 * hi
+        ax.set_ylim(lo - pad, hi + 6 * pad)
+    ax.set(xlabel="tokens", ylabel="validation loss",
+           title=f"Scaling study {study}: the curve law against each scale's best curve")
+    ax.legend(handles=handles, fontsize=7, loc="upper right", framealpha=0.9)  # the curves fall away from there
     return save(fig, path)

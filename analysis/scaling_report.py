@@ -6,6 +6,10 @@ fits leave them out (`without_verification`) and this section shows them against
 prediction. The section's text (its ladder, edge optima, prediction and verdict, as rows of
 strings) is a function of the parsed verdict; `scaling_figures` draws it and `page` lays it out.
 A verdict that stopped early (an `error`, no `target` or `verdict`) shows what it has.
+
+The curve law (`ladder.curve_law`) is fitted here from the study's run records: through every
+point of each ladder scale's best curves, never the verification runs, whose curve at the
+predicted optimum is its held-out test (`curve_fit`).
 """
 from __future__ import annotations
 
@@ -18,13 +22,24 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
+from scalelab.record import RecordError, find, read
+
+from .curves import curve_rows
 from .errors import AnalysisError
-from .ladder import DOUBLE, HALF, LR_HIGH, LR_LOW, NOISE_SDS, OPTIMUM, TARGET_ROLES, VERDICT_FILE, roles
-from .laws import HparamsLaw, Law, load_fit
+from .ladder import (DOUBLE, HALF, LR_HIGH, LR_LOW, NOISE_SDS, OPTIMUM, TARGET_ROLES, VERDICT_FILE, best_curves,
+                     cells, curve_law, roles)
+from .laws import CurveLaw, HparamsLaw, Law, load_fit
 from .table import warn
 
 LR = "optim.lr"
 NEIGHBOUR_NAMES = {HALF: "N/2", DOUBLE: "2N"}
+# the one-line caption under a study figure, by its name (`scaling_figures`)
+FIGURE_CAPTIONS = {
+    "curve_fits": "The curve law against the measured curves: each ladder scale's best configuration, its "
+                  "validation loss against tokens (dots, coloured by N; hollow: the transient the fit leaves "
+                  "out) and the law's loss along the same run (line); in red, where the study has them, the "
+                  "target's verification runs at the predicted optimum against the law fitted on the ladder "
+                  "alone (its error at the last point in the legend)."}
 LADDER_COLUMNS = ["scale", "N", "D", "C", "trials", "search range", "why this range", "best lr",
                   "loss (median over seeds)", "seed losses", "seed sd"]
 
@@ -116,6 +131,65 @@ def study_laws(verdict: dict[str, Any], folder: Optional[Path] = None
         out.append(law)
     loss, hp = out
     return loss, hp if isinstance(hp, HparamsLaw) else None
+
+
+@dataclass
+class CurveFit:
+    """The curve law through the ladder's best curves, and the curves it is drawn against."""
+
+    ladder: pd.DataFrame  # the curve rows (`curves.COLUMNS`, `role`) of each scale's best configuration
+    target: pd.DataFrame  # the curve rows of the verification runs at the predicted optimum (never fitted)
+    law: Optional[CurveLaw] = None
+    error: Optional[str] = None  # why the law could not be fitted
+
+    def target_error(self) -> Optional[dict[str, float]]:
+        """At the target's last evaluation (its largest tokens): the measured loss (the median over
+        the runs that reach it: its seeds), the law's and measured / predicted - 1; None without a
+        law or a target curve."""
+        if self.law is None or self.target.empty:
+            return None
+        end = self.target[self.target["tokens"] == self.target["tokens"].max()]
+        last = end.sort_values("step").groupby("run").tail(1)
+        measured = float(np.median(last["loss"].to_numpy(float)))
+        predicted = float(np.median(self.law.predict_points(last)))
+        return {"tokens": float(last["tokens"].max()), "measured": measured, "predicted": predicted,
+                "relative_error": measured / predicted - 1}
+
+
+def study_curves(folder: Path) -> pd.DataFrame:
+    """The curve table (`curves.curve_rows`) of the study's runs that recorded a loss curve and
+    a schedule, with each run's `role`. `load_curves` would stop at a record without a schedule;
+    a record that cannot be read was named when the run table was loaded."""
+    records = []
+    for path in find(folder):
+        try:
+            rec = read(path)
+        except RecordError:
+            continue
+        if rec.get("curve") and isinstance((rec.get("config") or {}).get("schedule"), dict):
+            records.append(rec)
+    curves = curve_rows(records)
+    role = {rec["run_id"]: (rec["config"].get("trial") or {}).get("role") for rec in records}
+    curves["role"] = curves["run"].map(role)
+    return curves
+
+
+def curve_fit(folder: Path, table: pd.DataFrame, bootstrap: int = 0, seed: int = 0) -> CurveFit:
+    """The curve law through every point past the transient of each ladder scale's best
+    configuration (`ladder.curve_law`; `table`, the run table, gives each scale's best), fitted
+    without the verification runs; why not, where it cannot be fitted."""
+    curves = study_curves(folder)
+    held = curves["role"].isin(TARGET_ROLES).to_numpy()
+    ladder, tuned = curves[~held], cells(table)
+    fit = CurveFit(best_curves(ladder, tuned), curves[curves["role"] == OPTIMUM])
+    if fit.ladder.empty:
+        fit.error = "no ladder run recorded a loss curve and its schedule"
+        return fit
+    try:
+        fit.law = curve_law(ladder, tuned, bootstrap=bootstrap, seed=seed)
+    except AnalysisError as e:
+        fit.error = str(e)
+    return fit
 
 
 # ----------------------------------------------------------------------------------- helpers

@@ -7,21 +7,31 @@ import shutil
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from scalelab import record
-from scalelab.analysis import ladder
+from scalelab.analysis import ladder, report
+from scalelab.analysis.curves import areas
 from scalelab.analysis.findings import Findings
 from scalelab.analysis.page import render_page
-from scalelab.analysis.scaling_report import (Study, find_verdict, ladder_rows, study_section, verdict_rows,
-                                              without_verification)
+from scalelab.analysis.scaling_report import (FIGURE_CAPTIONS, Study, curve_fit, find_verdict, ladder_rows,
+                                              study_section, verdict_rows, without_verification)
 from scalelab.analysis.table import load_table
 from scalelab.cli import main
+from scalelab.schedule import lr_multiplier
 
 TRUE = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
 LR_A, LR_ALPHA = 40.0, -0.3  # lr* = a C^alpha
 CURVATURE = 0.01  # loss x (1 + CURVATURE log(lr / lr*)^2)
 DEPTH, HEADS, CONTEXT = 4, 4, 64
 WIDTHS, TOKENS = (16, 24, 32, 48), (1e6, 3e6)
+
+
+# the curves: L = E + A/N^alpha + B/S1^beta - C*S2 (the curve law), times the lr penalty
+CURVE_TRUE = {"E": 1.2, "A": 40.0, "alpha": 0.35, "B": 300.0, "beta": 0.4, "C": 3e-7}
+WSD = {"name": "wsd", "warmup": 10, "min_lr_ratio": 0.0, "decay_fraction": 0.2, "branches": None}
+STEPS = 100
+EVALS = (1, 2, 3, 4, *range(5, STEPS + 1, 5))  # steps 1-4: the transient (before 5% of the run)
 
 
 def true_loss(N, D, C, lr, seed=0):
@@ -43,6 +53,52 @@ def run_record(width, D, lr, seed=0, role=None, study="ladder", trial=None):
             "hparams": {"lr": lr, "batch_size": 32},
             "metrics": {"final_val_loss": loss, "best_val_loss": loss, "initial_loss": 5.5, "steps": 100,
                         "tokens_seen": int(D)}}
+
+
+def curve_record(width, D, lr, seed=0, role=None, study="curves"):
+    """A run with its loss curve under WSD, from `CURVE_TRUE`, its final loss the curve's last."""
+    rec = run_record(width, D, lr, seed, role, study)
+    N, C = rec["scale"]["N"], rec["scale"]["C"]
+    rate = lr_multiplier(OmegaConf.create(WSD), STEPS)
+    s1, s2 = areas(np.array([rate(i) for i in range(STEPS)]), D / STEPS)
+    P = CURVE_TRUE
+    penalty = 1 + CURVATURE * math.log(lr / (LR_A * C ** LR_ALPHA)) ** 2
+    law = [(P["E"] + P["A"] * N ** -P["alpha"] + P["B"] * s1[k] ** -P["beta"] - P["C"] * s2[k])
+           * penalty * (1 + 0.001 * math.sin(3.0 * seed + k)) for k in EVALS]
+    curve = [{"step": k, "tokens": int(k * D / STEPS), "eval_tokens": 4096,
+              "val_loss": min(10.0, loss) if k < STEPS / 20 else loss}  # the transient: other dynamics
+             for k, loss in zip(EVALS, law)]
+    rec["config"]["schedule"] = dict(WSD)
+    rec["curve"] = curve
+    rec["metrics"].update(final_val_loss=curve[-1]["val_loss"], best_val_loss=min(c["val_loss"] for c in curve))
+    return rec
+
+
+def build_curve_study(folder, widths, target=True):
+    """A ladder with loss curves: three lrs around lr* per width (lr* among them), a seed re-run
+    of each width's best, and, with `target`, two seeds of the predicted optimum at a larger
+    width and budget and an IsoFLOP neighbour (verification runs). The neighbour has the widest
+    scale's size, budget and best lr: only its role keeps it out of the fit."""
+
+    def lr_star(width, D):
+        N = float(record.non_embedding_params(width, DEPTH))
+        return LR_A * (record.flops_per_token(N, DEPTH, CONTEXT, width) * D) ** LR_ALPHA
+
+    D = TOKENS[0]
+    for width in widths:
+        for t, f in enumerate((0.4, 1.0, 2.5)):
+            record.write(folder / f"w{width}" / f"trial_{t}", curve_record(width, D, lr_star(width, D) * f))
+        record.write(folder / f"w{width}" / "seed_1",
+                     curve_record(width, D, lr_star(width, D), seed=1, role=ladder.SEED))
+    if target:
+        for seed in (0, 1):
+            record.write(folder / "target" / f"optimum_seed{seed}",
+                         curve_record(2 * max(widths), 4 * D, lr_star(2 * max(widths), 4 * D), seed, ladder.OPTIMUM,
+                                      "curves/target"))
+        record.write(folder / "target" / "half_seed0",
+                     curve_record(max(widths), D, lr_star(max(widths), D), 2, ladder.HALF, "curves/target"))
+    (folder / "verdict.json").write_text(json.dumps({"study": "curves", "scales": []}))
+    return folder
 
 
 def build_study(folder):
@@ -209,3 +265,50 @@ def test_names_from_the_user_reach_the_page_escaped(tmp_path, study):
     assert "<script>" not in page and page.count("&lt;script&gt;") == 4
     unreadable = render_page(found, {}, study_section(Study(folder, unreadable=f"cannot read {name}")))
     assert "<script>" not in unreadable and "cannot read &lt;script&gt;" in unreadable
+
+
+@pytest.fixture(scope="module")
+def curve_study(tmp_path_factory):
+    return build_curve_study(tmp_path_factory.mktemp("curves") / "ladder", (16, 24, 32, 48))
+
+
+def test_the_curve_law_is_fitted_on_the_ladder_and_tested_on_the_target(curve_study):
+    """Each width's best configuration (its best trial and seed re-run) is fitted; the target's
+    runs are not, and the law fitted without them predicts their last point."""
+    table = load_table(curve_study, statuses=("completed",), quiet=True)
+    fit = curve_fit(curve_study, table)
+    assert fit.error is None and fit.law is not None
+    assert fit.ladder["run"].nunique() == 8 and not fit.ladder["role"].isin(ladder.TARGET_ROLES).any()
+    assert fit.law.metrics_["runs"] == 8 and fit.law.inputs_["N_range"][1] < fit.target["N"].min()
+    assert set(fit.target["role"]) == {ladder.OPTIMUM} and fit.target["run"].nunique() == 2
+    error = fit.target_error()
+    assert error["tokens"] == 4 * TOKENS[0]
+    assert error["relative_error"] == pytest.approx(error["measured"] / error["predicted"] - 1)
+    assert abs(error["relative_error"]) < 0.005  # the curves follow the law: an extrapolation 4x in N
+
+
+def test_report_draws_the_curve_fits_and_lists_the_curve_law(capsys, monkeypatch, tmp_path, curve_study):
+    # the generic figures (tested with the report's other sources) are most of a report's seconds
+    monkeypatch.setattr(report, "draw_figures", lambda table, found, out: {})
+    html, fits = _report(capsys, curve_study, tmp_path / "report")
+    assert (tmp_path / "report" / "curve_fits.png").stat().st_size > 10_000
+    # in the study's section, with its caption; the law with the others, its parameters and fit
+    section = html[html.index("Scaling study"):html.index("<h2>Plots</h2>")]
+    assert 'alt="curve_fits"' in section and FIGURE_CAPTIONS["curve_fits"].replace("'", "&#39;") in section
+    curve = fits["curve"]
+    assert curve["form"] == "L = E + A/N^alpha + B/S1^beta - C*S2" and curve["metrics"]["runs"] == 8
+    fits_section = html[html.index("<h2>Fits</h2>"):]
+    assert f"<h3>curve: <code>{curve['form']}</code></h3>" in fits_section
+    for name in ("E", "A", "alpha", "B", "beta", "C"):
+        assert f"<td>{name}</td><td>{curve['params'][name]:.6g}</td>" in fits_section
+    assert f"points: {curve['n_points']}; rmse_log {curve['metrics']['rmse_log']:.4g}; 8 runs" in fits_section
+    assert "curve not fitted" not in html
+
+
+def test_report_on_too_few_sizes_says_the_curve_law_was_not_fitted(capsys, tmp_path):
+    folder = build_curve_study(tmp_path / "one", (24,), target=False)
+    html, fits = _report(capsys, folder, tmp_path / "report")
+    assert "curve not fitted: the curve law needs at least two scales" in html
+    assert "curve" not in fits and "at least two scales" in fits["_errors"]["curve"]
+    assert not (tmp_path / "report" / "curve_fits.png").exists() and 'alt="curve_fits"' not in html
+    assert (tmp_path / "report" / "study_loss.png").exists()  # the rest of the report goes on

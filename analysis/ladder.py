@@ -10,12 +10,13 @@ and `scalelab report` afterwards compute the same numbers from the same runs:
   trial's configuration (the best trial alone is biased low by the choice of the best of
   several; now and then a seed stalls on the early plateau for long, and the median is robust
   to one such run), and the seed-to-seed spread;
-- `hparam_law`: lr* (and bs*) = a C^alpha (DeepSeek LLM's form), or a constant where that
-  predicts held-out scales better, through each scale's `profile` optimum; an optimum at the
-  edge of the values tried is flagged and left out of the fit;
-- `guided_range`: the next scale's search range, centred on the law's prediction, as wide as its
-  bootstrap interval and never narrower than `floor` either side; moved outward, past the edge,
-  when the last scale's optimum sat at one;
+- `hparam_law`: lr* (and bs*) = a N^alpha D^beta (Step Law's form), a C^alpha (DeepSeek LLM's)
+  or a constant, through each scale's optimum from its trials near the best; the form chosen by
+  the regret of its lr at each scale left out, a trend kept unless the constant is better beyond
+  noise; an optimum at the edge of the values tried is flagged and left out of the fit;
+- `guided_range`: the next scale's search range, centred on the law's prediction at its N and D,
+  as wide as its bootstrap interval and never narrower than `floor` either side; moved outward,
+  past the edge, when the last scale's optimum sat at one;
 - `loss_law`, `target_budget`, `realise`: L(N, D) (the `auto` law), the budget whose
   compute-optimal N is `ratio` x the ladder's largest, and the model of the family nearest to it;
 - `verdict`: prediction against measurement at the target.
@@ -33,6 +34,7 @@ from scalelab.record import FlopConvention, flops_per_token, non_embedding_param
 
 from .errors import AnalysisError
 from .laws import AutoLaw, HparamsLaw
+from .laws.hparams import NEAR_BEST
 
 VERDICT_FILE = "verdict.json"  # in the study folder
 SEED = "seed"
@@ -44,6 +46,8 @@ TRANSFER = "transfer"
 OPTIMUM, HALF, DOUBLE, LR_LOW, LR_HIGH = "optimum", "half", "double", "lr_low", "lr_high"
 TARGET_ROLES = (OPTIMUM, HALF, DOUBLE, LR_LOW, LR_HIGH)
 NOISE_SDS = 2.0  # a difference below twice the seed-to-seed spread is inside noise
+OPTIMUM_KIND = "weighted"  # each scale's optimum from its trials near the best (`hparam_law`)
+APART = 0.1  # least spread of log N, log D (about 10%) that tells the steplaw exponents apart
 
 
 def roles(table: pd.DataFrame) -> pd.Series:
@@ -98,32 +102,141 @@ def seed_noise(cell_table: pd.DataFrame) -> float:
     return float(np.sqrt(np.mean(rel))) if rel else float("nan")
 
 
+def near_tolerance(table: pd.DataFrame) -> float:
+    """How far above a scale's best loss a trial still counts as near the best: Step Law's 0.25%,
+    or the seed noise (`NOISE_SDS` x the pooled relative seed sd) where the seed runs measure more."""
+    noise = seed_noise(cells(table))
+    return max(NEAR_BEST, NOISE_SDS * noise) if math.isfinite(noise) else NEAR_BEST
+
+
+def optima(table: pd.DataFrame) -> pd.DataFrame:
+    """Each searched scale's lr (and batch size) optimum from its trials near the best, with the
+    edge flags of `HparamsLaw`'s `weighted` optimum (the law's own points)."""
+    return HparamsLaw("constant", OPTIMUM_KIND, near_tol=near_tolerance(table)).optima(search_runs(table))
+
+
 def hparam_law(table: pd.DataFrame, bootstrap: int = 200, seed: int = 0) -> HparamsLaw:
-    """lr* (and bs*) through the search trials' profile optima: `deepseek` (a C^alpha) where it
-    predicts each scale left out better than `constant` (no trend), else `constant`, which is
-    also all that two scales support. A slope through a few noisy optima over a short range of
-    C extrapolates wildly; the choice is recorded in `metrics_["selection"]`."""
+    """lr* (and bs*) as a law of N and D, fitted to each searched scale's `weighted` optimum: the
+    mean in log lr of its trials within `near_tolerance` of its best loss, weighted by how close
+    they come (of a few trials, the single best is mostly noise). A scale whose best trial is the
+    smallest or largest lr it tried is an edge: its optimum may lie beyond, so it is neither
+    fitted nor held out below. A searched batch size follows the chosen form through its own
+    optima (`HparamsLaw`); the choice is made on lr.
+
+    The form: `steplaw` (a N^alpha D^beta), `deepseek` (a C^alpha) or `constant` (no trend). Each
+    candidate is fitted without one scale (N, D) at a time and scored at the scale left out by the
+    regret of the lr it predicts there: the loss, relative to the scale's best, read off the
+    scale's own trials by linear interpolation over log lr. Where some prediction falls outside
+    the lrs its scale tried, the regret cannot be read and every candidate is scored by the
+    squared error in log lr against the scale's optimum instead. The form kept is the first of
+    steplaw, deepseek, constant whose mean score exceeds the best candidate's by no more than the
+    noise of that comparison: one standard error of the mean of the per-scale score differences
+    (the spread of the held-out scores; the seed noise is in them). So a slope through a few
+    noisy optima is not given up for a constant better by noise alone (issue 23), and a constant
+    that predicts the scales left out better beyond noise wins. The lean is deliberate: where lr*
+    truly does not move, a trend with exponents near zero is kept unless the held-out scales show
+    the constant better beyond noise. steplaw is a candidate with 4 or more scales inside their
+    range whose N and D vary apart with any one left out (`APART`), deepseek with 3 or more;
+    below that the fallback and the reason are recorded in `metrics_["selection"]`, as are every
+    candidate's scores, their noise and the held-out predictions."""
     runs = search_runs(table)
-    points = HparamsLaw("constant", "profile").optima(runs)
-    inside = points[points["lr_edge"].isna()]
-    errors = {form: _leave_one_out(form, inside) for form in ("constant", "deepseek")} if len(inside) >= 3 else {}
-    form = min(errors, key=errors.get) if errors else "constant"
-    law = HparamsLaw(form, "profile").fit(runs, bootstrap=bootstrap, seed=seed, evaluate=False)
-    law.metrics_["selection"] = {"form": form, "leave_one_out_rmse_log_lr": errors,
-                                 "why": "smaller leave-one-scale-out error" if errors else
-                                        f"{len(inside)} scales with an optimum inside their range: too few for a trend"}
+    tol = near_tolerance(table)
+    points = HparamsLaw("constant", OPTIMUM_KIND, near_tol=tol).optima(runs)
+    inside = points[points["lr_edge"].isna()].reset_index(drop=True)
+    forms, skipped = _candidates(inside)
+    selection: dict[str, Any] = {"near_tolerance": tol, "scales_inside": int(len(inside)),
+                                 "not_candidates": skipped}
+    if len(forms) == 1:
+        form = "constant"
+        selection["why"] = "fallback to constant, no trend can be fitted: " + "; ".join(skipped.values())
+    else:
+        form, scores = _select(forms, inside, runs)
+        selection.update(scores)
+        selection["why"] = _why(form, forms, scores, skipped)
+    law = HparamsLaw(form, OPTIMUM_KIND, near_tol=tol).fit(runs, bootstrap=bootstrap, seed=seed, evaluate=False)
+    law.metrics_["selection"] = {"form": form, **selection}
     return law
 
 
-def _leave_one_out(form: str, points: pd.DataFrame) -> float:
-    """RMSE of log lr* at each point predicted by `form` fitted to the others."""
-    law = HparamsLaw(form, "profile")
-    errors = []
+def _candidates(points: pd.DataFrame) -> tuple[list[str], dict[str, str]]:
+    """The forms the inside optima support with any one of them held out, and why not the others.
+    steplaw needs N and D to vary apart: the least spread of the scales' (log N, log D) in any
+    direction at least `APART` (on a ladder with D tied to N, say D = 20N, the two exponents could
+    be split any way)."""
+    forms, skipped = [], {}
+    k = len(points)
+    held = [np.delete(np.arange(k), i) for i in range(k)]
+    logs = np.log(points[["N", "D"]].to_numpy(float))
+    spread = lambda x: np.linalg.svd(x - x.mean(axis=0), compute_uv=False)[-1] / math.sqrt(len(x))  # noqa: E731
+    if k < 4:
+        skipped["steplaw"] = f"{k} scales inside their range; steplaw needs 4 (3 parameters and one held out)"
+    elif min(spread(logs[h]) for h in held) < APART:
+        skipped["steplaw"] = ("N and D of the scales inside their range do not vary apart (one size, one budget, "
+                              "or D tied to N): the N and D exponents cannot be told apart")
+    else:
+        forms.append("steplaw")
+    if k < 3:
+        skipped["deepseek"] = f"{k} scales inside their range; deepseek needs 3 (2 parameters and one held out)"
+    elif not all(points["C"].iloc[h].nunique() >= 2 for h in held):
+        skipped["deepseek"] = "the scales inside their range, with one held out, share one budget C"
+    else:
+        forms.append("deepseek")
+    return forms + ["constant"], skipped
+
+
+def _select(forms: list[str], points: pd.DataFrame, runs: pd.DataFrame) -> tuple[str, dict[str, Any]]:
+    """The form kept (see `hparam_law`) and the leave-one-scale-out scores behind it."""
+    trials = dict(iter(runs.groupby(["N", "D"])))
+    held_out, regrets, errors = [], {f: [] for f in forms}, {f: [] for f in forms}
     for i in range(len(points)):
-        params, _ = law.fit_points(points.drop(points.index[i]))
-        law.params_ = params
-        errors.append(math.log(float(law.predict(C=points["C"].iloc[i])[0])) - math.log(points["lr"].iloc[i]))
-    return float(np.sqrt(np.mean(np.square(errors))))
+        p = points.iloc[i]
+        rest = points.drop(points.index[i]).assign(bs_edge=None)  # the choice is lr's
+        row: dict[str, Any] = {"N": float(p.N), "D": float(p.D), "C": float(p.C), "optimum_lr": float(p.lr)}
+        for form in forms:
+            law = HparamsLaw(form, OPTIMUM_KIND)
+            law.params_ = law.fit_points(rest)[0]
+            lr = float(law.predict(N=p.N, D=p.D, C=p.C)[0])
+            errors[form].append(math.log(lr / p.lr) ** 2)
+            regrets[form].append(read_regret(trials[(p.N, p.D)], lr))
+            row[form] = {"lr": lr, "log_lr_error": math.log(lr / p.lr), "regret": regrets[form][-1]}
+        held_out.append(row)
+    readable = all(r is not None for rs in regrets.values() for r in rs)
+    per_scale = {f: np.asarray(regrets[f] if readable else errors[f], float) for f in forms}
+    means = {f: float(v.mean()) for f, v in per_scale.items()}
+    best = min(means, key=means.get)
+    noise = {f: float(np.std(per_scale[f] - per_scale[best], ddof=1) / math.sqrt(len(points))) for f in forms}
+    form = next(f for f in forms if means[f] - means[best] <= noise[f])
+    return form, {"metric": "held-out regret" if readable else "held-out squared log-lr error",
+                  "scores": means, "noise": noise, "best_score": best,
+                  "rmse_log_lr": {f: float(math.sqrt(np.mean(errors[f]))) for f in forms},
+                  "held_out": held_out}
+
+
+def _why(form: str, forms: list[str], scores: dict[str, Any], skipped: dict[str, str]) -> str:
+    """The selection in one sentence."""
+    metric, means, noise, best = scores["metric"], scores["scores"], scores["noise"], scores["best_score"]
+    if form == best:
+        text = f"smallest {metric} ({means[form]:.4g}) of {', '.join(forms)}"
+    else:
+        text = (f"{metric} within noise of the best ({best}): {means[form]:.4g} against "
+                f"{means[best]:.4g}, noise {noise[form]:.2g}")
+    passed = forms[:forms.index(form)]
+    if passed:
+        text += "; " + ", ".join(f"{f} is worse beyond noise ({means[f]:.4g}, noise {noise[f]:.2g})" for f in passed)
+    if skipped:
+        text += "; " + "; ".join(f"not {f}: {why}" for f, why in skipped.items())
+    return text
+
+
+def read_regret(trials: pd.DataFrame, lr: float) -> Optional[float]:
+    """The loss at `lr`, relative to the best of `trials` (one scale's), by linear interpolation over
+    log lr of the best loss per lr tried; None outside the lrs tried (it cannot be read there)."""
+    envelope = trials.groupby("lr")["loss"].min().sort_index()
+    x, y = np.log(envelope.index.to_numpy(float)), envelope.to_numpy(float)
+    u = math.log(lr)
+    if not x[0] - 1e-9 <= u <= x[-1] + 1e-9:
+        return None
+    return float(np.interp(u, x, y) / y.min() - 1)
 
 
 def loss_law(cell_table: pd.DataFrame, bootstrap: int = 200, seed: int = 0) -> AutoLaw:
@@ -151,15 +264,16 @@ class SearchRange:
 
 def guided_range(name: str, law: Optional[HparamsLaw], law_error: Optional[str], C: float,
                  last: Optional[dict], configured: tuple[float, float], floor: float,
-                 quantity: str = "lr") -> SearchRange:
-    """The range of hyperparameter `name` at budget `C` (see the module docstring). `last` is the
-    previous scale's profile optimum (`value`, `edge`: None, "low" or "high")."""
+                 quantity: str = "lr", N: Optional[float] = None, D: Optional[float] = None) -> SearchRange:
+    """The range of hyperparameter `name` at the scale (`N`, `D`) of budget `C` (see the module
+    docstring; a `steplaw` law needs N and D). `last` is the previous scale's optimum (`value`,
+    `edge`: None, "low" or "high")."""
     edge = last.get("edge") if last else None
     centre = interval = None
     if law is not None:
-        lr, bs = law.predict(C=C)
+        lr, bs = law.predict(N=N, D=D, C=C)
         centre = float(lr if quantity == "lr" else bs)
-        lr_i, bs_i = law.predict_interval(C=C)
+        lr_i, bs_i = law.predict_interval(N=N, D=D, C=C)
         interval = [float(v) for v in (lr_i if quantity == "lr" else bs_i)]
         # as wide as the interval, at least x floor and at most as wide as the configured range
         widest = math.sqrt(configured[1] / configured[0])
@@ -250,9 +364,9 @@ def predict_target(loss: AutoLaw, hp: Optional[HparamsLaw], C: float, depth: int
     best = out["shapes"][OPTIMUM]
     out.update(N=best["N"], D=best["D"], width=best["width"], loss=best["loss"],
                loss_interval=best["loss_interval"])
-    if hp is not None:
-        lr, bs = hp.predict(C=C)
-        lr_i, bs_i = hp.predict_interval(C=C)
+    if hp is not None:  # at the realised model's N and D: a steplaw law needs both
+        lr, bs = hp.predict(N=best["N"], D=best["D"], C=C)
+        lr_i, bs_i = hp.predict_interval(N=best["N"], D=best["D"], C=C)
         out.update(lr=float(lr), lr_interval=lr_i, batch_size=float(bs), batch_size_interval=bs_i)
     return out
 

@@ -33,7 +33,7 @@ def draw_study_figures(verdict: dict[str, Any], table: Optional[pd.DataFrame], o
     come from the verdict, else from the study's `folder`."""
     loss, hp = study_laws(verdict, folder)
     figures = {"study_loss": plot_study_loss(verdict, table, out / "study_loss.png", loss),
-               "study_lr": plot_study_lr(verdict, table, out / "study_lr.png", hp, all_runs)}
+               "study_lr": plot_study_lr(verdict, table, out / "study_lr.png", hp, all_runs, loss)}
     if curve is not None and curve.law is not None:
         figures["curve_fits"] = plot_curve_fits(curve, out / "curve_fits.png", str(verdict.get("study", "")))
     return figures
@@ -146,9 +146,12 @@ def plot_study_loss(verdict: dict[str, Any], table: Optional[pd.DataFrame], path
 
 
 def plot_study_lr(verdict: dict[str, Any], table: Optional[pd.DataFrame], path: Path,
-                  hp: Optional[HparamsLaw] = None, all_runs: Optional[pd.DataFrame] = None) -> Path:
-    """Each scale's search range and trials, its profile optimum (edges marked), the lr law with
-    its bootstrap band, the target's predicted lr and the lr scan there, against compute."""
+                  hp: Optional[HparamsLaw] = None, all_runs: Optional[pd.DataFrame] = None,
+                  loss: Optional[Law] = None) -> Path:
+    """Each scale's search range and trials, its optimum (edges marked), the lr law with its
+    bootstrap band, the target's predicted lr and the lr scan there, against compute. A law in N
+    and D (`steplaw`) is drawn at each scale's N and D, and as a line along the compute-optimal
+    N and D of `loss` (where the target lies)."""
     fig, ax = plt.subplots(figsize=(11, 5))
     scales = [s for s in scales_of(verdict) if finite(s.get("C"))]
     first = True
@@ -177,7 +180,9 @@ def plot_study_lr(verdict: dict[str, Any], table: Optional[pd.DataFrame], path: 
                 pd.Series(False, index=opt.index)
             inside = opt[~edge]
             ax.scatter(inside["C"], inside["lr"], s=60, marker="o", facecolor="none",
-                       edgecolor="tab:green", lw=1.8, zorder=4, label="profile optimum")
+                       edgecolor="tab:green", lw=1.8, zorder=4,
+                       label="optimum (trials near the best, weighted)" if hp.optimum == "weighted" else
+                             f"{hp.optimum} optimum")
             for side, marker in (("high", "^"), ("low", "v")):
                 e = opt[edge & (opt.get("lr_edge") == side)]
                 if len(e):
@@ -189,12 +194,27 @@ def plot_study_lr(verdict: dict[str, Any], table: Optional[pd.DataFrame], path: 
                         ax.annotate("edge", (c, lr), textcoords="offset points", xytext=(5, 4),
                                     fontsize=7, color="tab:orange")
     grid = _budget_grid(verdict, table)
-    if hp is not None and grid is not None:
+    by_nd = hp is not None and hp.law_form == "steplaw"
+    text = ", ".join(f"{k}={v:.3g}" for k, v in hp.params_.items() if k in ("a", "alpha", "beta")) if hp else ""
+    if by_nd:
+        at = [s for s in scales if finite(s.get("N")) and finite(s.get("D"))]
+        if at:
+            ax.scatter([s["C"] for s in at], [float(hp.predict(N=s["N"], D=s["D"], C=s["C"])[0]) for s in at],
+                       s=40, marker="x", color="k", zorder=4, label="law at each scale's N, D")
+    n = d = None
+    if by_nd and loss is not None and grid is not None:
+        try:
+            n, d = (np.asarray(v, float) for v in loss.compute_optimal(grid))
+        except AnalysisError:
+            pass
+    if hp is not None and grid is not None and (n is not None or not by_nd):
+        along = " along the compute-optimal N, D" if by_nd else ""
+        row = lambda v: None if v is None else v[None, :]  # noqa: E731
         with np.errstate(all="ignore"):
-            lr = np.asarray(hp.predict(C=grid)[0], float)
-            text = ", ".join(f"{k}={v:.3g}" for k, v in hp.params_.items() if k in ("a", "alpha"))
-            ax.plot(grid, lr, "k--", lw=1.3, label=f"law: {hp.form.split('; ')[0]} ({text})")
-            _draw_band(ax, grid, hp, lambda P: hp.predict(C=grid[None, :], params=P)[0], "law: 95% bootstrap band")
+            lr = np.asarray(hp.predict(N=n, D=d, C=grid)[0], float)
+            ax.plot(grid, lr, "k--", lw=1.3, label=f"law{along}: {hp.form.split('; ')[0]} ({text})")
+            _draw_band(ax, grid, hp, lambda P: hp.predict(N=row(n), D=row(d), C=grid[None, :], params=P)[0],
+                       "law: 95% bootstrap band")
     target = verdict.get("target") or {}
     if finite(target.get("C")) and finite(target.get("lr")):
         tc, tlr = target["C"], target["lr"]

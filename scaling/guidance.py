@@ -1,6 +1,6 @@
 """Where each scale searches: the configured range for the first scales, then a range centred on
-the lr (and batch size) law fitted to the scales before it, or under µP a rate transferred from
-the narrowest model at the same budget."""
+the lr (and batch size) law fitted to the scales before it, at the scale's N and D, or under µP a
+rate transferred from the narrowest model at the same budget."""
 from __future__ import annotations
 
 import math
@@ -13,7 +13,6 @@ from optuna.distributions import FloatDistribution, IntDistribution
 
 from scalelab.analysis import ladder
 from scalelab.analysis.errors import AnalysisError
-from scalelab.analysis.laws import HparamsLaw
 from scalelab.scaling.pricing import PricedScale
 from scalelab.scaling.settings import ScalingSettings
 from scalelab.sweeps.config import SweepError
@@ -45,7 +44,7 @@ def law_ranges(k: int, point: PricedScale, before: list[PricedScale], table: Opt
         except AnalysisError as e:
             error = str(e)
         # each scale's optimum and edge flag, whichever form the law has (or none)
-        optima = HparamsLaw("constant", "profile").optima(ladder.search_runs(table))
+        optima = ladder.optima(table)
     out = {}
     for name in guided(plan):
         dist = plan.space.distributions[name]
@@ -62,7 +61,8 @@ def law_ranges(k: int, point: PricedScale, before: list[PricedScale], table: Opt
             q = QUANTITY[name]
             row = optima.loc[(optima["C"] - before[-1].C).abs().idxmin()]
             last = {"value": float(row[q]), "edge": row[f"{q}_edge"] if isinstance(row[f"{q}_edge"], str) else None}
-        out[name] = ladder.guided_range(name, law, error, point.C, last, configured, s.floor, QUANTITY[name])
+        out[name] = ladder.guided_range(name, law, error, point.C, last, configured, s.floor, QUANTITY[name],
+                                        N=point.N, D=point.D)
     return out
 
 

@@ -9,6 +9,11 @@ Two steps. First, per (N, D) cell, an estimate of where the optimum lies:
   through its best point and that point's two neighbours. An optimum at the smallest or largest
   value tried is an *edge*: the true optimum may lie beyond it. Edges are flagged
   (`metrics_["edges"]`) and left out of that quantity's fit.
+- `weighted` (near-best for a few runs per cell): for lr and batch size apart, on the same
+  envelope, the weighted geometric mean of every value whose loss is within `near_tol` of the
+  cell's best (at least the best two values), each weighted by how close its loss comes to the
+  best; edges as for `profile` (a weighted mean of values that stop at the best one would sit
+  inside the range while the optimum lies beyond it).
 Second, ordinary least squares in log space:
 - `steplaw`:  lr* = a N^alpha D^beta,  bs* = b D^gamma
 - `deepseek`: lr* = a C^alpha,         bs* = b C^beta
@@ -16,8 +21,8 @@ Second, ordinary least squares in log space:
 Batch size is in tokens when the table has `batch_tokens`, else in sequences (see `inputs`).
 The built-in check (`leave_one_n_out`) refits without one model size and scores the regret of
 the nearest grid run to each prediction for that size. Bootstrap refits resample the runs; with
-`profile` optima they resample the cells' optima instead (each is one observation of the law; a
-few runs resampled would mostly lose the neighbours that place a cell's parabola).
+`profile` or `weighted` optima they resample the cells' optima instead (each is one observation
+of the law; a few runs resampled would mostly lose the neighbours that place a cell's optimum).
 """
 from __future__ import annotations
 
@@ -30,7 +35,8 @@ from ..errors import AnalysisError
 from .base import Law, interval, register, require_columns, require_scales
 
 NEAR_BEST = 0.0025
-OPTIMA = ("near-best", "surface", "profile")
+OPTIMA = ("near-best", "surface", "profile", "weighted")
+PER_CELL = ("profile", "weighted")  # one optimum per cell, with edges: bootstrap resamples cells
 EDGE_COLUMNS = {"lr": "lr_edge", "bs": "bs_edge"}
 FORMS = {
     "steplaw": {"lr": ("N", "D"), "bs": ("D",), "text": "lr* = a N^alpha D^beta; bs* = b D^gamma",
@@ -111,11 +117,32 @@ def profile_optimum(values, losses) -> tuple[float, str | None]:
     return float(np.exp(np.clip(vertex, x0, x2))), None
 
 
-def profile_points(table: pd.DataFrame, bs_col: str) -> pd.DataFrame:
+def weighted_optimum(values, losses, tol: float = NEAR_BEST) -> tuple[float, str | None]:
+    """(optimum, edge) of loss over one hyperparameter from a few runs: on the lower envelope (the
+    best loss per value), the mean in log value of the values within `tol` (relative) of the best
+    loss, weighted exp(-2 (gap / window)^2). The window is `tol`, or the gap of the second-best
+    value where that is larger: a few coarse runs must not leave the best one alone. `edge` as in
+    `profile_optimum`."""
+    frame = pd.DataFrame({"x": np.asarray(values, float), "y": np.asarray(losses, float)})
+    envelope = frame.groupby("x")["y"].min().sort_index()
+    x, y = np.log(envelope.index.to_numpy(float)), envelope.to_numpy(float)
+    k = int(np.argmin(y))
+    if len(x) > 1 and k in (0, len(x) - 1):
+        return float(np.exp(x[k])), "low" if k == 0 else "high"
+    gap = y / y[k] - 1
+    window = max(tol, float(np.sort(gap)[1])) if len(x) > 1 else tol
+    w = np.where(gap <= window, np.exp(-2 * (gap / max(window, 1e-12)) ** 2), 0.0)
+    return float(np.exp(w @ x / w.sum())), None
+
+
+def profile_points(table: pd.DataFrame, bs_col: str, near_tol: float | None = None) -> pd.DataFrame:
+    """One row per cell: the `profile` optimum, or with `near_tol` the `weighted` one, and edges."""
+    optimum = profile_optimum if near_tol is None else \
+        (lambda values, losses: weighted_optimum(values, losses, near_tol))
     rows = []
     for (N, D), cell in _cells(table):
-        lr, lr_edge = profile_optimum(cell["lr"], cell["loss"])
-        bs, bs_edge = profile_optimum(cell[bs_col], cell["loss"])
+        lr, lr_edge = optimum(cell["lr"], cell["loss"])
+        bs, bs_edge = optimum(cell[bs_col], cell["loss"])
         rows.append({"N": N, "D": D, "C": float(cell["C"].iloc[0]), "lr": lr, "bs": bs,
                      "lr_edge": lr_edge, "bs_edge": bs_edge,
                      "lr_tried": [float(cell["lr"].min()), float(cell["lr"].max())],
@@ -130,18 +157,19 @@ class HparamsLaw(Law):
     name: ClassVar[str] = "hparams"
 
     def __init__(self, form: str = "steplaw", optimum: str = "near-best",
-                 surface_tol: float = 0.01) -> None:
+                 surface_tol: float = 0.01, near_tol: float = NEAR_BEST) -> None:
         super().__init__()
         if form not in FORMS:
             raise AnalysisError(f"unknown hparams form {form!r}; known: {', '.join(FORMS)}")
         if optimum not in OPTIMA:
             raise AnalysisError(f"unknown optimum {optimum!r}; known: {', '.join(OPTIMA)}")
-        self.law_form, self.optimum, self.surface_tol = form, optimum, surface_tol
+        self.law_form, self.optimum, self.surface_tol, self.near_tol = form, optimum, surface_tol, near_tol
 
     def _set_options(self, inputs) -> None:
         self.law_form = inputs.get("form", "steplaw")
         self.optimum = inputs.get("optimum", "near-best")
         self.surface_tol = inputs.get("surface_tol", 0.01)
+        self.near_tol = inputs.get("near_tol", NEAR_BEST)
 
     @property
     def form(self) -> str:
@@ -162,6 +190,8 @@ class HparamsLaw(Law):
             return near_best_points(table, bs_col)
         if self.optimum == "profile":
             return profile_points(table, bs_col)
+        if self.optimum == "weighted":
+            return profile_points(table, bs_col, self.near_tol)
         return surface_points(table, bs_col, self.surface_tol)
 
     def _check(self, table: pd.DataFrame) -> None:
@@ -206,7 +236,7 @@ class HparamsLaw(Law):
                 for p in pts.itertuples(index=False) for q, col in EDGE_COLUMNS.items()
                 if isinstance(getattr(p, col), str)]
         self._set_inputs(table, form=self.law_form, optimum=self.optimum,
-                         surface_tol=self.surface_tol,
+                         surface_tol=self.surface_tol, near_tol=self.near_tol,
                          batch_unit="tokens" if bs_col == "batch_tokens" else "sequences",
                          n_runs=int(len(table)), n_cells=int(_cells(table).ngroups),
                          N_range=[float(table.N.min()), float(table.N.max())],
@@ -219,7 +249,7 @@ class HparamsLaw(Law):
                 self.metrics_["leave_one_n_out"] = lono.to_dict(orient="records")
             except AnalysisError as e:  # too few cells inside their ranges once a size is out
                 self.metrics_["leave_one_n_out"] = f"not computed: {e}"
-        if self.optimum == "profile":
+        if self.optimum in PER_CELL:
             self._bootstrap(bootstrap, seed, level, lambda rng: self._refit(pts.iloc[_draw(pts, rng)]))
         else:
             self._bootstrap(bootstrap, seed, level,
@@ -227,9 +257,13 @@ class HparamsLaw(Law):
         return self
 
     def _refit(self, pts: pd.DataFrame) -> dict | None:
-        """The parameters fitted to resampled optima; None where they cannot be fitted (a resample
-        of a few cells may repeat one cell throughout)."""
-        if len(pts.drop_duplicates(["N", "D"])) <= len(FORMS[self.law_form]["lr"]):
+        """The parameters fitted to resampled optima; None where they cannot be fitted, or where
+        the resampled cells do not determine the lr form's exponents apart (a resample of a few
+        cells may repeat one cell throughout, or keep only cells of one budget)."""
+        inside = pts[pts["lr_edge"].isna()] if "lr_edge" in pts else pts
+        X = np.column_stack([np.ones(len(inside))] +
+                            [np.log(inside[c].to_numpy(float)) for c in FORMS[self.law_form]["lr"]])
+        if np.linalg.matrix_rank(X) < X.shape[1]:  # lstsq would split the slope arbitrarily
             return None
         try:
             return self.fit_points(pts)[0]
@@ -268,7 +302,7 @@ class HparamsLaw(Law):
         rows = []
         for n_out in sorted(table["N"].unique()):
             train = table[table["N"] != n_out]
-            law = HparamsLaw(self.law_form, self.optimum, self.surface_tol)
+            law = HparamsLaw(self.law_form, self.optimum, self.surface_tol, self.near_tol)
             law.params_, _ = law.fit_points(law.optima(train))
             law.flops_ = self.flops_
             regrets = []

@@ -80,14 +80,16 @@ def test_an_lr_law_with_too_few_inside_optima_says_so():
 def test_bootstrap_resamples_within_cells():
     law = ladder.hparam_law(runs(CELLS, seed_noise=0.002), bootstrap=50)
     lo, hi = law.ci_["alpha"]
-    assert lo <= law.params_["alpha"] <= hi and hi - lo < 0.2
+    # 0.25: weighted near-best optima scatter more than the parabola vertex on a noise-free bowl
+    assert lo <= law.params_["alpha"] <= hi and hi - lo < 0.25
 
 
 def test_guided_range_is_centred_on_the_law_and_bounded():
     law = ladder.hparam_law(runs(CELLS, seed_noise=0.002), bootstrap=50)
-    C = 6 * 5e4 * 1.6e6
-    r = ladder.guided_range("optim.lr", law, None, C, None, (1e-4, 1e0), floor=2.0)
-    centre = float(law.predict(C=C)[0])
+    N, D = 5e4, 1.6e6
+    C = 6 * N * D
+    r = ladder.guided_range("optim.lr", law, None, C, None, (1e-4, 1e0), floor=2.0, N=N, D=D)
+    centre = float(law.predict(N=N, D=D, C=C)[0])
     assert r.centre == pytest.approx(centre) and r.centre == pytest.approx(float(lr_star(C)), rel=0.2)
     assert r.low <= centre / 2 and r.high >= centre * 2  # the floor
     assert r.low >= centre / 100 * 0.999 and r.high <= centre * 100 * 1.001  # at most the configured width
@@ -176,12 +178,15 @@ def test_a_neighbour_better_by_more_than_the_noise_beats_the_prediction():
     assert within_noise["beats_neighbours"] and not within_noise["beats_neighbours_strictly"]
 
 
-def test_the_lr_law_has_a_trend_only_where_it_predicts_held_out_scales_better():
+def test_the_lr_law_keeps_the_trend_the_held_out_scales_show():
+    # lr* = A C^ALPHA: steplaw (which holds it) or deepseek, not the constant
     trend = ladder.hparam_law(runs(CELLS, seed_noise=0.002), bootstrap=0)
-    assert trend.law_form == "deepseek" and trend.metrics_["selection"]["why"] == "smaller leave-one-scale-out error"
-    errors = trend.metrics_["selection"]["leave_one_out_rmse_log_lr"]
-    assert errors["deepseek"] < errors["constant"]
+    selection = trend.metrics_["selection"]
+    assert trend.law_form in ("steplaw", "deepseek")
+    assert selection["scores"][trend.law_form] < selection["scores"]["constant"]
+    assert selection["rmse_log_lr"][trend.law_form] < selection["rmse_log_lr"]["constant"]
     two = ladder.hparam_law(runs(CELLS[:2]), bootstrap=0)
-    assert two.law_form == "constant" and "too few for a trend" in two.metrics_["selection"]["why"]
+    assert two.law_form == "constant" and "no trend can be fitted" in two.metrics_["selection"]["why"]
+    # each of the two optima lies halfway between two trials equally far from lr*: exactly lr*
     assert float(two.predict(C=1e15)[0]) == pytest.approx(math.sqrt(lr_star(6 * 3e3 * 2e5) * lr_star(6 * 3e3 * 8e5)),
-                                                          rel=0.05)
+                                                          rel=1e-6)

@@ -1,6 +1,6 @@
 """Whole loss curves as a table, with the learning rate's history at every point.
 
-One row per evaluation of a run: `run`, `N`, `D` (the run's budget), `lr_peak`, `step`,
+One row per evaluation of a run: `run`, `seed`, `N`, `D` (the run's budget), `lr_peak`, `step`,
 `tokens`, `lr`, `loss`, and the two areas of the schedule that annealing-aware laws read
 (Tissue et al. 2024, "Scaling law with learning rate annealing"):
 
@@ -8,7 +8,7 @@ One row per evaluation of a run: `run`, `N`, `D` (the run's budget), `lr_peak`, 
   counted in tokens, sum_i (lr_i / lr_peak) x tokens per step; a constant rate gives the tokens;
 - `anneal_area` (S2): the annealing momentum summed the same way, m_i = LAMBDA m_(i-1) +
   max(lr_(i-1) - lr_i, 0) / lr_peak; it grows while the rate falls (a warmup's rise counts
-  nothing), and forgets a fall after about 1 / (1 - LAMBDA) steps.
+  nothing), and forgets a fall after about 1 / (1 - LAMBDA) = 20 steps.
 
 Own runs give their rate at every step from their schedule (`scalelab.platform.schedule`, the
 function training used), so the areas are exact. A foreign table gives the rate only at its rows;
@@ -30,8 +30,11 @@ from scalelab.record import RecordError, find, read
 from .errors import AnalysisError
 from .table import parse_map, warn
 
-LAMBDA = 0.999  # Tissue et al.'s decay of the annealing momentum, per step
-COLUMNS = ("run", "N", "D", "lr_peak", "step", "tokens", "lr", "loss", "lr_area", "anneal_area")
+# The annealing momentum's decay per step. Tissue et al. use 0.999 on runs of 10^4-10^5 steps; on
+# runs of 10^2-10^3 steps that makes a cooldown's gain grow with its length, which it does not:
+# the backtest (`benchmarks/backtest.py`) chose 0.95 of 0.95, 0.98, 0.99, 0.995, 0.999.
+LAMBDA = 0.95
+COLUMNS = ("run", "seed", "N", "D", "lr_peak", "step", "tokens", "lr", "loss", "lr_area", "anneal_area")
 
 
 def areas(multipliers: np.ndarray, tokens_per_step: float, lam: float = LAMBDA) -> tuple[np.ndarray, np.ndarray]:
@@ -49,16 +52,16 @@ def areas(multipliers: np.ndarray, tokens_per_step: float, lam: float = LAMBDA) 
     return s1, s2
 
 
-def _record_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+def _record_rows(record: dict[str, Any], lam: float) -> list[dict[str, Any]]:
     metrics, config = record["metrics"], record["config"]
     steps = int(metrics["steps"] or 0)
-    if record["status"] != "completed" or steps < 1 or not record.get("curve"):
-        return []
+    if record["status"] != "completed" or steps < 1 or not record.get("curve") or not config.get("schedule"):
+        return []  # no curve, or no schedule to read its rate from
     tokens_per_step = metrics["tokens_seen"] / steps
     schedule = OmegaConf.create(config["schedule"])
     rate = lr_multiplier(schedule, steps)
     eta = np.array([rate(i) for i in range(steps)])
-    s1, s2 = areas(eta, tokens_per_step)
+    s1, s2 = areas(eta, tokens_per_step, lam)
     peak = float(record["hparams"]["lr"])
     shared = (record.get("branch") or {}).get("fork_step", -1)  # a branch's points up to its fork are its parent's
     rows = []
@@ -66,20 +69,20 @@ def _record_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
         step = int(point["step"])
         if step <= shared:
             continue
-        rows.append({"run": record["run_id"], "N": record["scale"]["N"], "D": record["scale"]["D"],
+        rows.append({"run": record["run_id"], "seed": config["train"]["seed"], "N": record["scale"]["N"], "D": record["scale"]["D"],
                      "lr_peak": peak, "step": step, "tokens": point["tokens"],
                      "lr": peak * eta[min(step, steps - 1)], "loss": point["val_loss"],
                      "lr_area": s1[step], "anneal_area": s2[step]})
     return rows
 
 
-def curve_rows(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
+def curve_rows(records: Iterable[dict[str, Any]], lam: float = LAMBDA) -> pd.DataFrame:
     """The curve table of run records (completed runs with a curve; the others have none).
     `attrs["schedule"]`: the schedule the runs share (budgets aside), None where they differ."""
     records = list(records)
-    table = pd.DataFrame([row for record in records for row in _record_rows(record)], columns=list(COLUMNS))
+    table = pd.DataFrame([row for record in records for row in _record_rows(record, lam)], columns=list(COLUMNS))
     schedules = {json.dumps({k: v for k, v in r["config"]["schedule"].items() if k != "branches"}, sort_keys=True)
-                 for r in records if r["status"] == "completed"}
+                 for r in records if r["status"] == "completed" and r["config"].get("schedule")}
     table.attrs["schedule"] = json.loads(schedules.pop()) if len(schedules) == 1 else None
     return table
 

@@ -33,7 +33,9 @@ import pandas as pd
 from scalelab.record import FlopConvention, flops_per_token, non_embedding_params
 
 from .errors import AnalysisError
-from .laws import AutoLaw, HparamsLaw
+from .uncertainty import Interval, combine
+from .laws import AutoLaw, ChinchillaLaw, CurveLaw, HparamsLaw, Law
+from .laws.chinchilla import FORMS
 from .laws.hparams import NEAR_BEST
 
 VERDICT_FILE = "verdict.json"  # in the study folder
@@ -46,6 +48,12 @@ TRANSFER = "transfer"
 OPTIMUM, HALF, DOUBLE, LR_LOW, LR_HIGH = "optimum", "half", "double", "lr_low", "lr_high"
 TARGET_ROLES = (OPTIMUM, HALF, DOUBLE, LR_LOW, LR_HIGH)
 NOISE_SDS = 2.0  # a difference below twice the seed-to-seed spread is inside noise
+CURVE = "curve"  # the curve law's name among the loss candidates
+# Chosen by the backtest on the reference runs (`benchmarks/backtest.py`): the law that predicts the
+# target's loss (where it can be fitted), and the floor of its interval, its median |error| on
+# targets twice as wide as any run it was fitted to (95% half-width, relative).
+PREDICTOR = CURVE
+FLOOR = 0.02
 OPTIMUM_KIND = "weighted"  # each scale's optimum from its trials near the best (`hparam_law`)
 APART = 0.1  # least spread of log N, log D (about 10%) that tells the steplaw exponents apart
 
@@ -244,6 +252,60 @@ def loss_law(cell_table: pd.DataFrame, bootstrap: int = 200, seed: int = 0) -> A
     return AutoLaw().fit(cell_table, bootstrap=bootstrap, seed=seed)
 
 
+def best_curves(curves: pd.DataFrame, cell_table: pd.DataFrame) -> pd.DataFrame:
+    """The curve points (`scalelab.analysis.curves`) of each scale's best configuration: its
+    best trial and that trial's seed re-runs (the runs of the scale at the best trial's lr)."""
+    best = {(float(c.N), float(c.D)): c.lr for c in cell_table.itertuples()}
+    rate = np.array([best.get((float(n), float(d)), np.nan) for n, d in zip(curves["N"], curves["D"])])
+    return curves[np.isclose(curves["lr_peak"].to_numpy(float), rate)]
+
+
+def curve_law(curves: pd.DataFrame, cell_table: pd.DataFrame, bootstrap: int = 200, seed: int = 0) -> CurveLaw:
+    """The curve law through every point past the transient of each scale's best configuration."""
+    return CurveLaw().fit(best_curves(curves, cell_table), bootstrap=bootstrap, seed=seed)
+
+
+def loss_candidates(loss: AutoLaw, cell_table: pd.DataFrame, curves: pd.DataFrame,
+                    bootstrap: int = 200, seed: int = 0) -> tuple[dict[str, Law], dict[str, str]]:
+    """Every law of the loss that could predict the target: `loss` (the `auto` choice), the other
+    Chinchilla forms through the same cells, and the curve law through the best configurations'
+    curves (bootstrapped: it may be the one the study uses). Also, by name, why a law could not
+    be fitted."""
+    laws: dict[str, Law] = {f"final {loss.variant}": loss}
+    failed: dict[str, str] = {}
+    for form in FORMS:
+        if form != loss.variant:
+            try:
+                laws[f"final {form}"] = ChinchillaLaw(form).fit(cell_table)
+            except AnalysisError as e:
+                failed[f"final {form}"] = str(e)
+    try:
+        laws[CURVE] = curve_law(curves, cell_table, bootstrap=bootstrap, seed=seed)
+    except AnalysisError as e:
+        failed[CURVE] = str(e)
+    return laws, failed
+
+
+def target_loss(N: float, D: float, laws: dict[str, Law], chosen: str, seed_sd: float, floor: float) -> Interval:
+    """The loss of a run of N parameters and D tokens: the `chosen` law's prediction, its
+    interval from every source of error (`scalelab.analysis.uncertainty`)."""
+    law = laws[chosen]
+    others = {name: float(other.predict(N, D)) for name, other in laws.items() if name != chosen}
+    return combine(float(law.predict(N, D)), law.predict_interval(N, D), others, seed_sd, floor)
+
+
+def predict_losses(prediction: dict[str, Any], laws: dict[str, Law], seed_sd: float) -> None:
+    """Each shape's loss in `prediction` (`predict_target`'s) by the law the backtest chose
+    where it could be fitted, with the interval of every source of error; the target's too."""
+    chosen = PREDICTOR if PREDICTOR in laws else next(iter(laws))
+    for shape in prediction["shapes"].values():
+        iv = target_loss(shape["N"], shape["D"], laws, chosen, seed_sd, FLOOR)
+        shape.update(loss=iv.loss, loss_interval=[iv.lo, iv.hi], uncertainty=iv.to_dict())
+    best = prediction["shapes"][OPTIMUM]
+    prediction.update(loss=best["loss"], loss_interval=best["loss_interval"], uncertainty=best["uncertainty"],
+                      predictor=chosen)
+
+
 @dataclass
 class SearchRange:
     """One searched hyperparameter's range at one scale, and why it is what it is."""
@@ -385,6 +447,7 @@ def verdict(prediction: dict[str, Any], table: pd.DataFrame, noise_rel: float) -
     runs = ended[~diverged]
     measured, losses = _median(runs, OPTIMUM)
     out: dict[str, Any] = {"predicted_loss": prediction["loss"], "interval": prediction["loss_interval"],
+                           "predictor": prediction.get("predictor"), "uncertainty": prediction.get("uncertainty"),
                            "measured_loss": measured, "seed_losses": losses}
     if measured is None:
         return {**out, "complete": False}
@@ -427,6 +490,14 @@ def verdict_lines(v: dict[str, Any]) -> list[str]:
     lines = [f"verdict: predicted loss {v['predicted_loss']:.4f} [{lo:.4f}, {hi:.4f}], measured "
              f"{v['measured_loss']:.4f} (seeds {', '.join(f'{x:.4f}' for x in v['seed_losses'])}): "
              f"{pct(v['relative_error'])}, {'inside' if v['inside_interval'] else 'outside'} the interval"]
+    u = v.get("uncertainty")
+    if u:
+        parts = u["parts"]
+        lines.append(f"verdict: the interval's sources (95% half-widths): fit {100 * parts['fit']:.2f}%, spread "
+                     f"between the candidate laws {100 * parts['forms']:.2f}%, seed noise {100 * parts['seed']:.2f}%, "
+                     f"backtest floor {100 * parts['floor']:.2f}%")
+        if not u["reliable"]:
+            lines.append(f"verdict: {u['why']}")
     for role, n in v.get("neighbours", {}).items():
         if n["loss"] is not None:
             lines.append(f"verdict: IsoFLOP neighbour {role} (N={n['N']:.4g}) loss {n['loss']:.4f} "

@@ -12,7 +12,7 @@ Splits:
 
 Methods (each with its 95% interval):
 - `final`: L(N, D) through each cell's best final loss (`auto`: the Chinchilla form chosen by
-  held-out error), bootstrap over cells;
+  held-out error; Chinchilla's form where a split has two sizes), bootstrap over cells;
 - `curve`: the curve law (`scalelab.analysis.laws.curve`) through every point past the
   transient of each size's best-rate runs, bootstrap over whole runs within each size.
 
@@ -30,10 +30,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scalelab.analysis.laws import AutoLaw
+from scalelab.analysis.laws import AutoLaw, ChinchillaLaw
+from scalelab.analysis.laws.chinchilla import FORMS
 from scalelab.analysis.laws.curve import SKIP, CurveLaw
+from scalelab.analysis.uncertainty import combine
 
 DATA = Path(__file__).resolve().parent / "data" / "reference_curves.csv"
+# "4x in N": twice the width, which is 3.99x in non-embedding parameters (24 w^2 + 13 w per layer)
+FAR = 3.98
 
 
 def finals(curves: pd.DataFrame) -> pd.DataFrame:
@@ -50,9 +54,17 @@ def best_runs(curves: pd.DataFrame) -> pd.DataFrame:
 
 
 def cells(curves: pd.DataFrame) -> pd.DataFrame:
-    """(N, D) -> the best final loss over the rates tried, with that run's final areas."""
-    last = finals(curves)
+    """(N, D) -> the best final loss over the rates tried (seed 0's), with that run's final areas."""
+    last = finals(curves[curves["seed"] == 0])
     return last.loc[last.groupby(["N", "D"])["loss"].idxmin()].reset_index(drop=True)
+
+
+def seed_sd(curves: pd.DataFrame) -> float:
+    """The pooled seed-to-seed sd of final losses, relative: runs alike but for their seed."""
+    last = finals(curves)
+    groups = last.groupby(["N", "D", "lr_peak"])["loss"]
+    rel = [np.var(g / g.mean(), ddof=1) for _, g in groups if len(g) > 1]
+    return float(np.sqrt(np.mean(rel))) if rel else float("nan")
 
 
 def splits(curves: pd.DataFrame) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
@@ -61,26 +73,51 @@ def splits(curves: pd.DataFrame) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]
     every = cells(curves)
     out = []
     for a in sizes:
-        far = every[every["N"] >= 4 * a]
+        far = every[every["N"] >= FAR * a]
         if (sizes <= a).sum() >= 2 and len(far):
             out.append((f"N<={a:.3g} -> N>=4x", curves[curves["N"] <= a], far))
     out.append(("leave out N_max", curves[curves["N"] < sizes[-1]], every[every["N"] == sizes[-1]]))
-    d_max = curves["D"].max()
-    keep = curves["D"] <= d_max / 2
-    # a run of D_max / 2 shares the longest run's points up to its own fork: keep those too
-    shared = (curves["D"] == d_max) & (curves["tokens"] <= 0.8 * d_max / 2)
-    out.append(("leave out D_max", curves[keep | shared], every[every["D"] == d_max]))
+    out.append(("leave out D_max", without_longest(curves), every[every["D"] == curves["D"].max()]))
     return out
 
 
-def fit_final(train: pd.DataFrame, targets: pd.DataFrame, bootstrap: int):
-    law = AutoLaw().fit(cells(train)[["N", "D", "loss"]], bootstrap=bootstrap)
-    return [(float(law.predict(t.N, t.D)), law.predict_interval(t.N, t.D)) for t in targets.itertuples()]
+def without_longest(curves: pd.DataFrame) -> pd.DataFrame:
+    """The runs as if the longest budget had never been trained: each runs' next budget is a
+    cooldown branch of the longest run, so its points up to the fork (the longest run's) are
+    added to it: the curve a dedicated run to that budget would have."""
+    budgets = np.sort(curves["D"].unique())
+    longest, nxt = budgets[-1], budgets[-2]
+    branch = curves[curves["D"] == nxt]
+    first = branch.groupby(["N", "lr_peak"]).agg(run=("run", "first"), tokens=("tokens", "min"))
+    trunk = curves[curves["D"] == longest].merge(first, on=["N", "lr_peak"], suffixes=("", "_branch"))
+    shared = trunk[trunk["tokens"] < trunk["tokens_branch"]].assign(run=lambda t: t["run_branch"], D=nxt)
+    return pd.concat([curves[curves["D"] < longest], shared[curves.columns]], ignore_index=True)
 
 
-def fit_curve(train: pd.DataFrame, targets: pd.DataFrame, bootstrap: int, skip: float = SKIP):
-    law = CurveLaw(skip=skip).fit(best_runs(train), bootstrap=bootstrap)
-    return list(zip(law.predict_points(targets), law.points_interval(targets)))
+def candidates(train: pd.DataFrame, bootstrap: int, skips=(SKIP,)) -> dict:
+    """Every candidate law fitted to the split's runs, by name: the final-loss forms (`final`
+    is the `auto` choice among them) and the curve law under each transient rule."""
+    final = cells(train)[["N", "D", "loss"]]
+    # `auto` holds out the largest size and needs two more: with two sizes, Chinchilla's own form
+    chosen = AutoLaw() if final["N"].nunique() >= 3 else ChinchillaLaw("chinchilla")
+    chosen.fit(final, bootstrap=bootstrap)
+    laws = {"final": chosen, **{f"final {form}": ChinchillaLaw(form).fit(final) for form in FORMS if form != chosen.variant}}
+    for skip in skips:
+        name = "curve" if len(skips) == 1 else f"curve skip={skip:g}"
+        laws[name] = CurveLaw(skip=skip).fit(best_runs(train), bootstrap=bootstrap)
+    return laws
+
+
+def predictions(laws: dict, targets: pd.DataFrame) -> dict:
+    """name -> (predictions, bootstrap intervals) at the target cells."""
+    out = {}
+    for name, law in laws.items():
+        if isinstance(law, CurveLaw):  # at each target run's own areas
+            out[name] = (law.predict_points(targets), law.points_interval(targets))
+        else:
+            out[name] = (law.predict(targets["N"], targets["D"]),
+                         [law.predict_interval(n, d) for n, d in zip(targets["N"], targets["D"])])
+    return out
 
 
 def score(rows: list[dict]) -> pd.DataFrame:
@@ -91,23 +128,28 @@ def score(rows: list[dict]) -> pd.DataFrame:
     return frame
 
 
-def run(curves: pd.DataFrame, methods: dict, bootstrap: int) -> pd.DataFrame:
-    rows = []
+def run(curves: pd.DataFrame, bootstrap: int, skips=(SKIP,)) -> pd.DataFrame:
+    """One row per (split, method, interval kind, target): `bootstrap` is the method's own
+    interval, `combined` adds the spread of the other candidates and the seed noise
+    (`scalelab.analysis.uncertainty`; no floor: the floor is what this table measures)."""
+    rows, noise = [], seed_sd(curves)
+    print(f"seed-to-seed sd of final losses: {noise:.2%}")
     for split, train, targets in splits(curves):
-        for method, fit in methods.items():
-            try:
-                predictions = fit(train, targets, bootstrap)
-            except Exception as e:  # a method that cannot fit a split is a row of the table too
-                print(f"{split} / {method}: {e}")
-                continue
-            for t, (pred, (lo, hi)) in zip(targets.itertuples(), predictions):
-                rows.append({"split": split, "method": method, "N": t.N, "D": t.D, "measured": t.loss,
-                             "predicted": pred, "lo": lo, "hi": hi})
+        made = predictions(candidates(train, bootstrap, skips), targets)
+        for method in [m for m in made if m == "final" or m.startswith("curve")]:
+            values, intervals = made[method]
+            for i, t in enumerate(targets.itertuples()):
+                others = {m: float(v[0][i]) for m, v in made.items() if m != method and not m.startswith("curve ")}
+                both = combine(float(values[i]), intervals[i], others, noise)
+                for kind, (lo, hi) in (("bootstrap", intervals[i]), ("combined", (both.lo, both.hi))):
+                    rows.append({"split": split, "method": method, "interval": kind, "N": t.N, "D": t.D,
+                                 "measured": t.loss, "predicted": float(values[i]), "lo": lo, "hi": hi,
+                                 "reliable": both.reliable})
     return score(rows)
 
 
 def summary(frame: pd.DataFrame) -> pd.DataFrame:
-    g = frame.assign(abs_error=frame["error"].abs()).groupby(["split", "method"], sort=False)
+    g = frame.assign(abs_error=frame["error"].abs()).groupby(["split", "method", "interval"], sort=False)
     return pd.DataFrame({"targets": g.size(), "median |error|": g["abs_error"].median(),
                          "held": g["held"].mean(), "median width": g["width"].median()})
 
@@ -119,17 +161,14 @@ def main() -> None:
     parser.add_argument("--skip", type=float, nargs="*", help="compare these transient rules of the curve law")
     args = parser.parse_args()
     curves = pd.read_csv(args.data)
-    if args.skip:
-        methods = {f"curve skip={s:g}": (lambda s: lambda tr, ta, b: fit_curve(tr, ta, b, s))(s) for s in args.skip}
-    else:
-        methods = {"final": fit_final, "curve": fit_curve}
-    frame = run(curves, methods, args.bootstrap)
+    frame = run(curves, args.bootstrap, tuple(args.skip or (SKIP,)))
     pd.set_option("display.width", 160)
     print(summary(frame).to_string(float_format=lambda v: f"{v:.4f}"))
     far = frame[frame["split"].str.contains("4x")]
-    for method, part in far.groupby("method", sort=False):
-        print(f"{method}: targets >= 4x in N beyond the fit: median |error| {part['error'].abs().median():.2%}, "
-              f"intervals held {part['held'].mean():.0%}, median width {part['width'].median():.2%}")
+    for (method, kind), part in far.groupby(["method", "interval"], sort=False):
+        print(f"{method} ({kind} interval): targets >= 4x in N beyond the fit: median |error| "
+              f"{part['error'].abs().median():.2%}, intervals held {part['held'].mean():.0%}, "
+              f"median width {part['width'].median():.2%}")
 
 
 if __name__ == "__main__":

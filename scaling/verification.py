@@ -9,6 +9,7 @@ from typing import Any
 import optuna
 
 from scalelab.analysis import ladder
+from scalelab.analysis.curves import load_curves
 from scalelab.analysis.errors import AnalysisError
 from scalelab.record import sanitize, write_atomic
 from scalelab.scaling.guidance import BATCH, LR, RANGE_ATTR, guided
@@ -66,14 +67,21 @@ def finish(study: Any, points: list[PricedScale]) -> None:
     except AnalysisError as e:
         write_verdict(study, {**result, "error": f"target: {e}"})
         raise SweepError(f"{e}; choose the model size with hydra.sweeper.scaling.target_N=...") from None
+    laws, failed = ladder.loss_candidates(loss_law, cells, load_curves(study.sweep_dir), bootstrap=s.bootstrap)
+    for law_name, why in failed.items():
+        log.warning("scaling study %s: the %s law cannot be fitted: %s", name, law_name, why)
+    noise = ladder.seed_noise(cells)
+    ladder.predict_losses(prediction, laws, noise)
     if "lr" not in prediction:
         prediction["lr"] = float(cells.loc[cells["C"].idxmax(), "lr"])
         prediction["lr_note"] = "the best lr of the largest scale (no lr law)"
-    noise = ladder.seed_noise(cells)
     result.update(noise={"seed_sd_relative": noise}, target=prediction)
+    result["laws"]["candidates"] = {law_name: {"form": law.form, "params": law.params_} for law_name, law in laws.items()}
     log.info("scaling study %s: target C=%.4g: N=%.4g (width %d), D=%.4g, lr=%.4g, predicted loss %.4f "
-             "[%.4f, %.4f]", name, target, prediction["N"], prediction["width"], prediction["D"],
-             prediction["lr"], prediction["loss"], *prediction["loss_interval"])
+             "[%.4f, %.4f] (%s law)", name, target, prediction["N"], prediction["width"], prediction["D"],
+             prediction["lr"], prediction["loss"], *prediction["loss_interval"], prediction["predictor"])
+    if not prediction["uncertainty"]["reliable"]:
+        log.warning("scaling study %s: %s", name, prediction["uncertainty"]["why"])
     if s.verify:
         verification_runs(study, prediction, points)
         result["verdict"] = ladder.verdict(prediction, study.table(("completed", "diverged")), noise)

@@ -16,7 +16,7 @@ from scalelab.analysis.laws.curve import CurveLaw
 from scalelab.cli import main
 from scalelab.schedule import lr_multiplier
 
-TRUE = {"E": 1.2, "A": 40.0, "alpha": 0.35, "B": 300.0, "beta": 0.4, "C": 1e-6}  # a cooldown lowers the loss, as in real runs
+TRUE = {"E": 1.2, "A": 40.0, "alpha": 0.35, "B": 300.0, "beta": 0.4, "C": 5e-6}  # a cooldown lowers the loss, as in real runs
 WSD = {"name": "wsd", "warmup": 30, "min_lr_ratio": 0.0, "decay_fraction": 0.2}
 TOKENS_PER_STEP = 1024
 

@@ -28,9 +28,9 @@ LADDER = ["model.width=8,12,16", "train.tokens=1e4,2e4,4e4"]
     (["hydra.sweeper.scaling.floor=1"], "scaling.floor=1.0 must be > 1"),
     (["hydra.sweeper.scaling.transfer=true"], "scaling.transfer=true carries each budget's best learning rate to "
                                               "wider models, which holds under µP only"),
-    (["hydra.sweeper.scaling.branches=true"], "scaling.branches=true forks each model size's smaller budgets off "
-                                              "its largest run: schedule.branches needs schedule=wsd"),
-    (["hydra.sweeper.scaling.branches=true", "schedule=wsd"], "schedule.warmup as a step count"),
+    (["schedule=cosine"], "scaling.branches=true forks each model size's smaller budgets off "
+                          "its largest run: schedule.branches needs schedule=wsd"),
+    (["schedule.warmup=0.02"], "schedule.warmup as a step count"),
     # the old name of the node, read for one release
     (["hydra.sweeper.loop.floor=1"], "scaling.floor=1.0 must be > 1"),
     (["hydra.sweeper.loop.flor=3"], "Key 'flor' not in 'DeprecatedLoop'"),
@@ -44,8 +44,11 @@ def test_bad_study_input_is_one_line_before_any_trial(tmp_path, run_cli, overrid
     assert not list(tmp_path.glob("runs/**/run.json"))
 
 
-def study_cmd(*overrides: str) -> list[str]:
+def study_cmd(*overrides: str, branched: bool = False) -> list[str]:
+    """The preset on a tiny ladder; every scale a study of its own unless `branched` (the preset's)."""
+    unbranched = [] if branched else ["hydra.sweeper.scaling.branches=false", "schedule=cosine", "schedule.warmup=0.02"]
     return [sys.executable, "-m", "scalelab", "train", "-m", "sweeps=ladder", *TINY, *LADDER, "hydra.sweeper.n_trials=3",
+            *unbranched,
             "optim.lr=tag(log, interval(3e-3, 5e-2))",
             "hydra.sweeper.scaling.seeds=1", "hydra.sweeper.scaling.verify_seeds=1", "hydra.sweeper.scaling.target_C=6e9",
             "hydra.sweeper.scaling.target_N=2e4",
@@ -127,8 +130,7 @@ def test_a_mup_study_searches_the_learning_rate_at_each_budgets_smallest_width_o
 
 @pytest.mark.slow
 def test_a_branched_study_trains_each_size_once_and_takes_its_smaller_budgets_from_cooldown_branches(tmp_path):
-    run(study_cmd("schedule=wsd", "schedule.warmup=2", "hydra.sweeper.scaling.branches=true",
-                  "hydra.sweeper.scaling.verify=false"), tmp_path, timeout=300)
+    run(study_cmd("schedule.warmup=2", "hydra.sweeper.scaling.verify=false", branched=True), tmp_path, timeout=300)
     storage = f"sqlite:///{tmp_path}/runs/sweeps/studies.db"
     assert sorted(s.study_name for s in optuna.get_all_study_summaries(storage)) == [
         f"ladder/model.width={w},train.tokens=4e4" for w in (12, 16, 8)]  # the largest budget of each size

@@ -134,6 +134,7 @@ class TrainBatches(IterableDataset):
         # Under data parallelism each process takes its share of the same global batch, so a run
         # sees the same data on one device or several.
         self.rank, self.world_size = 0, 1
+        self.pin = False  # batches in pinned memory, for a copy to a GPU without a synchronisation
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, step])
@@ -145,7 +146,8 @@ class TrainBatches(IterableDataset):
         start = self.current_step()
         later = self.epoch_ends[bisect.bisect_right(self.epoch_ends, start):]
         for step in range(start, later[0] if later else start):
-            yield self.batch(step)
+            batch = self.batch(step)
+            yield tuple(t.pin_memory() for t in batch) if self.pin else batch
 
 
 class HeldOut(IterableDataset):

@@ -1,6 +1,8 @@
 """The LightningModule: one GPT trained on a token stream, evaluated on a fixed held-out set."""
 from __future__ import annotations
 
+import inspect
+
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
@@ -40,18 +42,36 @@ class LanguageModelTask(L.LightningModule):
         self.divergence: DivergenceCheck | None = None
         self.diverged_at: int | None = None
         self.train_loss: float | None = None  # of the last logged step
+        self._epoch_loss: float | None = None  # the same, while the loggers are still sent it (see on_train_batch_end)
+        self.clipped: list[torch.nn.Parameter] = []  # the parameters whose gradients are clipped (configure_optimizers)
         self._sums = torch.zeros(4)  # of the evaluation under way: loss sum and windows, all and curve part
+
+    def __setattr__(self, name: str, value) -> None:
+        # Lightning sets `_current_fx_name` around every hook it calls, dozens of times a step;
+        # nn.Module's __setattr__ (which looks for parameters, buffers, submodules) costs ~1 us
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
 
     # -- data ---------------------------------------------------------------------------------
     def train_dataloader(self):
         self.train_batches.current_step = lambda: self.trainer.global_step
         self.train_batches.rank, self.train_batches.world_size = self.trainer.global_rank, self.trainer.world_size
-        # pinned batches go to the GPU without a synchronisation (Lightning copies them non-blocking)
-        return DataLoader(self.train_batches, batch_size=None, pin_memory=self.device.type == "cuda")
+        # pinned batches go to the GPU without a synchronisation (they are copied non-blocking)
+        self.train_batches.pin = self.device.type == "cuda"
+        return self.train_batches  # itself: a DataLoader around it would only add host work per step
 
     def val_dataloader(self):
         self.held_out.final = lambda: self.trainer.global_step >= self.total_steps or self.trainer.should_stop
         return DataLoader(self.held_out, batch_size=None)
+
+    def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
+        # Batches are tensors made on the CPU: Lightning's walk through any collection costs more
+        # than their copies. Non-blocking as Lightning copies, but to MPS (a race there).
+        if device.type == "cpu":
+            return batch
+        return [t.to(device, non_blocking=device.type != "mps") for t in batch]
 
     # -- training -----------------------------------------------------------------------------
     def on_fit_start(self) -> None:
@@ -77,22 +97,40 @@ class LanguageModelTask(L.LightningModule):
         self.divergence.observe(mean, step)
         if not self.divergence.must_read(step, self.train_batches.epoch_ends, self.log_every):
             return loss
-        self.diverged_at = self.divergence.diverged_at()
-        if self.diverged_at is not None:
+        diverged_at = self.divergence.diverged_at()
+        if diverged_at is not None:
+            self.diverged_at = diverged_at
             self.trainer.should_stop = True
             return None  # skip the update, keep the weights finite
         if (step + 1) % self.log_every == 0:  # the step this update makes
             self.train_loss = mean.item()
-            self.log("train_loss", self.train_loss, on_step=True)
+            self._epoch_loss = torch.tensor(self.train_loss).item()  # as `self.log` kept it: of the default dtype
         return loss
+
+    # The training loss goes to the loggers as `self.log("train_loss", ..., on_step=True)` sent
+    # it, without that machinery's host work at every step: Lightning's logger connector sends
+    # the epoch's last logged value every `train.log_every` batches that stepped and when the run
+    # stops (at a divergence: the value already sent, again), under its count of those batches
+    # (in a resumed run one ahead of the global step, so each value goes out later and relabelled).
+    def on_train_epoch_start(self) -> None:
+        self._epoch_loss = None  # the connector forgets its values at each epoch's end
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        stepped = self.trainer.fit_loop.epoch_loop._batches_that_stepped
+        if self._epoch_loss is not None and ((stepped + 1) % self.log_every == 0 or self.trainer.should_stop):
+            for logger in self.loggers:
+                logger.log_metrics({"train_loss": self._epoch_loss, "epoch": self.current_epoch}, step=stepped)
+                logger.save()
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         # Lightning's own clipping refuses a fused optimizer, which unscales 16-bit gradients
         # itself; none is used with 16-bit loss scaling (see `set_up_run`), so the gradients here are unscaled.
         if gradient_clip_val:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), gradient_clip_val)
+            torch.nn.utils.clip_grad_norm_(self.clipped, gradient_clip_val)
 
     def configure_optimizers(self):
+        # listed once, on the device: walking the module tree at every step costs more than clipping
+        self.clipped = list(self.model.parameters())
         groups = [{**g, "lr": self.optim.lr * g["lr_scale"]} for g in self.model.optimizer_groups(self.optim.weight_decay)]
         fused = self.fused if self.fused is not None else (self.device.type == "cuda"
                                                           and self.trainer.precision != "16-mixed")
@@ -144,3 +182,8 @@ class LanguageModelTask(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint["scalelab"]
         self.initial_loss, self.final_loss, self.curve = state["initial_loss"], state.get("final_loss"), state["curve"]
+
+
+# Lightning reads `training_step`'s signature at every step (does it take `batch_idx`?); a signature
+# kept on the function spares building it each time (inspect returns `__signature__` as it is).
+LanguageModelTask.training_step.__signature__ = inspect.signature(LanguageModelTask.training_step)

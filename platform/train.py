@@ -36,6 +36,7 @@ from scalelab.platform.cluster import check_launch, cluster_plugins
 from scalelab.platform.data import TrainBatches
 from scalelab.platform.errors import ConfigError
 from scalelab.platform.interrupt import StopOnCtrlC, ask_about_sigterm_every, exit_status, stop_cause
+from scalelab.platform.lean import QuietProfiler, skip_idle_step_hooks
 from scalelab.platform.mfu import mfu, peak_flops
 from scalelab.platform.module import LanguageModelTask
 from scalelab.platform.progress import ProgressLog, RunProgressBar, Speed, wants_progress_bar
@@ -70,7 +71,7 @@ def build_trainer(cfg: DictConfig, setup: RunSetup, run_dir: Path, logger, callb
             logger=logger or False, callbacks=callbacks, enable_progress_bar=False,
             enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0,
             default_root_dir=str(run_dir), gradient_clip_val=cfg.optim.grad_clip or None,
-            log_every_n_steps=cfg.train.log_every,
+            log_every_n_steps=cfg.train.log_every, profiler=QuietProfiler(),
             use_distributed_sampler=False,  # training batches are shared out by TrainBatches; every
         )                                   # process evaluates the whole held-out set
         check_launch(trainer)
@@ -163,6 +164,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, parent: dict | Non
                                     callbacks(cfg, run_dir, run.setup, run.wandb))
         run.peak_flops = peak(cfg, run.trainer)
         run.trainer.callbacks += [progress(cfg, run.setup, run.trainer, run.peak_flops), run.timer]  # the timer last
+        skip_idle_step_hooks([*run.trainer.callbacks, run.module])
         fit(cfg, run.trainer, run.module, run_dir)
         ending = Ending("diverged" if run.module.diverged_at is not None else "completed")
     except BaseException as e:

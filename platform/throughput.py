@@ -5,6 +5,7 @@ steps of forward, backward and AdamW on random tokens, with the threads its runs
 """
 from __future__ import annotations
 
+import statistics
 import time
 
 import torch
@@ -14,8 +15,10 @@ from .model import GPT, GPTShape
 WARMUP_STEPS = 2
 
 
-def tokens_per_second(shape: GPTShape, batch_size: int, threads: int, steps: int = 6) -> float:
-    """Training tokens per second of `shape` at `batch_size` sequences per step."""
+def tokens_per_second(shape: GPTShape, batch_size: int, threads: int, steps: int = 12) -> float:
+    """Training tokens per second of `shape` at `batch_size` sequences per step, from the median
+    step: a step that another process delayed (a few of a dozen, on a shared machine) does not
+    make a whole study look ten times dearer."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -23,12 +26,14 @@ def tokens_per_second(shape: GPTShape, batch_size: int, threads: int, steps: int
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
         tokens = torch.randint(0, shape.vocab_size, (batch_size, shape.context + 1))
         inputs, targets = tokens[:, :-1], tokens[:, 1:]
+        times = []
         for step in range(WARMUP_STEPS + steps):
-            if step == WARMUP_STEPS:
-                started = time.perf_counter()
+            started = time.perf_counter()
             model.loss(inputs, targets).backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-        return steps * batch_size * shape.context / (time.perf_counter() - started)
+            if step >= WARMUP_STEPS:
+                times.append(time.perf_counter() - started)
+        return batch_size * shape.context / statistics.median(times)
     finally:
         torch.set_num_threads(previous)

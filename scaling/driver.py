@@ -75,9 +75,10 @@ class ScalingStudy:
                 if source is not None:
                     ranges[guidance.LR] = guidance.transferred(source.scale.study_name(self.study_name), self.storage)
                 study.set_user_attr(guidance.RANGE_ATTR, {n: r.to_dict() for n, r in ranges.items()})
-                first = guidance.first_trial(self.plan, ranges)
-                if first and not study.get_trials(deepcopy=False):
-                    study.enqueue_trial(first, skip_if_exists=True)
+                if not study.get_trials(deepcopy=False):
+                    wide = s.guide and k < s.wide_scales and source is None
+                    for params in guidance.first_trials(self.plan, ranges, wide):
+                        study.enqueue_trial(params, skip_if_exists=True)
             for r in ranges.values():
                 log.info("study %s: %s", name, r.describe())
             return replace(self.plan, space=guidance.space_within(self.plan, ranges),

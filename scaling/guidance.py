@@ -78,14 +78,22 @@ def space_within(plan: Plan, ranges: dict[str, ladder.SearchRange]) -> SearchSpa
     return replace(plan.space, distributions=dists)
 
 
-def first_trial(plan: Plan, ranges: dict[str, ladder.SearchRange]) -> dict[str, Any]:
-    """The ranges' centres (the laws' predictions), as the study's first trial."""
-    out: dict[str, Any] = {}
-    for name, r in ranges.items():
-        if r.centre is not None:
-            is_int = isinstance(plan.space.distributions[name], IntDistribution)
-            out[name] = int(round(r.centre)) if is_int else float(r.centre)
-    return out
+def first_trials(plan: Plan, ranges: dict[str, ladder.SearchRange], wide: bool) -> list[dict[str, Any]]:
+    """The trials a scale's study starts from: the laws' predictions (the ranges' centres) where
+    the laws guide it; on a `wide` scale (one of the first `scaling.wide_scales`), `n_trials`
+    values spread evenly over the range in log (quantiles (i + 1/2) / n). A sampler's few start-up draws can fall together (three rates
+    within 10% of each other, at the wrong end of a 20x range); a grid cannot, and the law
+    fitted next needs each wide scale's optimum bracketed."""
+    centres = {name: r.centre for name, r in ranges.items() if r.centre is not None}
+    if centres:
+        return [{name: _value(plan, name, v) for name, v in centres.items()}]
+    n = plan.n_trials if wide else 0
+    return [{name: _value(plan, name, r.low * (r.high / r.low) ** ((i + 0.5) / n)) for name, r in ranges.items()}
+            for i in range(n)]
+
+
+def _value(plan: Plan, name: str, value: float) -> Any:
+    return int(round(value)) if isinstance(plan.space.distributions[name], IntDistribution) else float(value)
 
 
 def transfer_source(point: PricedScale, before: list[PricedScale], s: ScalingSettings) -> Optional[PricedScale]:

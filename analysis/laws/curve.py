@@ -88,6 +88,12 @@ class CurveLaw(Law):
     def points(self, table: pd.DataFrame) -> pd.DataFrame:
         """The table's curve points past the transient, with their areas."""
         table = with_areas(table)
+        values = table[["N", "loss"]].apply(pd.to_numeric, errors="coerce")
+        bad = ~(np.isfinite(values).all(axis=1) & (values > 0).all(axis=1))
+        if bad.any():
+            first = table[bad].iloc[0]
+            raise AnalysisError(f"the curve table has {int(bad.sum())} row(s) whose N or loss is not a positive number "
+                                f"(the first: run {first['run']}, N={first['N']}, loss={first['loss']})")
         longest = table.groupby("N")["tokens"].transform("max")
         return table[(table["tokens"] >= self.skip * longest) & (table["lr_area"] > 0)]
 

@@ -141,3 +141,10 @@ def test_predict_a_final_loss_from_a_fit_of_run_records(capsys, tmp_path):
     out = json.loads(capsys.readouterr().out)
     eta, s1, s2 = schedule_areas(1.6e6)
     assert out["loss"] == pytest.approx(law_loss(4e5, s1[-1], s2[-1]), rel=0.01)
+
+
+def test_a_loss_that_is_no_positive_number_is_named_not_fitted():
+    table = curves([25e3, 55e3])
+    table.loc[5, "loss"] = float("nan")
+    with pytest.raises(AnalysisError, match=r"1 row\(s\) whose N or loss is not a positive number \(the first: run "):
+        CurveLaw().fit(table)

@@ -140,7 +140,7 @@ def hparam_law(table: pd.DataFrame, bootstrap: int = 200, seed: int = 0) -> Hpar
     steplaw, deepseek, constant whose mean score exceeds the best candidate's by no more than the
     noise of that comparison: one standard error of the mean of the per-scale score differences
     (the spread of the held-out scores; the seed noise is in them). So a slope through a few
-    noisy optima is not given up for a constant better by noise alone (issue 23), and a constant
+    noisy optima is not given up for a constant better by noise alone, and a constant
     that predicts the scales left out better beyond noise wins. The lean is deliberate: where lr*
     truly does not move, a trend with exponents near zero is kept unless the held-out scales show
     the constant better beyond noise. steplaw is a candidate with 4 or more scales inside their

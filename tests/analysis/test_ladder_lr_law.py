@@ -1,4 +1,4 @@
-"""The scaling study's lr law in N and D (issue 23, item 4): each scale's optimum from its trials
+"""The scaling study's lr law in N and D: each scale's optimum from its trials
 near the best, the form (steplaw, deepseek, constant) chosen by leave-one-scale-out regret with a
 trend kept unless the constant is better beyond noise, the fallback with too few scales, and the
 law used at (N, D) by the guided ranges and the target."""
@@ -87,7 +87,7 @@ def test_a_constant_lr_is_kept_where_the_held_out_scales_prefer_it_beyond_noise(
 
 
 def test_a_trend_is_not_given_up_for_a_constant_better_by_noise_alone():
-    # issue 23: a draw (seed 2) where the constant is a little better on the scales left out, and
+    # a draw (seed 2) where the constant is a little better on the scales left out, and
     # far off at the target
     table = study_runs(GRID, weak_trend, trials=6, spread=3.0, curvature=0.08, noise=0.01, seed=2)
     law = ladder.hparam_law(table, bootstrap=0)

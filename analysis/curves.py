@@ -12,7 +12,7 @@ One row per evaluation of a run: `run`, `seed`, `N`, `D` (the run's budget), `lr
 
 Own runs give their rate at every step from their schedule (`scalelab.platform.schedule`, the
 function training used), so the areas are exact. A foreign table gives the rate only at its rows;
-`with_areas` integrates between them (trapezoids), exact where a row is every step.
+`with_areas` takes the rate as linear between them, exact where a row is every step.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
+from scipy.signal import lfilter
 
 from scalelab.schedule import lr_multiplier
 from scalelab.record import RecordError, find, read
@@ -42,14 +43,16 @@ def areas(multipliers: np.ndarray, tokens_per_step: float, lam: float = LAMBDA) 
     the areas over steps 0..k-1, the state of the model that step k's evaluation sees."""
     eta = np.asarray(multipliers, float)
     drop = np.concatenate([[0.0], np.maximum(eta[:-1] - eta[1:], 0.0)])  # a warmup's rise anneals nothing
-    m = np.empty_like(eta)
-    state = 0.0
-    for i, d in enumerate(drop):  # a linear recurrence: one pass (scipy.signal.lfilter would do it too)
-        state = lam * state + d
-        m[i] = state
+    m = lfilter([1.0], [1.0, -lam], drop)  # m_i = lam m_(i-1) + drop_i
     s1 = np.concatenate([[0.0], np.cumsum(eta)]) * tokens_per_step
     s2 = np.concatenate([[0.0], np.cumsum(m)]) * tokens_per_step
     return s1, s2
+
+
+def rates(schedule: dict[str, Any], steps: int) -> np.ndarray:
+    """The schedule's multiplier of the peak rate at each of a run's `steps` steps."""
+    rate = lr_multiplier(OmegaConf.create(schedule), steps)
+    return np.array([rate(i) for i in range(steps)])
 
 
 def _record_rows(record: dict[str, Any], lam: float) -> list[dict[str, Any]]:
@@ -58,9 +61,7 @@ def _record_rows(record: dict[str, Any], lam: float) -> list[dict[str, Any]]:
     if record["status"] != "completed" or steps < 1 or not record.get("curve") or not config.get("schedule"):
         return []  # no curve, or no schedule to read its rate from
     tokens_per_step = metrics["tokens_seen"] / steps
-    schedule = OmegaConf.create(config["schedule"])
-    rate = lr_multiplier(schedule, steps)
-    eta = np.array([rate(i) for i in range(steps)])
+    eta = rates(config["schedule"], steps)
     s1, s2 = areas(eta, tokens_per_step, lam)
     peak = float(record["hparams"]["lr"])
     shared = (record.get("branch") or {}).get("fork_step", -1)  # a branch's points up to its fork are its parent's

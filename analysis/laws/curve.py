@@ -23,12 +23,9 @@ from typing import Any, ClassVar, Optional
 
 import numpy as np
 import pandas as pd
-from omegaconf import OmegaConf
 from scipy.optimize import least_squares, nnls
 
-from scalelab.schedule import lr_multiplier
-
-from ..curves import areas, with_areas
+from ..curves import areas, rates, with_areas
 from ..errors import AnalysisError
 from .base import Law, interval, register, require_scales
 
@@ -112,7 +109,8 @@ class CurveLaw(Law):
                          D_range=[float(points.tokens.min()), float(points.tokens.max())],
                          tokens_per_step=_tokens_per_step(table), schedule=_schedule(table))
         if bootstrap:
-            self._bootstrap(bootstrap, seed, level, lambda rng: self._refit(points, p, rng))
+            runs, sizes = dict(iter(points.groupby("run"))), points.groupby("N")["run"].unique()
+            self._bootstrap(bootstrap, seed, level, lambda rng: self._refit(runs, sizes, p, rng))
         return self
 
     def _to_params(self, p: np.ndarray) -> dict[str, float]:
@@ -121,11 +119,10 @@ class CurveLaw(Law):
         return {"E": float(E), "A": float(A * n0 ** alpha), "alpha": float(alpha),
                 "B": float(B * s0 ** beta), "beta": float(beta), "C": float(C / s0)}
 
-    def _refit(self, points: pd.DataFrame, p: np.ndarray, rng: np.random.Generator) -> dict[str, float]:
-        """One bootstrap refit: whole runs drawn with replacement within each size."""
-        runs = points.groupby("N")["run"].unique()
-        drawn = [rng.choice(r, size=len(r)) for r in runs]
-        sample = pd.concat([points[points["run"] == run] for chosen in drawn for run in chosen])
+    def _refit(self, runs: dict, sizes: pd.Series, p: np.ndarray, rng: np.random.Generator) -> dict[str, float]:
+        """One bootstrap refit: whole runs (`runs`: run -> its points) drawn with replacement
+        within each size (`sizes`: N -> its runs)."""
+        sample = pd.concat([runs[run] for size in sizes for run in rng.choice(size, size=len(size))])
         n, s1, s2, loss = (sample[c].to_numpy(float) for c in ("N", "lr_area", "anneal_area", "loss"))
         q, _ = _fit(n / self._units[0], s1 / self._units[1], s2 / self._units[1], loss, starts=[p])
         return self._to_params(q)
@@ -153,22 +150,24 @@ class CurveLaw(Law):
             raise AnalysisError("the curve law predicts a run's final loss for a schedule: the fitted table had "
                                 "no single schedule, so give one (--schedule name=wsd,warmup=30,decay_fraction=0.2 "
                                 "and --tokens-per-step)")
-        steps = max(1, int(D // tokens_per_step))
-        rate = lr_multiplier(OmegaConf.create(schedule), steps)
-        s1, s2 = areas(np.array([rate(i) for i in range(steps)]), tokens_per_step)
+        s1, s2 = areas(rates(schedule, max(1, int(D // tokens_per_step))), tokens_per_step)
         return float(s1[-1]), float(s2[-1])
+
+    def final_points(self, N, D, schedule: dict | None = None, tokens_per_step: float | None = None) -> pd.DataFrame:
+        """N and the final areas of runs of N parameters and D tokens under the schedule."""
+        N, D = np.broadcast_arrays(np.asarray(N, float), np.asarray(D, float))
+        s = [self.final_areas(d, schedule, tokens_per_step) for d in D.ravel()]
+        return pd.DataFrame({"N": N.ravel(), "lr_area": [a for a, _ in s], "anneal_area": [b for _, b in s]})
 
     def predict(self, N, D, params: dict | None = None, schedule: dict | None = None,
                 tokens_per_step: float | None = None) -> np.ndarray:
         """The final loss of runs of N parameters and D tokens under the schedule."""
-        N, D = np.broadcast_arrays(np.asarray(N, float), np.asarray(D, float))
-        s = [self.final_areas(d, schedule, tokens_per_step) for d in D.ravel()]
-        frame = pd.DataFrame({"N": N.ravel(), "lr_area": [a for a, _ in s], "anneal_area": [b for _, b in s]})
-        return self.predict_points(frame, params).reshape(N.shape)
+        shape = np.broadcast_shapes(np.shape(N), np.shape(D))
+        return self.predict_points(self.final_points(N, D, schedule, tokens_per_step), params).reshape(shape)
 
     def predict_interval(self, N, D, level: float = 0.95) -> list[float]:
-        draws = self._draws(lambda P: self.predict(N, D, P))
-        return interval(draws.ravel(), self.metrics_.get("rmse_log", 0.0), level)
+        """The interval of one run's final loss (the areas computed once, not per bootstrap draw)."""
+        return self.points_interval(self.final_points(N, D), level)[0]
 
     def points_interval(self, points: pd.DataFrame, level: float = 0.95) -> list[list[float]]:
         """The interval of each point's loss (N and its areas given)."""

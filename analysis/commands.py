@@ -6,7 +6,8 @@ and `sync` wandb's workspaces API, each inside its own command.
 from __future__ import annotations
 
 import argparse
-import json
+import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,10 +17,12 @@ import pandas as pd
 from scalelab.analysis.curves import load_curves
 from scalelab.analysis.errors import AnalysisError
 from scalelab.analysis.laws import AutoLaw, ChinchillaLaw, CurveLaw, HparamsLaw, IsoflopLaw, PowerLaw, load_fit
+from scalelab.analysis.laws.base import strict_json
+from scalelab.analysis.reach import LIMIT, beyond, distrust
 from scalelab.analysis.sensitivity import importance_by_scale, importance_table, lr_sensitivity
 from scalelab.analysis.table import best_per_cell, has_sweep, load_table, raw_frame, table_from_raw, warn
 from scalelab.arguments import count, level, positive
-from scalelab.record import sanitize
+from scalelab.record import write_atomic
 
 
 class _Parser(argparse.ArgumentParser):
@@ -63,16 +66,19 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--seed", type=count, default=0)
     f.add_argument("--json", default=None, metavar="FILE")
     p = sub.add_parser("predict", help="predict from fit files")
-    p.add_argument("--fit", action="append", required=True, metavar="FILE")
-    p.add_argument("--N", type=positive)
-    p.add_argument("--D", type=positive)
-    p.add_argument("--C", type=positive)
+    p.add_argument("--fit", action="append", required=True, metavar="FILE",
+                   help="a fit file of `scalelab fit --json` (repeat for several)")
+    p.add_argument("--N", type=positive, help="parameters (non-embedding, as the fit counted them)")
+    p.add_argument("--D", type=positive, help="training tokens")
+    p.add_argument("--C", type=positive, help="training FLOPs; with --N gives D, alone the compute-optimal N and D")
     p.add_argument("--schedule", default=None, metavar="KEY=VALUE,...",
                    help="curve law: the run's schedule (name, warmup, decay_fraction, min_lr_ratio), over the "
                         "fitted runs' own; e.g. name=wsd,warmup=30,decay_fraction=0.2")
     p.add_argument("--tokens-per-step", type=positive, default=None, help="curve law: tokens per optimizer step")
-    p.add_argument("--level", type=level, default=0.95)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--level", type=level, default=0.95, help="the intervals' level (default 0.95)")
+    p.add_argument("--force", action="store_true",
+                   help=f"predict even more than {LIMIT:g}x beyond the fitted range (marked unreliable, no interval)")
+    p.add_argument("--json", action="store_true", help="print the prediction as JSON")
     s = sub.add_parser("sensitivity", help="importance and learning-rate sensitivity by scale")
     _source_args(s)
     s.add_argument("--params", default=None, help="comma-separated hyperparameters to rank")
@@ -92,12 +98,31 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+def writable(path: str) -> None:
+    """Refuse an output file that cannot be written before the work, not after it."""
+    target = Path(path)
+    if target.is_dir():
+        raise AnalysisError(f"--json {path} is a folder: name a file")
+    folder = next(p for p in (target.parent, *target.parent.parents) if p.exists())  # the first that exists
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise AnalysisError(f"--json {path}: cannot write in {folder}: choose a folder you can write to")
+
+
+def _write(path: str, text: str) -> None:
+    try:
+        write_atomic(path, text)
+    except OSError as e:
+        raise AnalysisError(f"cannot write {path}: {e.strerror or e}") from None
+
+
 def _statuses(s: str):
     return None if s == "all" else tuple(x.strip() for x in s.split(",") if x.strip())
 
 
 def analysis_main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
+    if getattr(args, "json", None) and isinstance(args.json, str):
+        writable(args.json)
     return {"fit": cmd_fit, "predict": cmd_predict, "sensitivity": cmd_sensitivity,
             "report": cmd_report, "sync": cmd_sync}[args.cmd](args)
 
@@ -140,7 +165,7 @@ def cmd_fit(args) -> int:
 def _finish_fit(law, args) -> int:
     law.inputs_["map"] = list(args.map)
     if args.json:
-        law.save(args.json)
+        _write(args.json, strict_json(law.to_dict()))
     _print_fit(law)
     return 0
 
@@ -190,65 +215,102 @@ def cmd_predict(args) -> int:
     for path in args.fit:  # argparse requires at least one
         law = load_fit(path)
         N, D, C = _scale_for(law, path, args.N, args.D, args.C, out["notes"])
-        if law.name == "curve":
-            if N is None or D is None:
-                raise AnalysisError(f"{path}: the curve law needs --N and --D (or --C): the final loss of that run "
-                                    "under the fitted runs' schedule")
-            law.set_schedule(_schedule_arg(args.schedule), args.tokens_per_step)
-            out["loss"] = float(law.predict(N, D))
-            out["loss_interval"] = law.predict_interval(N, D, args.level)
+        if law.name in ("chinchilla", "auto") and N is None and C is not None:
+            N, D = (float(v) for v in law.compute_optimal(C))  # checked for reach like any query
+            out["notes"].append(f"{path}: loss at the compute-optimal N_opt, D_opt ({law.flops_.describe()})")
+        query = {"x": {"C": C, "N": N, "D": D}.get(law.x)} if law.name == "power" else \
+            {"C": C} if law.name == "isoflop" else {"N": N, "D": D, "C": C}
+        reliable = _reach(law, path, query, args.force, out)
+        bounded = reliable and bool(law.samples_)  # an interval comes from a bootstrap, or there is none
+        values = _predict_one(law, path, N, D, C, args)
+        for key, value in values.items():
+            if isinstance(value, tuple):  # (value, its interval)
+                value, interval = value
+                out[f"{key}_interval"] = interval if bounded and _is_interval(interval) else None
+            out[key] = value
+        if reliable and not law.samples_:
+            out["notes"].append(f"{path}: no interval: the fit has no bootstrap (fit again with --bootstrap 200)")
+        elif law.name == "curve" and reliable:
             out["notes"].append(f"{path}: the interval is the curve fit's bootstrap alone, which held for 83% of the "
                                 "backtest's targets 4x beyond their fit; the scaling study's adds the spread between "
                                 "laws, seed noise and a 2% floor (94%): docs/figures.md#backtest")
-        elif law.name in ("chinchilla", "auto"):
-            if N is None and C is not None:  # compute-optimal allocation for the budget
-                n, d = law.compute_optimal(C)
-                ni, di = law.compute_optimal_interval(C, args.level)
-                out.update({"N_opt": float(n), "N_opt_interval": ni, "D_opt": float(d),
-                            "D_opt_interval": di})
-                N, D = float(n), float(d)
-                out["notes"].append(f"{path}: loss at the compute-optimal N_opt, D_opt "
-                                    f"({law.flops_.describe()})")
-            elif N is None or D is None:
-                raise AnalysisError(f"{path}: the {law.name} law needs --N and --D (or --C)")
-            out["loss"] = float(law.predict(N, D))
-            out["loss_interval"] = law.predict_interval(N, D, args.level)
-        elif law.name == "hparams":
-            if N is None and law.law_form == "steplaw" and C is not None:
-                raise AnalysisError(f"{path}: the steplaw form needs --N with --D or --C")
-            lr, bs = law.predict(N=N, D=D, C=C)
-            lri, bsi = law.predict_interval(N=N, D=D, C=C, level=args.level)
-            out.update({"lr": float(lr), "lr_interval": lri, "batch_size": float(bs),
-                        "batch_size_interval": bsi,
-                        "batch_size_unit": law.inputs_.get("batch_unit", "sequences")})
-            ctx = law.inputs_.get("context")
-            if ctx and out["batch_size_unit"] == "tokens":
-                out["batch_size_sequences"] = float(bs) / ctx
-        elif law.name == "isoflop":
-            if C is None:
-                raise AnalysisError(f"{path}: the isoflop law needs --C (or --N and --D)")
-            n, d = law.predict(C)
-            ni, di = law.compute_optimal_interval(C, args.level)
-            out.update({"N_opt": float(n), "N_opt_interval": ni, "D_opt": float(d),
-                        "D_opt_interval": di})
-        elif law.name == "power":
-            x = {"C": C, "N": N, "D": D}.get(law.x)
-            if x is None:
-                raise AnalysisError(f"{path}: the power law of {law.y} needs --{law.x}")
-            out[law.y] = float(law.predict(x))
-            out[f"{law.y}_interval"] = law.predict_interval(x, args.level)
     if args.json:
-        print(_strict_json(out, indent=2))
-    else:
-        for k, v in out.items():
-            if k in ("inputs", "notes") or k.endswith("_interval"):
-                continue
-            iv = out.get(f"{k}_interval")
-            print(f"{k:>12} = {v:.6g}" if isinstance(v, float) else f"{k:>12} = {v}",
-                  f"  {int(args.level * 100)}% interval [{iv[0]:.4g}, {iv[1]:.4g}]" if iv else "")
-        for n in out["notes"]:
-            print(f"note: {n}")
+        print(strict_json(out), end="")
+        return 0
+    for k, v in out.items():
+        if k in ("inputs", "notes", "reach", "unreliable") or k.endswith("_interval"):
+            continue
+        iv = out.get(f"{k}_interval")
+        print(f"{k:>12} = {v:.6g}" if isinstance(v, float) else f"{k:>12} = {v}",
+              f"  {int(args.level * 100)}% interval [{iv[0]:.4g}, {iv[1]:.4g}]" if iv else "")
+    for line in out.get("reach", []):
+        print(f"extrapolation: {line}")
+    for line in out.get("unreliable", []):
+        print(f"unreliable: {line}")
+    for n in out["notes"]:
+        print(f"note: {n}")
     return 0
+
+
+def _reach(law, path: str, query: dict, force: bool, out: dict) -> bool:
+    """Say how far `query` lies beyond the fit (`scalelab.analysis.reach`); refuse past the
+    limit unless forced. False where the law has no reliable number there."""
+    far = beyond(law.inputs_, **query)
+    out.setdefault("reach", []).extend(f"{path}: {b.describe()}" for b in far)
+    if not any(f"{axis}_range" in law.inputs_ for axis in ("N", "D", "C", "x")):
+        out["notes"].append(f"{path}: the fit file stores no fitted range (an older file): its reach is unchecked")
+    why = distrust(law, **query)
+    if why and any(b.factor > LIMIT for b in far) and not force:
+        raise AnalysisError(f"{path}: {why}: no prediction (--force predicts anyway, without an interval)")
+    if why:
+        out.setdefault("unreliable", []).append(f"{path}: {why}")
+    return not why
+
+
+def _is_interval(interval) -> bool:
+    """An interval has two finite, distinct ends: a bootstrap whose draws all agree is none."""
+    return interval is not None and all(math.isfinite(v) for v in interval) and interval[0] < interval[1]
+
+
+def _predict_one(law, path: str, N, D, C, args) -> dict:
+    """name -> (value, interval) of each number the law predicts at the query (a plain value:
+    what the number is in, e.g. the batch size's unit)."""
+    level = args.level
+    if law.name == "curve":
+        if N is None or D is None:
+            raise AnalysisError(f"{path}: the curve law needs --N and --D (or --C): the final loss of that run "
+                                "under the fitted runs' schedule")
+        law.set_schedule(_schedule_arg(args.schedule), args.tokens_per_step)
+        return {"loss": (float(law.predict(N, D)), law.predict_interval(N, D, level))}
+    if law.name in ("chinchilla", "auto"):
+        out = {}
+        if args.N is None and C is not None:  # the compute-optimal allocation for the budget
+            ni, di = law.compute_optimal_interval(C, level)
+            out = {"N_opt": (N, ni), "D_opt": (D, di)}
+        elif N is None or D is None:
+            raise AnalysisError(f"{path}: the {law.name} law needs --N and --D (or --C)")
+        return {**out, "loss": (float(law.predict(N, D)), law.predict_interval(N, D, level))}
+    if law.name == "hparams":
+        if N is None and law.law_form == "steplaw" and C is not None:
+            raise AnalysisError(f"{path}: the steplaw form needs --N with --D or --C")
+        lr, bs = law.predict(N=N, D=D, C=C)
+        lri, bsi = law.predict_interval(N=N, D=D, C=C, level=level)
+        out = {"lr": (float(lr), lri), "batch_size": (float(bs), bsi),
+               "batch_size_unit": law.inputs_.get("batch_unit", "sequences")}
+        context = law.inputs_.get("context")
+        if context and out["batch_size_unit"] == "tokens":
+            out["batch_size_sequences"] = float(bs) / context
+        return out
+    if law.name == "isoflop":
+        if C is None:
+            raise AnalysisError(f"{path}: the isoflop law needs --C (or --N and --D)")
+        n, d = law.predict(C)
+        ni, di = law.compute_optimal_interval(C, level)
+        return {"N_opt": (float(n), ni), "D_opt": (float(d), di)}
+    x = {"C": C, "N": N, "D": D}.get(law.x)  # the power law
+    if x is None:
+        raise AnalysisError(f"{path}: the power law of {law.y} needs --{law.x}")
+    return {law.y: (float(law.predict(x)), law.predict_interval(x, level))}
 
 
 def _schedule_arg(text: str | None) -> dict:
@@ -263,11 +325,6 @@ def _schedule_arg(text: str | None) -> dict:
         except ValueError:
             out[key.strip()] = value.strip()
     return out
-
-
-def _strict_json(obj, **kwargs) -> str:
-    """JSON that strict parsers accept: NaN and infinities are written as null."""
-    return json.dumps(sanitize(obj), allow_nan=False, **kwargs)
 
 
 def cmd_sensitivity(args) -> int:
@@ -285,11 +342,9 @@ def cmd_sensitivity(args) -> int:
             print(f"\nImportance by scale ({ev})")
             print(importance_table(imp, ev).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(_strict_json({
-            "lr_sensitivity": sens.to_dict(orient="records"),
-            "importance": imp.to_dict(orient="records"),
-            "notes": list(table.attrs.get("notes", []))}, indent=2))
+        _write(args.json, strict_json({"lr_sensitivity": sens.to_dict(orient="records"),
+                                       "importance": imp.to_dict(orient="records"),
+                                       "notes": list(table.attrs.get("notes", []))}))
     return 0
 
 

@@ -7,14 +7,16 @@ study), its page (`page`), the W&B analysis run (`analysis_run`).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
+from scalelab.record import write_atomic
+
 from .errors import AnalysisError
 from .figures import draw_figures
 from .findings import analyse
+from .laws.base import strict_json
 from .page import render_page
 from .scaling_figures import draw_study_figures
 from .scaling_report import curve_fit, read_study, study_section, without_verification
@@ -49,7 +51,7 @@ def write_report(table: pd.DataFrame, out: str | Path, *, bootstrap: int = 0, se
         warn(f"{name}: {err}")
     figures = draw_figures(table, found, out)
     fits = found.to_dict() | ({"study": scaling.verdict} if scaling and scaling.verdict is not None else {})
-    (out / "fits.json").write_text(json.dumps(fits, indent=2, default=float))
+    write_atomic(out / "fits.json", strict_json(fits))
     section = study_section(scaling) if scaling is not None else None
     (out / "index.html").write_text(render_page(found, figures, section, study_figures))
     files = {"index": out / "index.html", "fits": out / "fits.json", **study_figures, **figures}

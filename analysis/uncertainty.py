@@ -10,8 +10,9 @@ relative half-width of a 95% interval, added in quadrature (in log loss):
 - `floor`: the backtest's error at the target's distance (`benchmarks/backtest.py`), what the
   laws missed by on runs they did not see.
 
-Where the forms disagree by more than the other three together allow, there is no reliable
-prediction: `reliable` is false and `why` says so; the number is kept for the record only.
+Where the forms disagree by more than the other three together allow, or the target lies where
+the law cannot be trusted (`scalelab.analysis.reach`), there is no reliable prediction:
+`reliable` is false and `why` says so; the number is kept for the record only.
 """
 from __future__ import annotations
 
@@ -43,9 +44,10 @@ class Interval:
 
 
 def combine(loss: float, fit_interval: tuple[float, float], forms: dict[str, float] | None = None,
-            seed_sd: float = float("nan"), floor: float = 0.0) -> Interval:
+            seed_sd: float = float("nan"), floor: float = 0.0, distrust: str = "") -> Interval:
     """The interval of `loss` from its sources (module docstring); `forms` maps each candidate
-    law to its prediction of the same quantity."""
+    law to its prediction of the same quantity; `distrust` is why the law has no reliable number
+    at the target, if it has none."""
     lo, hi = fit_interval
     parts = {"fit": 0.5 * math.log(hi / lo) if 0 < lo <= hi else float("nan")}
     spread = [abs(math.log(v / loss)) for v in (forms or {}).values() if v and v > 0 and math.isfinite(v)]
@@ -56,7 +58,9 @@ def combine(loss: float, fit_interval: tuple[float, float], forms: dict[str, flo
     half = math.sqrt(sum(v * v for v in known))
     rest = math.sqrt(sum(v * v for k, v in parts.items() if k != "forms" and math.isfinite(v)))
     reliable, why = True, ""
-    if not math.isfinite(parts["fit"]):
+    if distrust:
+        reliable, why = False, f"no reliable prediction: {distrust}"
+    elif not math.isfinite(parts["fit"]):
         reliable, why = False, "the law's bootstrap gave no interval"
     elif parts["forms"] > rest:
         worst = max(forms, key=lambda k: abs(math.log(forms[k] / loss)))

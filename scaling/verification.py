@@ -70,7 +70,7 @@ def finish(study: Any, points: list[PricedScale]) -> None:
     laws, failed = ladder.loss_candidates(loss_law, cells, load_curves(study.sweep_dir), bootstrap=s.bootstrap)
     for law_name, why in failed.items():
         log.warning("scaling study %s: the %s law cannot be fitted: %s", name, law_name, why)
-    noise = ladder.seed_noise(cells)
+    noise = ladder.seed_noise(cells, largest=True)  # the target's own spread is nearest the largest size's
     ladder.predict_losses(prediction, laws, noise)
     if "lr" not in prediction:
         prediction["lr"] = float(cells.loc[cells["C"].idxmax(), "lr"])

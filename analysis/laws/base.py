@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from scalelab.record import FlopConvention
+from scalelab.record import FlopConvention, sanitize, write_atomic
 
 from ..errors import AnalysisError
 from ..table import flop_convention
@@ -84,14 +84,13 @@ class Law:
         return law
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2))
+        """The fit file, strict JSON (a NaN parameter is null) written whole or not at all."""
+        write_atomic(path, strict_json(self.to_dict()))
 
     def _set_inputs(self, table: pd.DataFrame, **inputs: Any) -> None:
         """`inputs_` of a fit: the law's options, the table's notes and its FLOP convention."""
         self.flops_ = flop_convention(table)
-        self.inputs_ = {**inputs, "notes": list(table.attrs.get("notes", [])),
+        self.inputs_ = {**_ranges(table), **inputs, "notes": list(table.attrs.get("notes", [])),
                         "flops": self.flops_.to_dict()}
 
     def complete_scale(self, N=None, D=None, C=None):
@@ -131,6 +130,25 @@ class Law:
         self.ci_ = {k: percentile_interval(v, level) for k, v in draws.items()}
         self.metrics_["bootstrap"] = int(len(next(iter(draws.values()))))
         self.metrics_["ci_level"] = level
+
+
+def _ranges(table: pd.DataFrame) -> dict[str, Any]:
+    """The span of N, D and C the law saw, and its number of sizes: how far a prediction
+    reaches beyond them is `scalelab.analysis.reach`'s question."""
+    out: dict[str, Any] = {}
+    for axis in ("N", "D", "C"):
+        if axis in table.columns:
+            values = pd.to_numeric(table[axis], errors="coerce").dropna()
+            if len(values):
+                out[f"{axis}_range"] = [float(values.min()), float(values.max())]
+    if "N" in table.columns:
+        out["sizes"] = int(table["N"].nunique())
+    return out
+
+
+def strict_json(obj: Any) -> str:
+    """JSON that strict parsers read: NaN and infinities are null (as in run records)."""
+    return json.dumps(sanitize(_jsonable(obj)), indent=2, allow_nan=False) + "\n"
 
 
 def percentile_interval(draws, level: float = 0.95) -> list[float]:
@@ -196,6 +214,8 @@ def require_scales(table: pd.DataFrame, law: str, n_params: int, by: str = "N") 
 
 
 def _jsonable(x):
+    if isinstance(x, np.bool_):
+        return bool(x)
     if isinstance(x, dict):
         return {str(k): _jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):

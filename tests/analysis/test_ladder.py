@@ -190,3 +190,13 @@ def test_the_lr_law_keeps_the_trend_the_held_out_scales_show():
     # each of the two optima lies halfway between two trials equally far from lr*: exactly lr*
     assert float(two.predict(C=1e15)[0]) == pytest.approx(math.sqrt(lr_star(6 * 3e3 * 2e5) * lr_star(6 * 3e3 * 8e5)),
                                                           rel=1e-6)
+
+
+def test_the_target_s_seed_noise_is_the_largest_repeated_size_s():
+    cells = pd.DataFrame({"N": [1e4, 1e4, 4e4, 4e4, 9e4],
+                          "seed_losses": [[2.0, 2.4], [2.1], [1.5, 1.51], [1.6, 1.59], [1.4]]})
+    pooled, largest = ladder.seed_noise(cells), ladder.seed_noise(cells, largest=True)
+    assert largest == pytest.approx(np.sqrt(np.mean([np.var([1.5, 1.51] / np.mean([1.5, 1.51]), ddof=1),
+                                                     np.var([1.6, 1.59] / np.mean([1.6, 1.59]), ddof=1)])))
+    assert pooled > 10 * largest  # the smallest size's spread would have spoken for the target
+    assert math.isnan(ladder.seed_noise(cells.iloc[[1, 4]], largest=True))

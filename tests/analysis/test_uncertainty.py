@@ -31,3 +31,9 @@ def test_laws_that_disagree_beyond_the_rest_make_no_reliable_prediction():
 def test_a_bootstrap_without_an_interval_is_no_reliable_prediction():
     iv = combine(2.0, (float("nan"), float("nan")))
     assert not iv.reliable and "no interval" in iv.why
+
+
+def test_a_target_the_law_cannot_vouch_for_is_no_reliable_prediction():
+    iv = combine(2.0, (1.9, 2.1), {}, 0.01, 0.02, distrust="the law saw 2 size(s)")
+    assert not iv.reliable and iv.why == "no reliable prediction: the law saw 2 size(s)"
+    assert combine(2.0, (1.9, 2.1), {}, 0.01, 0.02).reliable

@@ -12,29 +12,40 @@ import argparse
 import os
 import signal
 import sys
+from importlib.metadata import version
 
 from scalelab.arguments import number, positive
 from scalelab.errors import USAGE_EXIT, ScalelabError
 from scalelab.prepare.errors import PrepareError
 
+INTERRUPTED_EXIT = 128 + signal.SIGINT  # as a shell reports a command Ctrl-C stopped
 USAGE = """usage: scalelab train [HYDRA OVERRIDES...]
-       scalelab fit SOURCE --law {power,chinchilla,isoflop,auto,hparams} [options]
-       scalelab predict --fit FILE [--fit FILE ...] [--N N] [--D D] [--C C] [--json]
+       scalelab fit SOURCE --law {power,chinchilla,isoflop,auto,hparams,curve} [options]
+       scalelab predict --fit FILE [--fit FILE ...] [--N N] [--D D] [--C C] [--force] [--json]
        scalelab sensitivity SOURCE [--json FILE]
        scalelab report SOURCE --out DIR [--wandb]
        scalelab sync FOLDER [--dry-run]
-       scalelab data prepare INPUT... --out DIR [--tokenizer bytes|bpe|FILE] [options]"""
+       scalelab data prepare INPUT... --out DIR [--tokenizer bytes|bpe|FILE] [options]
+       scalelab --version
+Each command's own options: scalelab COMMAND --help (train: scalelab train --help, Hydra's)."""
+ANALYSIS = ("fit", "predict", "sensitivity", "report", "sync")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Every command; bad input (a `ScalelabError`, whichever part raised it) is one line on
-    stderr, `scalelab: error: <message>`, and exit status 2."""
+    stderr, `scalelab: error: <message>`, and exit status 2. A Ctrl-C that no command turned into
+    its own ending (one while `scalelab train` starts: imports, the config, the run's set-up) is
+    one line too, with exit status 130."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return run_command(argv)
     except ScalelabError as e:
         print(f"scalelab: error: {one_line(e)}", file=sys.stderr)
         return USAGE_EXIT
+    except KeyboardInterrupt as e:  # its message, if any, says what is left
+        left = f" {e}" if str(e) else "; the same command starts again"
+        print(f"scalelab: error: interrupted (Ctrl-C){left}", file=sys.stderr)
+        return INTERRUPTED_EXIT
 
 
 def run_command(argv: list[str]) -> int:
@@ -42,9 +53,18 @@ def run_command(argv: list[str]) -> int:
         return train(argv[1:])
     if argv and argv[0] == "data":
         return data_main(argv[1:])
-    if not argv or argv[0] not in ("fit", "predict", "sensitivity", "report", "sync"):
+    if not argv:
         print(USAGE, file=sys.stderr)
         return USAGE_EXIT
+    if argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    if argv[0] == "--version":
+        print(f"scalelab {version('scalelab')}")
+        return 0
+    if argv[0] not in ANALYSIS:
+        raise ScalelabError(f"unknown command {argv[0]!r}: the commands are train, {', '.join(ANALYSIS)} and data "
+                            "(scalelab --help)")
     from scalelab.analysis.commands import analysis_main  # pandas and scipy: analysis only
 
     return analysis_main(argv)

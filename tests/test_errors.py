@@ -34,3 +34,15 @@ def test_other_errors_are_not_caught(monkeypatch):
     monkeypatch.setattr(cli, "run_command", command)
     with pytest.raises(RuntimeError):
         cli.main(["fit", "anything"])
+
+
+@pytest.mark.parametrize("argv, code, stream, text", [
+    (["--help"], 0, "out", "usage: scalelab train"),
+    (["-h"], 0, "out", "scalelab COMMAND --help"),
+    (["--version"], 0, "out", "scalelab 0."),
+    (["bogus"], 2, "err", "scalelab: error: unknown command 'bogus': the commands are train, fit"),
+    ([], 2, "err", "usage: scalelab train"),
+])
+def test_help_version_and_unknown_commands(capsys, argv, code, stream, text):
+    assert cli.main(argv) == code
+    assert text in getattr(capsys.readouterr(), stream)

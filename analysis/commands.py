@@ -10,6 +10,7 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -123,8 +124,13 @@ def analysis_main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     if getattr(args, "json", None) and isinstance(args.json, str):
         writable(args.json)
-    return {"fit": cmd_fit, "predict": cmd_predict, "sensitivity": cmd_sensitivity,
-            "report": cmd_report, "sync": cmd_sync}[args.cmd](args)
+    command = {"fit": cmd_fit, "predict": cmd_predict, "sensitivity": cmd_sensitivity,
+               "report": cmd_report, "sync": cmd_sync}[args.cmd]
+    with warnings.catch_warnings():
+        # numpy's RuntimeWarnings (an overflow at a fit's wild start) name source lines the user can
+        # do nothing with; what is wrong with a table or a fit, scalelab's own checks say
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return command(args)
 
 
 def _load(args, statuses, require=()):
@@ -295,11 +301,12 @@ def _predict_one(law, path: str, N, D, C, args) -> dict:
             raise AnalysisError(f"{path}: the steplaw form needs --N with --D or --C")
         lr, bs = law.predict(N=N, D=D, C=C)
         lri, bsi = law.predict_interval(N=N, D=D, C=C, level=level)
-        out = {"lr": (float(lr), lri), "batch_size": (float(bs), bsi),
-               "batch_size_unit": law.inputs_.get("batch_unit", "sequences")}
-        context = law.inputs_.get("context")
-        if context and out["batch_size_unit"] == "tokens":
-            out["batch_size_sequences"] = float(bs) / context
+        out = {"lr": (float(lr), lri)}
+        if law.bs_varied:  # else the fitted runs shared one batch size: no law of it (the fit says so)
+            out.update({"batch_size": (float(bs), bsi), "batch_size_unit": law.inputs_.get("batch_unit", "sequences")})
+            context = law.inputs_.get("context")
+            if context and out["batch_size_unit"] == "tokens":
+                out["batch_size_sequences"] = float(bs) / context
         return out
     if law.name == "isoflop":
         if C is None:

@@ -14,6 +14,7 @@ must turn a query's N, D into C the same way, not by plain 6ND.
 """
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -31,6 +32,13 @@ from .errors import AnalysisError
 
 NUMERIC = ("N", "D", "C", "loss", "lr", "batch_size", "initial_loss")
 SCALE_FIELDS = ("N", "D", "C")
+# How published tables write sizes and token counts: "20M", "1.5B", "300G", "2T".
+SUFFIXES = {"k": 1e3, "K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12}
+SUFFIXED = re.compile(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([kKMBGT])\s*")
+TEXT = "text of "  # + field: a cell's text that is no number, kept to name it among the bad rows
+# A completed run's loss this far from the median, in log loss, is named (kept): 5 robust
+# standard deviations (1.4826 x the median absolute deviation) and more than a factor 2.
+OUTLIER_SDS, OUTLIER_FACTOR = 5.0, 2.0
 
 
 def parse_map(items: Iterable[str] | Mapping[str, str] | None) -> dict[str, str]:
@@ -223,6 +231,18 @@ def warn(msg: str) -> None:
     print(f"scalelab: warning: {msg}", file=sys.stderr)
 
 
+def to_numbers(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """(numbers, the text of the cells that are none) of a column: "20M" is 2e7 and "1.5B" 1.5e9
+    (`SUFFIXES`); any other text is NaN, and its text is returned to name it."""
+    numbers = pd.to_numeric(values, errors="coerce").astype(float)
+    text = values[numbers.isna() & values.notna()].astype(str)
+    for i, cell in text.items():
+        match = SUFFIXED.fullmatch(cell)
+        if match:
+            numbers[i] = float(match[1]) * SUFFIXES[match[2]]
+    return numbers, text[numbers[text.index].isna()]
+
+
 def _canonical(raw: pd.DataFrame, kind: str, mapping: dict[str, str],
                context: float | None) -> pd.DataFrame:
     cols = {}
@@ -257,7 +277,9 @@ def _canonical(raw: pd.DataFrame, kind: str, mapping: dict[str, str],
     df.attrs["hparams"] = hp
     for f in NUMERIC + ("context",):
         if f in df.columns:
-            df[f] = pd.to_numeric(df[f], errors="coerce").astype(float)
+            df[f], text = to_numbers(df[f])
+            if len(text):
+                df[TEXT + f] = text
     if context is not None:
         df["context"] = float(context)
     if "batch_size" in df.columns and "context" in df.columns and "batch_tokens" not in df.columns:
@@ -313,6 +335,8 @@ def table_from_raw(raw: pd.DataFrame, kind: str, source, mapping=None, *,
         raise AnalysisError(f"the input has no column for {', '.join(missing)} "
                             f"(columns: {', '.join(map(str, df.columns[:30]))}); name it with "
                             f"--map FIELD=COLUMN")
+    if not quiet:
+        warn_outlying_losses(df)
     df = drop_bad_rows(df, quiet=quiet)
     if df.empty:
         raise AnalysisError("the table is empty after dropping bad rows")
@@ -362,8 +386,16 @@ def flop_convention(table: pd.DataFrame) -> FlopConvention:
     return FlopConvention()
 
 
+def _rows(df: pd.DataFrame, reasons: dict[int, str]) -> str:
+    """Lines naming rows (at most 20), each with its run and its reason."""
+    ids = df["run_id"] if "run_id" in df.columns else pd.Series(df.index.astype(str))
+    lines = [f"  row {i} ({ids.iloc[i]}): {why}" for i, why in reasons.items()]
+    return "\n".join(lines[:20] + ([f"  ... and {len(lines) - 20} more"] if len(lines) > 20 else []))
+
+
 def drop_bad_rows(df: pd.DataFrame, quiet: bool = False) -> pd.DataFrame:
-    """List and drop rows whose N, D, C or (completed) loss is non-finite or non-positive."""
+    """List and drop rows whose N, D, C or (completed) loss is non-finite or non-positive; a
+    cell that was text and no number is named by its text."""
     bad = np.zeros(len(df), dtype=bool)
     reasons = [[] for _ in range(len(df))]
     completed = (df["status"] == "completed").to_numpy()
@@ -371,22 +403,43 @@ def drop_bad_rows(df: pd.DataFrame, quiet: bool = False) -> pd.DataFrame:
         if f not in df.columns:
             continue
         v = df[f].to_numpy(dtype=float)
+        text = df[TEXT + f] if TEXT + f in df.columns else pd.Series(np.nan, index=df.index)
         b = ~np.isfinite(v) | (v <= 0)
         if f == "loss":
             b &= completed
         for i in np.flatnonzero(b):
-            reasons[i].append(f"{f}={v[i]}")
+            cell = text.iloc[i]
+            reasons[i].append(f"{f}={cell!r}" if isinstance(cell, str) else f"{f}={v[i]}")
         bad |= b
-    if bad.any():
-        ids = df["run_id"] if "run_id" in df.columns else pd.Series(df.index.astype(str))
-        lines = [f"  row {i} ({ids.iloc[i]}): {', '.join(reasons[i])}" for i in np.flatnonzero(bad)]
-        shown = lines[:20] + ([f"  ... and {len(lines) - 20} more"] if len(lines) > 20 else [])
-        if not quiet:
-            warn(f"{int(bad.sum())} bad row(s) left out (non-finite or non-positive):\n"
-                 + "\n".join(shown))
-    out = df[~bad].reset_index(drop=True)
+    if bad.any() and not quiet:
+        warn(f"{int(bad.sum())} bad row(s) left out (non-finite or non-positive):\n"
+             + _rows(df, {i: ", ".join(reasons[i]) for i in np.flatnonzero(bad)}))
+    out = df[~bad].drop(columns=[c for c in df.columns if str(c).startswith(TEXT)]).reset_index(drop=True)
     out.attrs["dropped"] = int(bad.sum())
     return out
+
+
+def warn_outlying_losses(df: pd.DataFrame) -> None:
+    """Name the completed runs whose loss lies far from the others' (`OUTLIER_SDS`): a typo or a
+    loss in other units, like 1e300, would otherwise pass without a word. They are kept: no bound
+    holds for every table (its loss may be a perplexity or bits), and only a person can tell."""
+    if "loss" not in df.columns:
+        return
+    loss = df["loss"].to_numpy(float)
+    ok = (df["status"] == "completed").to_numpy() & np.isfinite(loss) & (loss > 0)
+    if ok.sum() < 3:
+        return
+    log = np.log(loss[ok])
+    median = np.median(log)
+    spread = 1.4826 * np.median(np.abs(log - median))
+    far = np.zeros(len(df))
+    far[ok] = np.abs(log - median)
+    outliers = np.flatnonzero((far > OUTLIER_SDS * spread) & (far > np.log(OUTLIER_FACTOR)))
+    if len(outliers):
+        warn(f"{len(outliers)} run(s) whose loss lies far from the others' (median {np.exp(median):.4g}; "
+             f"more than {OUTLIER_SDS:g} robust standard deviations of log loss and a factor "
+             f"{OUTLIER_FACTOR:g} away), kept: check them:\n"
+             + _rows(df, {i: f"loss={loss[i]:g}" for i in outliers}))
 
 
 def hparam_columns(df: pd.DataFrame) -> list[str]:

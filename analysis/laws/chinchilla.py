@@ -22,6 +22,7 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from ..errors import AnalysisError
+from ..sanity import require_loss_falls, require_varying
 from .base import Law, interval, percentile_interval, register, require_columns, require_scales
 
 DELTA = 1e-3
@@ -256,9 +257,11 @@ class ChinchillaLaw(Law):
         if table["D"].nunique() < 2:
             raise AnalysisError("the chinchilla law needs at least two data sizes D")
         logN, logD = np.log(table["N"].to_numpy(float)), np.log(table["D"].to_numpy(float))
+        require_varying(table["loss"])
         logL = np.log(table["loss"].to_numpy(float))
         p, fbest, optima = fit_form(self.variant, logN, logD, logL)
         self.params_ = _to_params(self.variant, p)
+        require_loss_falls(self.name, self.params_, {"alpha": "N", "beta": "D"})
         self.n_points_ = len(table)
         model = _Model(self.variant, logN, logD, logL)
         r = model.residual(p[None])[0]

@@ -27,6 +27,7 @@ from scipy.optimize import least_squares, nnls
 
 from ..curves import areas, rates, with_areas
 from ..errors import AnalysisError
+from ..sanity import require_loss_falls, require_varying
 from .base import Law, interval, register, require_scales
 
 DELTA = 1e-3  # Huber threshold on log loss, Hoffmann et al.'s
@@ -98,9 +99,11 @@ class CurveLaw(Law):
         points = self.points(table)
         require_scales(points, self.name, len(NAMES), by="N")
         n, s1, s2, loss = (points[c].to_numpy(float) for c in ("N", "lr_area", "anneal_area", "loss"))
+        require_varying(loss)
         self._units = (float(np.exp(np.mean(np.log(n)))), float(np.exp(np.mean(np.log(s1)))))
         p, cost = _fit(n / self._units[0], s1 / self._units[1], s2 / self._units[1], loss)
         self.params_ = self._to_params(p)
+        require_loss_falls(self.name, self.params_, {"alpha": "N", "beta": "the tokens trained (S1)"})
         r = np.log(self.predict_points(points)) - np.log(loss)
         self.n_points_ = len(points)
         self.metrics_ = {"huber": cost, "rmse_log": float(np.sqrt(np.mean(r ** 2))), "runs": int(points["run"].nunique())}

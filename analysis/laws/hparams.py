@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import AnalysisError
+from ..sanity import require_varying
 from .base import Law, interval, register, require_columns, require_scales
 
 NEAR_BEST = 0.0025
@@ -164,12 +165,14 @@ class HparamsLaw(Law):
         if optimum not in OPTIMA:
             raise AnalysisError(f"unknown optimum {optimum!r}; known: {', '.join(OPTIMA)}")
         self.law_form, self.optimum, self.surface_tol, self.near_tol = form, optimum, surface_tol, near_tol
+        self.bs_varied = True  # False: the fitted runs share one batch size, and there is no law of it
 
     def _set_options(self, inputs) -> None:
         self.law_form = inputs.get("form", "steplaw")
         self.optimum = inputs.get("optimum", "near-best")
         self.surface_tol = inputs.get("surface_tol", 0.01)
         self.near_tol = inputs.get("near_tol", NEAR_BEST)
+        self.bs_varied = inputs.get("batch_size_varied", True)
 
     @property
     def form(self) -> str:
@@ -198,6 +201,7 @@ class HparamsLaw(Law):
         require_columns(table, "hparams", ("N", "D", "C", "loss", "lr"))
         # the steplaw form needs distinct sizes N, the deepseek one distinct budgets C
         require_scales(table, self.name, 5, by="N" if self.law_form == "steplaw" else "C")
+        require_varying(table["loss"])
 
     def fit_points(self, pts: pd.DataFrame) -> tuple[dict, dict]:
         """Ordinary least squares in log space, one point per estimate of an optimum; a profile
@@ -206,6 +210,8 @@ class HparamsLaw(Law):
         params: dict = {}
         sds: dict = {}
         for quantity, names in zip(("lr", "bs"), spec["names"]):
+            if quantity == "bs" and not self.bs_varied:
+                continue
             inside = pts[pts[EDGE_COLUMNS[quantity]].isna()] if EDGE_COLUMNS[quantity] in pts else pts
             columns = spec[quantity]
             if len(inside) < len(columns) + 1:
@@ -225,6 +231,7 @@ class HparamsLaw(Law):
             evaluate: bool = True) -> "HparamsLaw":
         self._check(table)
         bs_col = self._bs_col(table)
+        self.bs_varied = varies(table[bs_col])
         pts = self.optima(table)
         self.params_, sds = self.fit_points(pts)
         self.n_points_ = len(pts)
@@ -238,9 +245,14 @@ class HparamsLaw(Law):
         self._set_inputs(table, form=self.law_form, optimum=self.optimum,
                          surface_tol=self.surface_tol, near_tol=self.near_tol,
                          batch_unit="tokens" if bs_col == "batch_tokens" else "sequences",
+                         batch_size_varied=self.bs_varied,
                          n_runs=int(len(table)), n_cells=int(_cells(table).ngroups),
                          N_range=[float(table.N.min()), float(table.N.max())],
                          D_range=[float(table.D.min()), float(table.D.max())])
+        if not self.bs_varied:  # in the fit file's notes, and printed by `fit`
+            self.inputs_["notes"].append(
+                f"batch size not varied: every run at {table[bs_col].iloc[0]:g} {self.inputs_['batch_unit']}; "
+                "no batch-size law is fitted, the lr law is that of this batch size")
         if "context" in table.columns and table["context"].nunique() == 1:
             self.inputs_["context"] = float(table["context"].iloc[0])
         if evaluate and table["N"].nunique() >= 3:
@@ -277,6 +289,8 @@ class HparamsLaw(Law):
         the attention term: a query by N and D must count C the same way, not as 6ND.
         """
         P = params or self.params_
+        # Without a batch-size law (one batch size fitted), bs* is NaN: b NaN, its exponent 0.
+        P = {**dict.fromkeys(FORMS[self.law_form]["names"][1], 0.0), "b": np.nan, **P}
         N, D, C = self.complete_scale(N, D, C)
         if self.law_form == "constant":
             size = np.ones(np.broadcast_shapes(*(np.shape(x) for x in (N, D, C) if x is not None)))
@@ -303,6 +317,7 @@ class HparamsLaw(Law):
         for n_out in sorted(table["N"].unique()):
             train = table[table["N"] != n_out]
             law = HparamsLaw(self.law_form, self.optimum, self.surface_tol, self.near_tol)
+            law.bs_varied = varies(table[bs_col])
             law.params_, _ = law.fit_points(law.optima(train))
             law.flops_ = self.flops_
             regrets = []
@@ -315,13 +330,20 @@ class HparamsLaw(Law):
         return pd.DataFrame(rows)
 
 
+def varies(column: pd.Series) -> bool:
+    """Whether the runs tried more than one value: a sweep of lr alone has no batch-size law."""
+    return column.nunique() > 1
+
+
 def _draw(frame: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
     return rng.integers(0, len(frame), len(frame))
 
 
 def regret(cell: pd.DataFrame, lr: float, bs: float, bs_col: str) -> float:
-    """Relative loss gap to the cell's best of the grid run nearest (lr, bs) in log space."""
-    d = (np.log(cell["lr"].to_numpy(float)) - np.log(lr)) ** 2 + \
-        (np.log(cell[bs_col].to_numpy(float)) - np.log(bs)) ** 2
+    """Relative loss gap to the cell's best of the grid run nearest (lr, bs) in log space; by lr
+    alone where there is no batch-size law (bs NaN: the runs share one batch size)."""
+    d = (np.log(cell["lr"].to_numpy(float)) - np.log(lr)) ** 2
+    if np.isfinite(bs):
+        d = d + (np.log(cell[bs_col].to_numpy(float)) - np.log(bs)) ** 2
     y = cell["loss"].to_numpy(float)
     return float(y[int(np.argmin(d))] / y.min() - 1)

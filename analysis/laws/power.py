@@ -8,6 +8,8 @@ import pandas as pd
 from scipy.optimize import least_squares
 
 from ..errors import AnalysisError
+from ..sanity import require_loss_falls, require_varying
+from ..table import SCALE_FIELDS
 from .base import Law, interval, register, require_columns, require_scales
 
 
@@ -60,8 +62,11 @@ class PowerLaw(Law):
         x, y = table[self.x].to_numpy(float), table[self.y].to_numpy(float)
         if np.any(~np.isfinite(x) | (x <= 0) | ~np.isfinite(y) | (y <= 0)):
             raise AnalysisError(f"the power law needs positive, finite {self.x} and {self.y}")
+        require_varying(y, self.y)
         p = _fit_logspace(x, y, self.fix_E)
         self.params_ = self._params(p)
+        if self.y == "loss" and self.x in SCALE_FIELDS:  # of lr, say, a negative exponent is normal
+            require_loss_falls(self.name, self.params_, {"alpha": self.x})
         r = np.log(self.predict(x)) - np.log(y)
         self.n_points_ = len(x)
         self.metrics_ = {"rmse_log": float(np.sqrt(np.mean(r ** 2)))}

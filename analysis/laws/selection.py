@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import AnalysisError
+from ..sanity import CAUSES, require_varying
 from .base import register
 from .chinchilla import FORMS, ChinchillaLaw
 
@@ -32,6 +33,7 @@ class AutoLaw(ChinchillaLaw):
             level: float = 0.95) -> "AutoLaw":
         if len(table) == 0:
             raise AnalysisError("the auto law got an empty table")
+        require_varying(table["loss"])  # once, not in each candidate's error
         sizes = np.sort(table["N"].unique())
         if len(sizes) < self.holdout + 2:
             raise AnalysisError(f"the auto law holds out the {self.holdout} largest model size(s) "
@@ -51,9 +53,11 @@ class AutoLaw(ChinchillaLaw):
                            "heldout_mean_log": float(np.mean(r)),
                            "train_rmse_log": law.metrics_["rmse_log"]})
         ok = [s for s in scores if "heldout_rmse_log" in s]
-        if not ok:
-            raise AnalysisError("no candidate form could be fitted: "
-                                + "; ".join(f"{s['form']}: {s['error']}" for s in scores))
+        if not ok:  # the likely causes of a law of rising loss, said once for every form
+            errors = [s["error"] for s in scores]
+            hint = f"; {CAUSES}" if any(CAUSES in e for e in errors) else ""
+            raise AnalysisError("no candidate form could be fitted: " + "; ".join(
+                f"{s['form']}: {e.replace(f'; {CAUSES}', '')}" for s, e in zip(scores, errors)) + hint)
         winner = min(ok, key=lambda s: s["heldout_rmse_log"])["form"]
         self.variant = winner
         super().fit(table, bootstrap=bootstrap, seed=seed, level=level)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -383,3 +384,83 @@ def test_sync_finds_offline_runs_at_any_depth_and_refuses_bad_input(capsys, tmp_
     (tmp_path / "runs" / "wandb_dashboards.json").write_text("{not json")
     err = _err(capsys, "sync", str(tmp_path / "runs"), "--dry-run")  # refused before any upload
     assert f"cannot read W&B dashboard spec {tmp_path / 'runs' / 'wandb_dashboards.json'}" in err
+
+
+def _small_ladder(synth, path: Path, millions_from: float = np.inf) -> Path:
+    """15 runs (5 sizes x 3 budgets) of the known law as a CSV; N from `millions_from` up
+    written in millions, as a table that mixes units has it."""
+    N, D = np.meshgrid([1e7, 3e7, 1e8, 3e8, 1e9], [1e9, 4e9, 1.6e10])
+    t = pd.DataFrame({"N": N.ravel(), "D": D.ravel()})
+    t["loss"] = synth.chinchilla_loss(t["N"], t["D"])
+    t.loc[t["N"] >= millions_from, "N"] /= 1e6
+    t["C"] = 6 * t["N"] * t["D"]
+    t.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("law", [["chinchilla"], ["auto"], ["power", "--x", "N"]])
+def test_a_loss_law_whose_loss_rises_with_size_is_refused(capsys, tmp_path, synth, law):
+    mixed = _small_ladder(synth, tmp_path / "mixed.csv", millions_from=1e8)
+    line = _refused(capsys, "fit", str(mixed), "--law", *law)
+    assert re.search(r"fit gives alpha = -\d[\d.]*: the loss does not fall with model size N", line), line
+    assert line.endswith("check N, D and C for mixed units (some rows in millions or billions, others in "
+                         "units) and --map for a column mapped wrong")
+
+
+def test_a_power_law_of_another_quantity_may_fall_with_scale(capsys, tmp_path):
+    """The best batch size grows with compute: a negative exponent, and no reason to refuse."""
+    C = np.geomspace(1e17, 1e21, 8)
+    pd.DataFrame({"C": C, "loss": 3 - 0.1 * np.log10(C / 1e17), "batch_size": 64 * (C / 1e17) ** 0.3}) \
+        .to_csv(tmp_path / "bs.csv", index=False)
+    rc, out, err = _run(capsys, "fit", str(tmp_path / "bs.csv"), "--law", "power", "--y", "batch_size",
+                        "--json", str(tmp_path / "bs.json"))
+    assert rc == 0, err
+    assert json.loads((tmp_path / "bs.json").read_text())["params"]["alpha"] == pytest.approx(-0.3, abs=0.01)
+
+
+@pytest.mark.parametrize("law", [["chinchilla"], ["auto"], ["power"], ["hparams"]])
+def test_a_constant_loss_is_refused_before_fitting(capsys, tmp_path, synth, law):
+    path = tmp_path / "flat.csv"
+    table = synth.sweep_rows(Ns=(1e8, 2e8, 4e8, 8e8, 1.6e9), Ds=(2e9, 8e9)).assign(loss=2.5)
+    table.assign(C=6 * table["N"] * table["D"]).to_csv(path, index=False)
+    line = _refused(capsys, "fit", str(path), "--law", *law, "--per-cell", "all")
+    assert line == "scalelab: error: the loss does not vary: every row is 2.5; a law needs runs whose loss differs"
+
+
+def test_a_sweep_of_lr_alone_has_no_batch_size_law(capsys, tmp_path, sweep_table):
+    path = tmp_path / "lr_only.csv"
+    sweep_table[sweep_table["batch_size"] == 64].to_csv(path, index=False)
+    fit = tmp_path / "hp.json"
+    rc, out, err = _run(capsys, "fit", str(path), "--law", "hparams", "--bootstrap", "10", "--json", str(fit))
+    assert rc == 0, err
+    assert [line.split()[0] for line in out.splitlines()[1:4]] == ["a", "alpha", "beta"]
+    assert not re.search(r"^ +(b|gamma) = ", out, re.M)
+    note = "batch size not varied: every run at 65536 tokens; no batch-size law is fitted"
+    assert note in out
+    saved = json.loads(fit.read_text())
+    assert set(saved["params"]) == {"a", "alpha", "beta"} and saved["inputs"]["batch_size_varied"] is False
+    assert any(n.startswith(note) for n in saved["inputs"]["notes"])
+    rc, out, err = _run(capsys, "predict", "--fit", str(fit), "--N", "3e8", "--D", "6e9", "--json")
+    assert rc == 0, err
+    pred = json.loads(out)
+    assert pred["lr"] > 0 and not any(k.startswith("batch_size") for k in pred)
+    rc, out, err = _run(capsys, "predict", "--fit", str(fit), "--N", "3e8", "--D", "6e9")
+    assert rc == 0 and "lr = " in out and "batch_size" not in out, out
+
+
+def test_fits_show_no_numpy_warnings(tmp_path, synth):
+    """A whole process, as a user starts it: a 1e300 loss sends a bootstrap refit's exponentials to
+    overflow, which numpy reports with its source lines; only scalelab's own lines may reach stderr."""
+    path = _small_ladder(synth, tmp_path / "wild.csv")
+    table = pd.read_csv(path)
+    table.loc[3, "loss"] = 1e300
+    table.to_csv(path, index=False)
+    script = ("import sys; from scalelab.cli import main; "
+              f"sys.exit(main(['fit', {str(path)!r}, '--law', 'chinchilla', '--bootstrap', '20']))")
+    done = subprocess.run([sys.executable, "-W", "always::RuntimeWarning", "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "alpha" in done.stdout
+    assert "Warning" not in done.stderr and ".py:" not in done.stderr, done.stderr
+    assert all(line.startswith(("scalelab: warning: ", "  row ")) for line in done.stderr.splitlines()), \
+        done.stderr

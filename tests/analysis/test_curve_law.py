@@ -148,3 +148,9 @@ def test_a_loss_that_is_no_positive_number_is_named_not_fitted():
     table.loc[5, "loss"] = float("nan")
     with pytest.raises(AnalysisError, match=r"1 row\(s\) whose N or loss is not a positive number \(the first: run "):
         CurveLaw().fit(table)
+
+
+def test_a_constant_loss_is_refused_before_fitting():
+    with pytest.raises(AnalysisError, match=r"^the loss does not vary: every row is 2.5; a law needs runs whose loss "
+                                            r"differs$"):
+        CurveLaw().fit(curves([25e3, 55e3]).assign(loss=2.5))

@@ -237,3 +237,26 @@ def test_one_scale_and_too_few_points_are_refused():
     few = pd.DataFrame({"N": [1e8, 2e8, 4e8], "D": [1e9, 2e9, 4e9], "loss": [3.0, 2.9, 2.8]})
     with pytest.raises(AnalysisError, match="5 parameters but the table has only 3 points"):
         ChinchillaLaw().fit(few)
+
+
+def test_hparams_of_one_batch_size_fit_the_lr_law_alone(sweep_table, synth):
+    law = HparamsLaw("steplaw").fit(sweep_table[sweep_table["batch_size"] == 64], bootstrap=10)
+    assert set(law.params_) == {"a", "alpha", "beta"} and not law.bs_varied
+    for k in ("alpha", "beta"):
+        assert abs(law.params_[k] - synth.HP_TRUE[k]) < 0.06, (k, law.params_)
+    lono = pd.DataFrame(law.metrics_["leave_one_n_out"])  # the nearest run by lr alone
+    assert len(lono) == 4 and (lono["mean_regret"] < 0.01).all()
+    back = load_fit(law.to_dict())
+    lr, bs = back.predict(N=3e8, D=1e10)
+    (lo, hi), bs_interval = back.predict_interval(N=3e8, D=1e10)
+    assert lo < lr < hi and np.isnan(bs) and np.isnan(bs_interval).all() and not back.bs_varied
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy's overflow, which the CLI keeps off stderr
+def test_a_fit_with_a_parameter_that_is_no_finite_number_is_refused():
+    C = np.geomspace(1e17, 1e22, 12)
+    loss = 1.8 + 2000 * C ** -0.15
+    loss[0] = 1e300
+    with pytest.raises(AnalysisError, match=r"^the power fit gives A = inf, no finite number: it ran away; check the "
+                                            r"loss for a wild value and N, D and C for mixed units"):
+        PowerLaw("C", "loss").fit(pd.DataFrame({"C": C, "loss": loss}))

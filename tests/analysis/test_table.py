@@ -244,3 +244,29 @@ def test_sqlite_file_reads_the_database_path_as_sqlalchemy_does(url, path):
     assert sqlite_file(url) == path
     if path is not None:  # the reference: the file SQLAlchemy itself would open
         assert Path(make_url(url).database) == path
+
+
+def test_numbers_written_with_a_suffix_are_read_and_other_text_is_named(tmp_path, capsys):
+    sizes = ["20M", "1.5B", "300k", "2 K", "4G", "1T", "twenty", "5m"]
+    pd.DataFrame({"N": sizes, "D": 1e9, "loss": np.linspace(3.0, 2.3, len(sizes))}) \
+        .to_csv(tmp_path / "sizes.csv", index=False)
+    t = load_table(tmp_path / "sizes.csv")
+    assert t["N"].tolist() == [2e7, 1.5e9, 3e5, 2e3, 4e9, 1e12]
+    assert not any(c.startswith("text of") for c in t.columns)
+    err = capsys.readouterr().err
+    assert "2 bad row(s) left out" in err and "N='twenty'" in err and "N='5m'" in err  # 5m: milli or mega?
+    assert "N=nan" not in err
+
+
+def test_a_loss_far_from_the_others_is_named_and_kept(capsys, synth, chinchilla_table):
+    N, D = np.meshgrid([1e7, 3e7, 1e8, 3e8, 1e9], [1e9, 4e9, 1.6e10])
+    t = pd.DataFrame({"N": N.ravel(), "D": D.ravel(), "run_id": [f"r{i}" for i in range(15)]})
+    t["loss"] = synth.chinchilla_loss(t["N"], t["D"])
+    t.loc[3, "loss"] = 1e300
+    t.loc[7, "loss"] = 0.9 * t.loc[7, "loss"]  # a noisy run, not a wild one
+    assert len(load_table(t)) == 15
+    err = capsys.readouterr().err
+    assert "scalelab: warning: 1 run(s) whose loss lies far from the others' (median " in err
+    assert "\n  row 3 (r3): loss=1e+300" in err and "r7" not in err
+    load_table(chinchilla_table)  # losses from 2.1 to 5.8, over three decades of N and four of D
+    assert "far from the others" not in capsys.readouterr().err

@@ -372,7 +372,8 @@ def cmd_report(args) -> int:
         except AnalysisError:  # sensitivity then uses the completed runs only
             all_runs = None
     files = write_report(table, args.out, bootstrap=args.bootstrap, seed=args.seed,
-                         all_runs=all_runs, use_wandb=args.wandb, wandb_project=args.project)
+                         all_runs=all_runs, use_wandb=args.wandb, wandb_project=args.project,
+                         source_runs=len(raw))
     for k, v in files.items():
         print(f"{k}: {v}")
     return 0

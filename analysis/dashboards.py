@@ -3,6 +3,11 @@
 The panels read the names `scalelab.wandb_keys` says the runs log; the tests compare the two.
 A small `DashboardSpec`, written as JSON beside an offline report, is all `publish` needs later.
 
+Every panel draws every run its filter matches: W&B draws 10 runs (or groups) by default, so the
+line plots' limit and the workspace's `max_runs` are the spec's `runs`, counted when the report ran.
+The filter takes the ladder's (or study's) training runs and the one analysis run the spec names
+by id, the newest: older analysis runs of the same ladder stay out of the panels.
+
 Building is offline; only `publish` talks to W&B. Without an entity the objects are built with
 an empty one, which `publish` resolves to the account's default entity before saving.
 """
@@ -19,7 +24,8 @@ import wandb_workspaces.workspaces as ws
 from wandb_workspaces import expr
 
 from scalelab.messages import first_line
-from scalelab.wandb_keys import ANALYSIS_JOB, FITS_TABLE, LR, TRAIN_JOB
+from scalelab.wandb_keys import ANALYSIS_JOB, BEST, FITS_TABLE, FRONTIER, FRONTIER_TABLE, FRONTIER_X, LR, \
+    TARGET, TRAIN_JOB
 
 from .errors import AnalysisError
 
@@ -27,15 +33,18 @@ from .errors import AnalysisError
 SPEC_FILE = "wandb_dashboards.json"
 KIND = "scalelab.wandb_dashboards"  # tells a spec file from any other JSON file
 RUNS_KEYS = ("ladder", "study")
-FIELDS = ("project", "entity", "name", "runs_key", "runs_value", "searched")
+FIELDS = ("project", "entity", "name", "runs_key", "runs_value", "searched", "log_keys", "runs", "analysis_id")
 UNRESOLVED_ENTITY = ""  # built offline without an entity; `publish` puts the real one in
 TITLE_MAX = 128  # W&B's limit on a report title
+DEFAULT_RUNS = 10  # what W&B draws when no limit is set
 
 
 @dataclasses.dataclass(frozen=True)
 class DashboardSpec:
     """Which runs (config `runs_key` == `runs_value`) go where (`entity`/`project`), named `name`;
-    `searched` are the config paths the study searched (the parallel coordinates' axes)."""
+    `searched` are the config paths the study searched (the parallel coordinates' axes), `log_keys`
+    those drawn on log axes; `runs`: how many runs the filter matches (every panel's run limit);
+    `analysis_id`: the W&B id of the analysis run whose fits and frontier the panels show."""
 
     project: str
     entity: str | None
@@ -43,15 +52,20 @@ class DashboardSpec:
     runs_key: str
     runs_value: str
     searched: tuple[str, ...] = ()
+    log_keys: tuple[str, ...] = ()
+    runs: int = DEFAULT_RUNS
+    analysis_id: str | None = None
 
     def __post_init__(self):
         problem = _problem(self)
         if problem:
             raise AnalysisError(f"bad W&B dashboard spec: {problem}")
         object.__setattr__(self, "searched", tuple(self.searched))
+        object.__setattr__(self, "log_keys", tuple(self.log_keys))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": KIND, **{f: getattr(self, f) for f in FIELDS}, "searched": list(self.searched)}
+        return {"kind": KIND, **{f: getattr(self, f) for f in FIELDS}, "searched": list(self.searched),
+                "log_keys": list(self.log_keys)}
 
     @classmethod
     def from_dict(cls, data: Any) -> DashboardSpec:
@@ -102,9 +116,14 @@ def _problem(spec: DashboardSpec) -> str | None:
         return f"runs_key must be one of {', '.join(RUNS_KEYS)}, got {spec.runs_key!r}"
     if len(spec.name) > TITLE_MAX:
         return f"name is {len(spec.name)} characters; W&B allows {TITLE_MAX}"
-    if not isinstance(spec.searched, (list, tuple)) or not all(
-            isinstance(k, str) and k for k in spec.searched):
-        return f"searched must be a list of config paths, got {spec.searched!r}"
+    for f in ("searched", "log_keys"):
+        keys = getattr(spec, f)
+        if not isinstance(keys, (list, tuple)) or not all(isinstance(k, str) and k for k in keys):
+            return f"{f} must be a list of config paths, got {keys!r}"
+    if not isinstance(spec.runs, int) or isinstance(spec.runs, bool) or spec.runs < 1:
+        return f"runs must be a positive integer, got {spec.runs!r}"
+    if spec.analysis_id is not None and (not isinstance(spec.analysis_id, str) or not spec.analysis_id):
+        return f"analysis_id must be a non-empty string or null, got {spec.analysis_id!r}"
     return None
 
 
@@ -136,10 +155,33 @@ def _literal(value: str) -> str:
 
 
 def _filter(spec: DashboardSpec, *jobs: str) -> str:
-    """The spec's runs of these job types, in W&B's filter language."""
-    job = (f"Metric('JobType') = {_literal(jobs[0])}" if len(jobs) == 1
-           else f"Metric('JobType') in [{', '.join(map(_literal, jobs))}]")
-    return f"Config({spec.runs_key!r}) = {_literal(spec.runs_value)} and {job}"
+    """The spec's runs of these job types, in W&B's filter language. Of the analysis job, only the
+    run the spec names by id (where it names one): a re-run's analysis run replaces the old one.
+    One level of `or`, no `and` inside it: W&B's filter format keeps no deeper grouping."""
+    def one(job: str) -> str:
+        if job == ANALYSIS_JOB and spec.analysis_id:
+            return f"Metric('ID') = {_literal(spec.analysis_id)}"
+        return f"Metric('JobType') = {_literal(job)}"
+
+    either = " or ".join(map(one, jobs))
+    return f"Config({spec.runs_key!r}) = {_literal(spec.runs_value)} and " + (f"({either})" if len(jobs) > 1 else either)
+
+
+def frontier_plot(spec: DashboardSpec) -> wr.LinePlot:
+    """The analysis run's frontier: the fitted L(C) and its band, each scale's best run and the
+    target, on log-log axes (history rows on x = training FLOPs, `analysis.frontier`)."""
+    marks = {BEST: "points", TARGET[0]: "points", TARGET[1]: "points", FRONTIER[1]: "dotted",
+             FRONTIER[2]: "dotted"}
+    return wr.LinePlot(
+        title=f"fitted frontier L(C), 95% band, best run of each scale: {spec.runs_value}"[:TITLE_MAX],
+        x=FRONTIER_X, y=[*FRONTIER, BEST, *TARGET], log_x=True, log_y=True, title_x="training FLOPs C",
+        title_y="val_loss", max_runs_to_show=spec.runs,
+        line_marks={f"{spec.analysis_id}:{k}": m for k, m in marks.items()} if spec.analysis_id else None)
+
+
+BEST_VS_FINAL = ("A curve point is measured on part of the held-out set (its `eval_tokens`); "
+                 "`final_val_loss` on all of it, so the curve's last point and the summary differ a little. "
+                 "`best_val_loss` is the lowest curve point.")
 
 
 def _panels(spec: DashboardSpec) -> dict[str, list]:
@@ -148,27 +190,28 @@ def _panels(spec: DashboardSpec) -> dict[str, list]:
     # One study is one scale: each trial is its own curve.
     by_scale = (dict(groupby=wr.Config("scale"), groupby_aggfunc="min", groupby_rangefunc="minmax")
                 if spec.runs_key == "ladder" else {})
-    columns = [_Column(metric=wr.Config(k), log=True if k in ("N", "D") else None)
+    columns = [_Column(metric=wr.Config(k), log=True if k in ("N", "D", *spec.log_keys) else None)
                for k in dict.fromkeys((*spec.searched, "N", "D"))]
-    columns.append(_Column(metric=wr.SummaryMetric("final_val_loss")))
+    columns.append(_Column(metric=wr.SummaryMetric("final_val_loss"), log=True))
     return {
         "Loss curves": [
-            wr.LinePlot(title="val_loss vs tokens", x="tokens", y=["val_loss"], log_x=True,
-                        **by_scale),
+            # tokens on a linear axis: the curve's first point, at tokens = 0, is drawn
+            wr.LinePlot(title="val_loss vs tokens (each point on its eval_tokens)", x="tokens", y=["val_loss"],
+                        log_y=True, max_runs_to_show=spec.runs, **by_scale),
+            # log-log: loss against compute; the point at 0 FLOPs is on the plot above
             wr.LinePlot(title="val_loss vs training FLOPs", x="flops", y=["val_loss"],
-                        log_x=True, **by_scale),
+                        log_x=True, log_y=True, max_runs_to_show=spec.runs, **by_scale),
         ],
         "Scaling": [
-            _Scatter(title="final val_loss vs C (colour: N)", x=wr.Config("C"),
-                        y=wr.SummaryMetric("final_val_loss"), z=wr.Config("N"),
-                        log_x=True, log_y=True, log_z=True),
-            _Scatter(title=f"final val_loss vs {LR} (colour: C)", x=wr.Config(LR),
-                        y=wr.SummaryMetric("final_val_loss"), z=wr.Config("C"),
-                        log_x=True, log_z=True),
+            frontier_plot(spec),
+            _Scatter(title="final val_loss vs C, every trial", x=wr.Config("C"),
+                     y=wr.SummaryMetric("final_val_loss"), log_x=True, log_y=True),
+            _Scatter(title=f"final val_loss vs {LR}", x=wr.Config(LR),
+                     y=wr.SummaryMetric("final_val_loss"), log_x=True, log_y=True),
         ],
         "Search": [wr.ParallelCoordinatesPlot(title="searched hyperparameters", columns=columns)],
-        "Fitted laws": [wr.WeavePanelSummaryTable(table_name=FITS_TABLE,
-                                                  layout=wr.Layout(w=24, h=10))],
+        "Fitted laws": [wr.WeavePanelSummaryTable(table_name=FITS_TABLE, layout=wr.Layout(w=24, h=10)),
+                        wr.WeavePanelSummaryTable(table_name=FRONTIER_TABLE, layout=wr.Layout(w=24, h=10))],
     }
 
 
@@ -178,15 +221,16 @@ def build_workspace(spec: DashboardSpec) -> ws.Workspace:
         entity=spec.entity or UNRESOLVED_ENTITY, project=spec.project, name=spec.name,
         sections=[ws.Section(name=name, panels=panels, is_open=True)
                   for name, panels in _panels(spec).items()],
-        # One run set in a workspace: the fits table needs the analysis run in it too.
+        settings=ws.WorkspaceSettings(max_runs=spec.runs),
+        # One run set in a workspace: the fits table and the frontier need the analysis run in it too.
         runset_settings=ws.RunsetSettings(filters=_filter(spec, TRAIN_JOB, ANALYSIS_JOB)))
 
 
 def build_report(spec: DashboardSpec) -> wr.Report:
-    """The report: the training runs' panels, then the analysis run's fitted laws."""
+    """The report: the training runs' panels, then the analysis run's frontier and fitted laws."""
     entity = spec.entity or UNRESOLVED_ENTITY
     panels = _panels(spec)
-    fits = panels.pop("Fitted laws")
+    fits = [panels["Scaling"].pop(0), *panels.pop("Fitted laws")]  # the frontier is the analysis run's
 
     def runs(name: str, job: str) -> wr.Runset:
         return wr.Runset(entity=entity, project=spec.project, name=name, filters=_filter(spec, job))
@@ -196,8 +240,8 @@ def build_report(spec: DashboardSpec) -> wr.Report:
         description=f"W&B runs with config {spec.runs_key} = {spec.runs_value}",
         blocks=[
             *(block for name, section in panels.items() for block in (
-                wr.H2(name), wr.PanelGrid(runsets=[runs("training runs", TRAIN_JOB)],
-                                          panels=section))),
+                wr.H2(name), *([wr.P(BEST_VS_FINAL)] if name == "Loss curves" else []),
+                wr.PanelGrid(runsets=[runs("training runs", TRAIN_JOB)], panels=section))),
             wr.H2("Fitted laws"),
             wr.PanelGrid(runsets=[runs("analysis", ANALYSIS_JOB)], panels=fits),
         ])

@@ -25,16 +25,23 @@ from .table import warn
 
 def write_report(table: pd.DataFrame, out: str | Path, *, bootstrap: int = 0, seed: int = 0,
                  all_runs: pd.DataFrame | None = None, use_wandb: bool = False,
-                 wandb_project: str | None = None, study: str | Path | None = None) -> dict[str, Path]:
+                 wandb_project: str | None = None, study: str | Path | None = None,
+                 source_runs: int = 0) -> dict[str, Path]:
     """Write figures, index.html and fits.json into `out`; optionally a W&B analysis run.
 
     A scaling study's folder (`study`, else the table's source when it holds verdict.json)
     adds a "Scaling study" section; its verification runs stay out of the other fits, which
     they would otherwise test against themselves. Its curve law (through the ladder's best loss
-    curves) is listed with the other laws, or why it could not be fitted.
+    curves) is listed with the other laws, or why it could not be fitted. `source_runs`: how many
+    runs the source holds, every status (the W&B dashboards' run limits).
     """
     if len(table) == 0:
         raise AnalysisError("the report got an empty table")
+    if use_wandb:
+        # Imported here: only `--wandb` needs wandb, and it adds over half a second to start-up.
+        from .analysis_run import log_analysis_run, wandb_place
+
+        wandb_place(table, wandb_project)  # runs of two W&B projects: refused before any fitting
     out = report_folder(out)
     scaling = read_study(study if study is not None else table.attrs.get("source"))
     study_figures, curve = {}, None
@@ -56,10 +63,8 @@ def write_report(table: pd.DataFrame, out: str | Path, *, bootstrap: int = 0, se
     (out / "index.html").write_text(render_page(found, figures, section, study_figures))
     files = {"index": out / "index.html", "fits": out / "fits.json", **study_figures, **figures}
     if use_wandb:
-        # Imported here: only `--wandb` needs wandb, and it adds over half a second to start-up.
-        from .analysis_run import log_analysis_run
-
-        files.update(log_analysis_run(table, found, {**study_figures, **figures}, out, project=wandb_project))
+        files.update(log_analysis_run(table, found, {**study_figures, **figures}, out, project=wandb_project,
+                                      verdict=scaling.verdict if scaling else None, source_runs=source_runs))
     return files
 
 

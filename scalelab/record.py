@@ -53,6 +53,11 @@ PACKAGES = ("scalelab", "torch", "lightning", "hydra-core", "optuna", "wandb", "
 # The record's `hparams` beside the searched values, and the config path each is read from.
 HPARAMS = {"lr": "optim.lr", "batch_size": "train.batch_size", "weight_decay": "optim.weight_decay",
            "warmup": "schedule.warmup", "schedule": "schedule.name"}
+# The record's numbers under `metrics` and under `scale`, each written by every training run
+# (null where it has none): with `hparams.*` and `config.*`, what a sweep's `objectives` may name.
+METRICS = ("final_val_loss", "best_val_loss", "initial_loss", "steps", "tokens_seen", "tokens_per_second",
+           "mfu", "compile_seconds", "wall_seconds")
+SCALE = ("N", "N_total", "D", "C", "flops_per_token")
 # Where each analysed quantity lives in a record.
 FIELDS = {
     "N": "scale.N", "N_total": "scale.N_total", "D": "scale.D", "C": "scale.C",
@@ -62,6 +67,7 @@ FIELDS = {
     "context": "config.model.context", "status": "status", "run_id": "run_id", "study": "study",
     "trial": "trial", "seed": "config.train.seed", "role": "config.trial.role", "ladder": "ladder",
     "width": "config.model.width", "parametrization": "config.model.parametrization",
+    "logger": "config.logger.kind", "project": "config.logger.project", "entity": "config.logger.entity",
 }
 
 

@@ -18,8 +18,12 @@ SEARCHED = ("optim.lr", "optim.beta2", "train.batch_size")
 VALUE = "ladder/model.width=8,train.tokens=2e5 <\"q'>"
 
 
-def spec(runs_key="ladder", value="tiny", entity=None, searched=SEARCHED):
-    return DashboardSpec("scalelab", entity, "tiny ladder", runs_key, value, searched)
+RUNS = 84  # more than W&B's default of 10 per panel, as a default study has
+
+
+def spec(runs_key="ladder", value="tiny", entity=None, searched=SEARCHED, analysis_id="an4lysis"):
+    return DashboardSpec("scalelab", entity, "tiny ladder", runs_key, value, searched, ("optim.lr",),
+                         runs=RUNS, analysis_id=analysis_id)
 
 
 def panels(obj):
@@ -40,13 +44,14 @@ BUILDERS = [dash.build_workspace, dash.build_report]
 @pytest.mark.parametrize("build", BUILDERS)
 def test_dashboards_read_only_the_names_the_runs_log(build, runs_key):
     keys = dash.referenced_keys(build(spec(runs_key)))
-    assert keys["history"] == {"tokens", "flops", "val_loss"}
-    assert keys["history"] <= set(keys_logged.HISTORY)
+    frontier = {keys_logged.FRONTIER_X, *keys_logged.FRONTIER, keys_logged.BEST, *keys_logged.TARGET}
+    assert keys["history"] == {"tokens", "flops", "val_loss"} | frontier
+    assert keys["history"] - frontier <= set(keys_logged.HISTORY)
     assert keys["summary"] == {"final_val_loss"} and keys["summary"] <= set(keys_logged.SUMMARY)
     assert set(SEARCHED) | {runs_key, "N", "D", "C", keys_logged.LR} <= keys["config"]
     assert keys["config"] <= set(keys_logged.CONFIG) | set(SEARCHED) | {keys_logged.LR}
-    assert keys["table"] == {keys_logged.FITS_TABLE}
-    assert keys["run"] == {"JobType"}
+    assert keys["table"] == {keys_logged.FITS_TABLE, keys_logged.FRONTIER_TABLE}
+    assert keys["run"] == {"JobType", "ID"}  # the analysis run by its id
 
 
 def test_referenced_keys_sees_a_name_outside_the_contract():
@@ -59,27 +64,54 @@ def test_referenced_keys_sees_a_name_outside_the_contract():
 
 
 @pytest.mark.parametrize("build", BUILDERS)
-def test_the_five_panels_and_their_axes(build):
+def test_the_panels_and_their_axes(build):
     ps = panels(build(spec()))
     lines = [p for p in ps if isinstance(p, wr.LinePlot)]
     curve = only([p for p in lines if p.x == "tokens"], "val_loss vs tokens plots")
-    assert curve.y == ["val_loss"] and curve.log_x
+    # tokens linear, so that the curve's point at tokens = 0 is drawn; loss on a log axis
+    assert curve.y == ["val_loss"] and not curve.log_x and curve.log_y
     assert curve.groupby == wr.Config("scale")  # a ladder: one curve per scale
-    assert only([p for p in lines if p.x == "flops"], "val_loss vs flops plots").log_x
+    flops = only([p for p in lines if p.x == "flops"], "val_loss vs flops plots")
+    assert flops.log_x and flops.log_y  # loss against compute: log-log
+
+    law = only([p for p in lines if p.x == keys_logged.FRONTIER_X], "frontier plots")
+    assert law.y == [*keys_logged.FRONTIER, keys_logged.BEST, *keys_logged.TARGET] and law.log_x and law.log_y
+    assert law.line_marks["an4lysis:" + keys_logged.BEST] == "points"  # each scale's best run, a point
 
     scatters = [p for p in ps if isinstance(p, wr.ScatterPlot)]
-    frontier = only([p for p in scatters if p.x == wr.Config("C")], "loss vs C plots")
-    assert frontier.y == wr.SummaryMetric("final_val_loss") and frontier.z == wr.Config("N")
-    assert frontier.log_x and frontier.log_y and frontier.log_z
+    trials = only([p for p in scatters if p.x == wr.Config("C")], "loss vs C plots")
+    assert trials.y == wr.SummaryMetric("final_val_loss") and trials.log_x and trials.log_y
     lr = only([p for p in scatters if p.x == wr.Config(keys_logged.LR)], "loss vs lr plots")
     assert lr.y == wr.SummaryMetric("final_val_loss") and lr.log_x
+    assert all(p.z is None for p in scatters)  # a z field may draw a 3D plot
 
     parallel = only([p for p in ps if isinstance(p, wr.ParallelCoordinatesPlot)], "parallel plots")
     assert [c.metric for c in parallel.columns] == (
         [wr.Config(k) for k in (*SEARCHED, "N", "D")] + [wr.SummaryMetric("final_val_loss")])
+    # log axes for the log-searched lr, N, D and the loss; linear for beta2 and the batch size
+    assert [bool(c.log) for c in parallel.columns] == [True, False, False, True, True, True]
 
-    table = only([p for p in ps if isinstance(p, wr.WeavePanelSummaryTable)], "table panels")
-    assert table.table_name == keys_logged.FITS_TABLE
+    tables = [p.table_name for p in ps if isinstance(p, wr.WeavePanelSummaryTable)]
+    assert tables == [keys_logged.FITS_TABLE, keys_logged.FRONTIER_TABLE]
+
+
+@pytest.mark.parametrize("build", BUILDERS)
+def test_every_panel_draws_every_run_the_filter_matches(build):
+    """W&B draws 10 runs (or groups) per line plot unless told more: the limits are the spec's
+    run count, read back from the objects W&B saves."""
+    built = build(spec())
+    assert all(p.max_runs_to_show == RUNS for p in panels(built) if isinstance(p, wr.LinePlot))
+    saved = json.dumps(built._to_model().model_dump(by_alias=True, exclude_none=True))
+    assert saved.count(f'"limit": {RUNS}') == 3  # the two curve plots and the frontier
+    if isinstance(built, ws.Workspace):
+        assert built.settings.max_runs == RUNS and f'"maxRuns": {RUNS}' in saved
+        assert ws.Workspace._from_model(built._to_model()).settings.max_runs == RUNS
+    assert '"limit": 10' not in saved and '"maxRuns": 10' not in saved
+
+
+def test_the_report_explains_best_against_final():
+    text = " ".join(str(b.text) for b in dash.build_report(spec()).blocks if isinstance(b, wr.P))
+    assert "eval_tokens" in text and "final_val_loss" in text and "best_val_loss" in text
 
 
 @pytest.mark.parametrize("build", BUILDERS)
@@ -102,12 +134,16 @@ def filters(text):
     return {f["key"]["name"]: f for f in expr.filters_tree_to_v2(expr.expr_to_filters(text))["filters"]}
 
 
-def test_workspace_filter_keeps_the_value_exact_and_takes_the_analysis_run():
+def test_workspace_filter_keeps_the_value_exact_and_takes_only_the_named_analysis_run():
     view = dash.build_workspace(spec("study", VALUE))._to_model()
-    found = {f["key"]["name"]: f for f in view.spec.section.run_sets[0].filters["filters"]}
+    top = view.spec.section.run_sets[0].filters["filters"]
+    found = {f["key"]["name"]: f for f in top if "key" in f}
     assert found["study"]["value"] == VALUE and found["study"]["key"]["section"] == "config"
-    assert found["jobType"]["op"] == "IN"
-    assert set(found["jobType"]["value"]) == {keys_logged.TRAIN_JOB, keys_logged.ANALYSIS_JOB}
+    [group] = [f for f in top if "filters" in f]  # training runs, or the analysis run by its id
+    assert [(f["key"]["name"], f["value"], f.get("connector")) for f in group["filters"]] == [
+        ("jobType", keys_logged.TRAIN_JOB, None), ("name", "an4lysis", "OR")]
+    unnamed = dash.build_workspace(spec(analysis_id=None))._to_model()  # a spec of no analysis run
+    assert "an4lysis" not in json.dumps(unnamed.model_dump(by_alias=True))
 
 
 def test_report_filters_training_runs_and_the_analysis_run_apart():
@@ -118,7 +154,10 @@ def test_report_filters_training_runs_and_the_analysis_run_apart():
         found = filters(only(grid.runsets, "run sets").filters)
         assert found["ladder"]["value"] == VALUE
         has_table = any(isinstance(p, wr.WeavePanelSummaryTable) for p in grid.panels)
-        assert found["jobType"]["value"] == (keys_logged.ANALYSIS_JOB if has_table else keys_logged.TRAIN_JOB)
+        if has_table:  # the analysis run the spec names, and no older one
+            assert found["name"]["value"] == "an4lysis" and "jobType" not in found
+        else:
+            assert found["jobType"]["value"] == keys_logged.TRAIN_JOB
 
 
 def test_entity_is_optional_offline_and_used_when_given():
@@ -153,6 +192,8 @@ GOOD = spec().to_dict()
     (json.dumps({**GOOD, "colour": "red"}), "unknown colour"),
     (json.dumps({**GOOD, "runs_key": "group"}), "runs_key must be one of"),
     (json.dumps({**GOOD, "searched": "optim.lr"}), "searched must be a list"),
+    (json.dumps({**GOOD, "runs": 0}), "runs must be a positive integer"),
+    (json.dumps({**GOOD, "analysis_id": ""}), "analysis_id must be"),
     (json.dumps({**GOOD, "project": 3}), "project must be a non-empty string"),
     (b"\xff\xfe", "decode"),
 ])
@@ -175,6 +216,8 @@ def test_a_bad_spec_is_refused_when_made():
         spec("scale")
     with pytest.raises(AnalysisError, match="name"):
         DashboardSpec("p", None, "x" * 200, "ladder", "v", ())
+    with pytest.raises(AnalysisError, match="log_keys"):
+        DashboardSpec("p", None, "x", "ladder", "v", (), "optim.lr")
 
 
 # ----------------------------------------------------------------------------------- publishing

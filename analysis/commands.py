@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -379,6 +380,17 @@ def cmd_report(args) -> int:
     return 0
 
 
+def start_order(runs) -> list[Path]:
+    """Offline runs in the order they started (the time in `offline-run-<YYYYMMDD_HHMMSS>-<id>`),
+    then by path: a resumed run's files reach `wandb sync` after the file they continue, wherever
+    their folders lie (a resumed trial may write to another folder)."""
+    def started(path: Path) -> tuple[str, str]:
+        stamp = re.match(r"offline-run-(\d{8}_\d{6})-", path.name)
+        return (stamp[1] if stamp else "", str(path))
+
+    return sorted(runs, key=started)
+
+
 def cmd_sync(args) -> int:
     # Imported here: wandb_workspaces loads wandb, over half a second that no other command pays.
     from scalelab.analysis.dashboards import SPEC_FILE, DashboardSpec, publish
@@ -386,7 +398,7 @@ def cmd_sync(args) -> int:
     folder = Path(args.folder)
     if not folder.is_dir():
         raise AnalysisError(f"{folder} is not a folder")
-    runs = sorted(p for p in folder.rglob("offline-run-*") if p.is_dir())
+    runs = start_order(p for p in folder.rglob("offline-run-*") if p.is_dir())
     specs = sorted(folder.rglob(SPEC_FILE))
     if not runs and not specs:
         raise AnalysisError(f"no offline W&B run (offline-run-*) and no {SPEC_FILE} below {folder}")

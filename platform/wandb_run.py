@@ -74,7 +74,9 @@ class WandbLog(L.Callback):
     def _log_curve(self, module) -> None:
         for point in module.curve:
             if point["step"] > self.logged:
-                self._log(point["step"], {"val_loss": point["val_loss"]})
+                # eval_tokens: the held-out tokens this point was scored on (part of the set; the
+                # summary's final_val_loss is on all of it), so a reader in W&B sees why they differ
+                self._log(point["step"], {"val_loss": point["val_loss"], "eval_tokens": point.get("eval_tokens")})
                 self.logged = point["step"]
 
     def on_train_start(self, trainer, pl_module) -> None:

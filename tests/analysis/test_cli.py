@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -384,6 +385,25 @@ def test_sync_finds_offline_runs_at_any_depth_and_refuses_bad_input(capsys, tmp_
     (tmp_path / "runs" / "wandb_dashboards.json").write_text("{not json")
     err = _err(capsys, "sync", str(tmp_path / "runs"), "--dry-run")  # refused before any upload
     assert f"cannot read W&B dashboard spec {tmp_path / 'runs' / 'wandb_dashboards.json'}" in err
+
+
+def test_sync_hands_a_resumed_runs_files_over_in_start_order(capsys, tmp_path, monkeypatch):
+    """A run killed and resumed leaves two offline files of one id; `wandb sync` gets them in the
+    order they started, whatever the folders' names, then the other runs by their start."""
+    later = tmp_path / "runs" / "a_resumed" / "wandb" / "offline-run-20260102_090000-abc"
+    first = tmp_path / "runs" / "b_first" / "wandb" / "offline-run-20260102_080000-abc"
+    again = tmp_path / "runs" / "b_first" / "wandb" / "offline-run-20260102_100000-abc"
+    other = tmp_path / "runs" / "c" / "wandb" / "offline-run-20260101_120000-xyz"
+    for p in (later, first, again, other):
+        p.mkdir(parents=True)
+    rc, out, err = _run(capsys, "sync", str(tmp_path / "runs"), "--dry-run")
+    assert rc == 0, err
+    assert [Path(line.strip()) for line in out.splitlines()[1:]] == [other, first, later, again]
+    handed = []
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: handed.append(cmd) or SimpleNamespace(returncode=0))
+    rc, out, err = _run(capsys, "sync", str(tmp_path / "runs"))
+    assert rc == 0, err
+    assert handed[0][-4:] == [str(other), str(first), str(later), str(again)]
 
 
 def _small_ladder(synth, path: Path, millions_from: float = np.inf) -> Path:

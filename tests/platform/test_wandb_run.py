@@ -54,8 +54,9 @@ def test_every_row_is_on_tokens_and_flops_at_the_records_step(logged):
     for row in run.history:
         assert row["tokens"] == row["_step"] * tokens_per_step
         assert row["flops"] == pytest.approx(row["tokens"] * flops_per_token)
-    curve = [(row["_step"], row["val_loss"]) for row in run.history if "val_loss" in row]
-    assert curve == [(p["step"], pytest.approx(p["val_loss"])) for p in record["curve"]]
+    curve = [(row["_step"], row["val_loss"], row["eval_tokens"]) for row in run.history if "val_loss" in row]
+    assert curve == [(p["step"], pytest.approx(p["val_loss"]), p["eval_tokens"]) for p in record["curve"]]
+    assert all(0 < p["eval_tokens"] <= 2048 for p in record["curve"])  # train.eval_tokens=2048
     assert run.history[0]["_step"] == 0 and run.history[0]["tokens"] == 0 and "val_loss" in run.history[0]
     assert len(curve) == 11  # step 0 and the ten evaluations train.evals asks for
     losses = [row["_step"] for row in run.history if "train_loss" in row]

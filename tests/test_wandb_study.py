@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from scalelab import wandb_keys
 from scalelab.analysis import dashboards
 from scalelab.analysis.dashboards import DashboardSpec
 
@@ -52,17 +53,24 @@ def test_a_ladder_in_wandb(tmp_path):
 
     [analysis] = [read_run(p) for p in find_runs(report)]
     assert analysis.config["ladder"] == "lad" and analysis.group == "lad"
+    assert analysis.project == "scalelab" == training[0].project  # the runs' own logger.project
     assert sorted(analysis.config["run_ids"]) == sorted(run.run_id for run in training)
 
     spec = DashboardSpec.read(report)
     assert (spec.runs_key, spec.runs_value, spec.searched) == ("ladder", "lad", ("optim.lr",))
+    assert spec.analysis_id == analysis.run_id and spec.runs >= len(training) + 1  # every panel draws every run
     logged = {
-        "history": {k for run in training for row in run.history for k in row},
+        "history": {k for run in [*training, analysis] for row in run.history for k in row},
         "config": set.intersection(*(set(run.config) for run in training)),
         "summary": set.intersection(*(set(run.summary) for run in training)),
         "table": {k for row in analysis.history for k in row},
-        "run": {"JobType"},  # W&B's own: the run's job type
+        "run": {"JobType", "ID"},  # W&B's own: the run's job type and id
     }
+    # the frontier's law needs three scales and the target a scaling study: two scales log neither
+    unfitted = {*wandb_keys.FRONTIER, *wandb_keys.TARGET}
+    assert {wandb_keys.FRONTIER_X, wandb_keys.BEST, "eval_tokens"} <= logged["history"]
+    assert not unfitted & logged["history"]
+    logged["history"] |= unfitted
     for build in (dashboards.build_workspace, dashboards.build_report):
         for where, keys in dashboards.referenced_keys(build(spec)).items():
             assert keys <= logged[where], (build.__name__, where, keys - logged[where])

@@ -238,9 +238,9 @@ def cmd_predict(args) -> int:
         if reliable and not law.samples_:
             out["notes"].append(f"{path}: no interval: the fit has no bootstrap (fit again with --bootstrap 200)")
         elif law.name == "curve" and reliable:
-            out["notes"].append(f"{path}: the interval is the curve fit's bootstrap alone, which held for 83% of the "
+            out["notes"].append(f"{path}: the interval is the curve fit's bootstrap alone, which held for 80% of the "
                                 "backtest's targets 4x beyond their fit; the scaling study's adds the spread between "
-                                "laws, seed noise and a 2% floor (94%): docs/figures.md#backtest")
+                                "laws and seed noise (100%) and a 2% floor: docs/figures.md#backtest")
     if args.json:
         print(strict_json(out), end="")
         return 0

@@ -51,8 +51,8 @@ TARGET_ROLES = (OPTIMUM, HALF, DOUBLE, LR_LOW, LR_HIGH)
 NOISE_SDS = 2.0  # a difference below twice the seed-to-seed spread is inside noise
 CURVE = "curve"  # the curve law's name among the loss candidates
 # Chosen by the backtest on the reference runs (`benchmarks/backtest.py`): the law that predicts the
-# target's loss (where it can be fitted), and the floor of its interval, its median |error| on
-# targets twice as wide as any run it was fitted to (95% half-width, relative).
+# target's loss (where it can be fitted), and the floor of its interval, about twice its median
+# |error| (0.97%) on targets twice as wide as any run it was fitted to (95% half-width, relative).
 PREDICTOR = CURVE
 FLOOR = 0.02
 OPTIMUM_KIND = "weighted"  # each scale's optimum from its trials near the best (`hparam_law`)

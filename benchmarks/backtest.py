@@ -33,6 +33,7 @@ import pandas as pd
 from scalelab.analysis.laws import AutoLaw, ChinchillaLaw
 from scalelab.analysis.laws.chinchilla import FORMS
 from scalelab.analysis.laws.curve import SKIP, CurveLaw
+from scalelab.analysis.reach import distrust
 from scalelab.analysis.uncertainty import combine
 
 DATA = Path(__file__).resolve().parent / "data" / "reference_curves.csv"
@@ -109,14 +110,16 @@ def candidates(train: pd.DataFrame, bootstrap: int, skips=(SKIP,)) -> dict:
 
 
 def predictions(laws: dict, targets: pd.DataFrame) -> dict:
-    """name -> (predictions, bootstrap intervals) at the target cells."""
+    """name -> (predictions, bootstrap intervals, why each has no reliable number or "") at the
+    target cells."""
     out = {}
     for name, law in laws.items():
+        why = [distrust(law, N=n, D=d) for n, d in zip(targets["N"], targets["D"])]
         if isinstance(law, CurveLaw):  # at each target run's own areas
-            out[name] = (law.predict_points(targets), law.points_interval(targets))
+            out[name] = (law.predict_points(targets), law.points_interval(targets), why)
         else:
             out[name] = (law.predict(targets["N"], targets["D"]),
-                         [law.predict_interval(n, d) for n, d in zip(targets["N"], targets["D"])])
+                         [law.predict_interval(n, d) for n, d in zip(targets["N"], targets["D"])], why)
     return out
 
 
@@ -137,10 +140,10 @@ def run(curves: pd.DataFrame, bootstrap: int, skips=(SKIP,)) -> pd.DataFrame:
     for split, train, targets in splits(curves):
         made = predictions(candidates(train, bootstrap, skips), targets)
         for method in [m for m in made if m == "final" or m.startswith("curve")]:
-            values, intervals = made[method]
+            values, intervals, why = made[method]
             for i, t in enumerate(targets.itertuples()):
                 others = {m: float(v[0][i]) for m, v in made.items() if m != method and not m.startswith("curve ")}
-                both = combine(float(values[i]), intervals[i], others, noise)
+                both = combine(float(values[i]), intervals[i], others, noise, distrust=why[i])
                 for kind, (lo, hi) in (("bootstrap", intervals[i]), ("combined", (both.lo, both.hi))):
                     rows.append({"split": split, "method": method, "interval": kind, "N": t.N, "D": t.D,
                                  "measured": t.loss, "predicted": float(values[i]), "lo": lo, "hi": hi,
@@ -149,9 +152,14 @@ def run(curves: pd.DataFrame, bootstrap: int, skips=(SKIP,)) -> pd.DataFrame:
 
 
 def summary(frame: pd.DataFrame) -> pd.DataFrame:
-    g = frame.assign(abs_error=frame["error"].abs()).groupby(["split", "method", "interval"], sort=False)
-    return pd.DataFrame({"targets": g.size(), "median |error|": g["abs_error"].median(),
-                         "held": g["held"].mean(), "median width": g["width"].median()})
+    """Per split and method: the targets, the share with a reliable number, and |error|, held and
+    width over those (`all |error|`: over every target, the unreliable ones included)."""
+    frame = frame.assign(abs_error=frame["error"].abs())
+    keys = ["split", "method", "interval"]
+    g, r = frame.groupby(keys, sort=False), frame[frame["reliable"]].groupby(keys, sort=False)
+    return pd.DataFrame({"targets": g.size(), "reliable": g["reliable"].mean(), "all |error|": g["abs_error"].median(),
+                         "median |error|": r["abs_error"].median(), "held": r["held"].mean(),
+                         "median width": r["width"].median()})
 
 
 def main() -> None:
@@ -166,9 +174,10 @@ def main() -> None:
     print(summary(frame).to_string(float_format=lambda v: f"{v:.4f}"))
     far = frame[frame["split"].str.contains("4x")]
     for (method, kind), part in far.groupby(["method", "interval"], sort=False):
-        print(f"{method} ({kind} interval): targets >= 4x in N beyond the fit: median |error| "
-              f"{part['error'].abs().median():.2%}, intervals held {part['held'].mean():.0%}, "
-              f"median width {part['width'].median():.2%}")
+        kept = part[part["reliable"]]
+        print(f"{method} ({kind} interval): targets >= 4x in N beyond the fit: {len(kept)} of {len(part)} "
+              f"reliable, median |error| {kept['error'].abs().median():.2%} (all {part['error'].abs().median():.2%}), "
+              f"intervals held {kept['held'].mean():.0%}, median width {kept['width'].median():.2%}")
 
 
 if __name__ == "__main__":

@@ -58,6 +58,11 @@ HPARAMS = {"lr": "optim.lr", "batch_size": "train.batch_size", "weight_decay": "
 METRICS = ("final_val_loss", "best_val_loss", "initial_loss", "steps", "tokens_seen", "tokens_per_second",
            "mfu", "compile_seconds", "wall_seconds")
 SCALE = ("N", "N_total", "D", "C", "flops_per_token")
+# The record's numbers under `metrics` and under `scale`, each written by every training run
+# (null where it has none): with `hparams.*` and `config.*`, what a sweep's `objectives` may name.
+METRICS = ("final_val_loss", "best_val_loss", "initial_loss", "steps", "tokens_seen", "tokens_per_second",
+           "mfu", "compile_seconds", "wall_seconds")
+SCALE = ("N", "N_total", "D", "C", "flops_per_token")
 # Where each analysed quantity lives in a record.
 FIELDS = {
     "N": "scale.N", "N_total": "scale.N_total", "D": "scale.D", "C": "scale.C",

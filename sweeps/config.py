@@ -18,6 +18,8 @@ from scalelab.errors import ScalelabError
 from scalelab.hydra_private import OneLineInHydra
 
 DEFAULT_STUDY_NAME = "scalelab"
+# A sweep's folder is `<root>/<study_name>` unless hydra.sweep.dir says otherwise.
+DEFAULT_SWEEP_ROOT = "runs/sweeps"
 # The sweeper's own default; an explicit null is an in-memory study, as in hydra-optuna-sweeper.
 DEFAULT_STORAGE = "sqlite:///runs/sweeps/studies.db"
 
@@ -50,6 +52,9 @@ class SweepKeys:
     n_jobs: int = 1
     # After the sweep: exit 1 when a larger share of this process's finished trials FAILed.
     max_failure_rate: float = 0.0
+    # After the sweep: exit 1 when every trial this process finished FAILed, whatever
+    # max_failure_rate allows (a sweep that learned nothing), unless this says it may happen.
+    allow_all_failed: bool = False
     params: Dict[str, Any] = field(default_factory=dict)
     # Keys whose command-line sweeps are ladder axes (one scale, and study, per combination);
     # `model` also covers `model.width`. A sweep on any other key is a search dimension.
@@ -93,8 +98,9 @@ class SweepSettings(SweepKeys):
         self.objectives = [str(p) for p in (self.objectives or [])]
         self.params = self.params or {}
         self.ladder = [str(key) for key in (self.ladder or [])]
-        self.n_trials, self.n_jobs = int(self.n_trials), max(1, int(self.n_jobs))
+        self.n_trials, self.n_jobs = int(self.n_trials), int(self.n_jobs)
         self.max_failure_rate = float(self.max_failure_rate)
+        self.allow_all_failed = bool(self.allow_all_failed)
         self.heartbeat_interval = int(self.heartbeat_interval or 0)
         self.grace_period = self.grace_period or (3 * self.heartbeat_interval or None)
 

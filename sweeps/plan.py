@@ -9,8 +9,12 @@ From the command line's parsed overrides and the `SweepSettings`:
 - any other sweep is a search dimension, added to `params` with hydra-optuna-sweeper's meaning;
 - anything else is passed to every trial as it is, and a plain value for a key that `params`
   searches takes that key out of the search;
+- at least one key is searched (or a `custom_search_space` suggests them): a study of one
+  config would run the same trial `n_trials` times;
+- the training run's config (`scalelab.conf.schema.RunConfig`) bounds the search space by its
+  `RANGES`, which each run checks again;
 - directions are minimize/maximize; several need as many objectives, as dotted run.json paths
-  (`objectives`) or as the values the job returns;
+  (`objectives`, each a number a trial's record can hold) or as the values the job returns;
 - the sampler's config, with a grid sampler's grid filled in from the params, and the budget
   (`n_trials`, at most the grid's size);
 - whether the job config has the `trial` node (study_name, storage, number) that lets a job
@@ -32,10 +36,12 @@ from hydra.core.override_parser.types import IntervalSweep, Override
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
+from scalelab.conf.schema import RANGES, RunConfig
 from scalelab.messages import first_line
 from scalelab.record import flatten
 from scalelab.sweeps import custom_space, samplers
-from scalelab.sweeps.config import SweepError, SweepSettings
+from scalelab.sweeps.config import DEFAULT_SWEEP_ROOT, SweepError, SweepSettings
+from scalelab.sweeps.objectives import check_paths
 from scalelab.sweeps.search_space import SearchSpace, format_value, parse_params
 
 log = logging.getLogger(__name__)
@@ -117,9 +123,27 @@ def parse_command_line(arguments: Sequence[str], config_loader: Any = None) -> l
         raise SweepError(f"cannot parse the command line: {first_line(e)}") from None
 
 
+def check_study_name(name: str) -> None:
+    """The study's name is also its folder, `runs/sweeps/<study_name>`: a relative path that stays there."""
+    if not name.strip():
+        raise SweepError(f"study_name is empty: it names the study and its folder {DEFAULT_SWEEP_ROOT}/<study_name>")
+    if name.startswith("/") or any(part in ("", ".", "..") for part in name.split("/")):
+        raise SweepError(f"study_name {name!r} leaves {DEFAULT_SWEEP_ROOT}/: it names the study and its folder "
+                         f"{DEFAULT_SWEEP_ROOT}/<study_name>, a relative path without '.', '..' or empty parts")
+
+
 def check_settings(settings: SweepSettings) -> None:
+    check_study_name(settings.study_name)
     if settings.n_trials < 1:
         raise SweepError(f"n_trials must be at least 1, got {settings.n_trials}")
+    if settings.n_jobs < 1:
+        raise SweepError(f"n_jobs (the trials handed to the launcher at once) must be at least 1, "
+                         f"got {settings.n_jobs}")
+    # a killed sweep's trials are told from live ones by their heartbeats
+    if settings.heartbeat_interval < 1:
+        raise SweepError(f"heartbeat_interval must be at least 1 (seconds), got {settings.heartbeat_interval}")
+    if settings.grace_period < 1:
+        raise SweepError(f"grace_period must be at least 1 (seconds), got {settings.grace_period}")
     if not 0.0 <= settings.max_failure_rate <= 1.0:
         raise SweepError(f"max_failure_rate must be between 0.0 and 1.0, got {settings.max_failure_rate}")
     directions, objectives = settings.directions, settings.objectives
@@ -139,6 +163,19 @@ def check_objectives(settings: SweepSettings, reports: bool) -> None:
             f"{len(directions)} directions need as many `objectives` (dotted paths in "
             f"run.json, e.g. [metrics.final_val_loss, scale.C]), got {objectives}"
         )
+
+
+def check_searched(space: SearchSpace, settings: SweepSettings, fixed_params: Sequence[str], ladder: bool) -> None:
+    """Refuse a search of no key: each study would run one config `n_trials` times. `fixed_params`:
+    the `params` keys a plain value on the command line took out of the search."""
+    if space.distributions or settings.custom_search_space:
+        return
+    why = (f"the command line fixes {', '.join(fixed_params)}, which params would search" if fixed_params
+           else "params is empty and the command line sweeps no key off the ladder")
+    key = fixed_params[0] if fixed_params else "KEY"
+    raise SweepError(f"no key is searched ({why}), so every trial of {'each' if ladder else 'the'} study would run "
+                     f"the same config; search one with a sweep on the command line ('{key}=interval(a, b)', "
+                     f"'{key}=choice(x, y)') or in hydra.sweeper.params")
 
 
 def _as_typed(override: Override, values: list[str]) -> list[str]:
@@ -243,20 +280,25 @@ def make_plan(overrides: Sequence[Override], settings: SweepSettings,
     config for those overrides, used to check every parameter path exists."""
     check_settings(settings)
     params, ladder_params = search_params(flatten(settings.params), settings.ladder, overrides)
+    fixed_params = [key for key in flatten(settings.params)
+                    if key not in params and not on_ladder(_bare(key), settings.ladder)]
     overrides = [*parse_command_line(ladder_params), *overrides]
     scales, axes, fixed, dimensions = split_overrides(overrides, settings.ladder)
     try:
         job_config = compose(fixed + list(scales[0].overrides))
     except Exception as e:  # noqa: BLE001 - Hydra's composition errors have many types
         raise SweepError(f"the job config does not compose: {first_line(e)}") from None
-    space = parse_params({**params, **dimensions}, job_config)  # a SearchSpaceError is a SweepError
-    if not space.distributions and not settings.custom_search_space:
-        log.warning("scalelab sweeper: empty search space; every trial runs the same config")
+    # The training run's own config: its ranges bound the search, its record's nulls the objectives.
+    training = OmegaConf.get_type(job_config) is RunConfig
+    # a SearchSpaceError is a SweepError
+    space = parse_params({**params, **dimensions}, job_config, RANGES if training else None)
     reports = reports_trials(job_config)
     trial_prefix = "" if reports else ("+" if accepts_trial_keys(compose, fixed + list(scales[0].overrides))
                                        else None)
     check_objectives(settings, reports)
+    check_paths(settings.objectives, job_config, list(space.distributions), training)
     sampler = samplers.resolve(settings.sampler, space.distributions)
+    check_searched(space, settings, fixed_params, bool(axes))
     n_trials = settings.n_trials
     size = samplers.grid_size(sampler)
     if size is not None and size < n_trials:

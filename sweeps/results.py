@@ -7,7 +7,10 @@ scale's folder below it for a ladder) from the whole study, earlier runs and oth
 included; a study without a completed trial has none.
 
 `failure_line` applies `max_failure_rate` to the trials this process finished: a larger share
-of FAILs ends the sweep with status 1 and one line naming the share and the first failure.
+of FAILs ends the sweep with status 1 and one line naming the share and the first failure. So
+does a sweep whose every trial FAILed, even where `max_failure_rate` is 1.0 (the presets': a
+crashed run is data), unless `allow_all_failed` is set: such a sweep learned nothing, and its
+cause (a setting every run refuses, a missing GPU) is the user's to see.
 Trials failed only because their process went away (stale, interrupted) are not among them.
 """
 from __future__ import annotations
@@ -48,13 +51,20 @@ def write(study: optuna.Study, folder: Path) -> Optional[Path]:
     return write_atomic(folder / FILE_NAME, OmegaConf.to_yaml(OmegaConf.create(content)))
 
 
-def failure_line(told: Sequence[tuple[str, int, Outcome]], max_failure_rate: float) -> Optional[str]:
+def failure_line(told: Sequence[tuple[str, int, Outcome]], max_failure_rate: float,
+                 allow_all_failed: bool = False) -> Optional[str]:
     """The line that ends a sweep whose share of FAILs among `told` (study name, trial number,
-    outcome, in the order they finished) is above `max_failure_rate`; None when it is not."""
+    outcome, in the order they finished) is above `max_failure_rate`, or, within it, is all of
+    them unless `allow_all_failed`; None when it is neither."""
     failed = [(name, number, o) for name, number, o in told if o.state == TrialState.FAIL]
-    if not told or len(failed) / len(told) <= max_failure_rate:
+    if not failed:
         return None
     name, number, first = failed[0]
-    return (f"scalelab sweeper: error: {len(failed)} of {len(told)} trials failed ({len(failed) / len(told):.0%}), "
-            f"more than max_failure_rate {max_failure_rate} allows; first, trial {number} of study {name}: "
-            f"{first.reason or 'failed'}")
+    cause = f"first, trial {number} of study {name}: {first.reason or 'failed'}"
+    if len(failed) / len(told) > max_failure_rate:
+        return (f"scalelab sweeper: error: {len(failed)} of {len(told)} trials failed "
+                f"({len(failed) / len(told):.0%}), more than max_failure_rate {max_failure_rate} allows; {cause}")
+    if len(failed) == len(told) and not allow_all_failed:
+        return (f"scalelab sweeper: error: every trial failed ({len(failed)} of {len(told)}); {cause} "
+                "(hydra.sweeper.allow_all_failed=true lets a sweep of failures only exit 0)")
+    return None

@@ -15,8 +15,13 @@ The meanings are hydra-optuna-sweeper's: `range(a, b[, step])` is Optuna's stepp
 from a to b, b included (a float one when any part is a float), not Hydra's end-exclusive list.
 Checked against the composed job config: every path must exist (or be written `+path`), and
 where the config is typed (a structured config), every choice and both ends of an interval
-must have the key's type, so that no trial fails composing its config.
+must have the key's type, so that no trial fails composing its config; where a table of ranges
+is given (the training run's `RANGES`), every choice and both ends must lie in the key's range,
+so that no trial fails its run's own check. `log` is the one tag a distribution takes.
 Every problem is a `SearchSpaceError` with a one-line message naming the parameter.
+
+`describe` writes a distribution back in this syntax; a study keeps its search space so, and
+`space_difference` names what another sweep would change in it.
 """
 from __future__ import annotations
 
@@ -33,11 +38,15 @@ from omegaconf.errors import ValidationError
 from optuna.distributions import (BaseDistribution, CategoricalDistribution, FloatDistribution,
                                   IntDistribution)
 
+from scalelab.conf.schema import Range
 from scalelab.messages import first_line
 from scalelab.record import flatten
 from scalelab.sweeps.config import SweepError
 
 SWEEP_KEY_PREFIXES = ("+", "++", "~")
+# hydra-optuna-sweeper reads `log` and ignores any other tag: a typo (`tag(lg, ...)`) or a scale
+# it does not have (`tag(linear, ...)`) would search another distribution than the one meant.
+TAGS = {"log"}
 
 
 # A `params:` entry that is malformed, empty, or names a key that does not exist: a sweep setting.
@@ -87,7 +96,12 @@ def _as_override_text(value: Any) -> str:
 def distribution_for(name: str, override: Override) -> BaseDistribution:
     """The Optuna distribution for one parsed sweep override (interval, choice, range)."""
     value = override.value()
-    log = "log" in getattr(value, "tags", set())
+    tags = getattr(value, "tags", set())
+    unknown = sorted(tags - TAGS)
+    if unknown:
+        raise SearchSpaceError(f"params.{name}: unknown tag {', '.join(unknown)}: the one tag a distribution "
+                               "takes is log, as in tag(log, interval(a, b))")
+    log = "log" in tags
     if isinstance(value, IntervalSweep):
         low, high = value.start, value.end
         if not low < high:
@@ -145,6 +159,44 @@ def _range_distribution(name: str, override: Override, value: RangeSweep, log: b
     return IntDistribution(int(start), int(stop), step=int(step), log=log)
 
 
+def describe(distribution: BaseDistribution) -> str:
+    """`distribution` in the `params:` syntax that gives it, e.g. `tag(log, interval(0.0001, 0.03))`."""
+    if isinstance(distribution, CategoricalDistribution):
+        return "choice(" + ", ".join(format_value(c) for c in distribution.choices) + ")"
+    low, high, step = distribution.low, distribution.high, distribution.step
+    if isinstance(distribution, IntDistribution):
+        text = f"int(interval({low}, {high}))" if step == 1 else f"range({low}, {high}, {step})"
+    else:
+        text = f"interval({low!r}, {high!r})" if step is None else f"range({low!r}, {high!r}, {step!r})"
+    return f"tag(log, {text})" if distribution.log else text
+
+
+def space_difference(before: Mapping[str, str], now: Mapping[str, str]) -> list[str]:
+    """What differs between two search spaces written by `describe` (name -> text), one phrase each."""
+    out = [f"{name} was {before[name]}, is now {now[name]}" for name in before
+           if name in now and before[name] != now[name]]
+    out += [f"{name} was searched as {before[name]}, is not now" for name in before if name not in now]
+    out += [f"{name} is searched now as {now[name]}, was not" for name in now if name not in before]
+    return out
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_range(name: str, path: str, distribution: BaseDistribution, allowed: Range) -> None:
+    """Refuse a choice or an interval end outside the values `path` means something for: the
+    sampler would send trials there, and each would fail its run's check of the same range."""
+    if isinstance(distribution, CategoricalDistribution):
+        values = [c for c in distribution.choices if _is_number(c)]
+    else:
+        values = [distribution.low, distribution.high]
+    for value in values:
+        if not allowed.admits(value):
+            raise SearchSpaceError(f"params.{name}: {describe(distribution)} includes {value!r}, but {path} "
+                                   f"must be {allowed}")
+
+
 def _is_group(config: Any, key: str) -> bool:
     """Whether `key` picks a config group option (`model=gpt_s`) rather than a value."""
     choices = OmegaConf.select(config, "hydra.runtime.choices", default=None)
@@ -195,8 +247,10 @@ def check_types(name: str, path: str, distribution: BaseDistribution, config: An
                                    f"{path} ({detail}){hint}") from None
 
 
-def parse_params(params: Mapping[str, Any] | None, config: Any = None) -> SearchSpace:
-    """Parse and check `hydra.sweeper.params` against the composed job config `config`."""
+def parse_params(params: Mapping[str, Any] | None, config: Any = None,
+                 ranges: Optional[Mapping[str, Range]] = None) -> SearchSpace:
+    """Parse and check `hydra.sweeper.params` against the composed job config `config` and the
+    values each of its keys means something for, `ranges` (config path -> Range)."""
     parser = OverridesParser.create()
     space = SearchSpace()
     typed = copy.deepcopy(config)  # check_types sets values in it
@@ -220,6 +274,8 @@ def parse_params(params: Mapping[str, Any] | None, config: Any = None) -> Search
             space.keys[name] = key
             if typed is not None and not is_add and not _is_group(typed, override.key_or_group):
                 check_types(name, override.key_or_group, space.distributions[name], typed)
+            if not is_add and override.key_or_group in (ranges or {}):
+                check_range(name, override.key_or_group, space.distributions[name], ranges[override.key_or_group])
         else:
             space.fixed.append(f"{key}={override.get_value_element_as_str()}")
     return space

@@ -7,6 +7,8 @@ A trial failed because its process went away (stale, or interrupted: `fail_inter
 not counted, so `n_trials` is always the number of trials that ran to their own end.
 A grid sampler stops its study once every point has run (`GridSampler` calls `Study.stop`,
 which only works inside `Study.optimize`): here the budget, at most the grid's size, ends it.
+A study keeps the search space it was made with (its user attribute `search_space`), so that a
+sweep of another space under the same name is refused, not mixed into its trials.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import optuna
 from hydra.core.utils import JobReturn
+from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 
 from scalelab.messages import first_line
@@ -26,6 +29,7 @@ from scalelab.sweeps.config import SweepError, SweepSettings
 from scalelab.sweeps.heartbeat import UNCOUNTED_ATTR, fail_stale_trials, fail_uncounted
 from scalelab.sweeps.outcome import MISSING_RECORD, Outcome, classify
 from scalelab.sweeps.plan import Scale
+from scalelab.sweeps.search_space import describe, space_difference
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +38,7 @@ log = logging.getLogger(__name__)
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 _IN_FLIGHT = (TrialState.RUNNING,)
 INTERRUPTED_REASON = "interrupted"
+SEARCH_SPACE_ATTR = "search_space"
 
 
 def sampler_for_scale(sampler: Any, scale_name: str, trials_before: int = 0) -> Any:
@@ -60,9 +65,11 @@ def best_completed(study: optuna.Study) -> Optional[optuna.trial.FrozenTrial]:
     return min(done, key=lambda t: t.value) if done else None
 
 
-def open_study(storage: Any, name: str, settings: SweepSettings, sampler: Any) -> optuna.Study:
-    """Create the study `name`, or load it with the same directions, with a new sampler from its
-    config `sampler` (`Plan.sampler`), and leave the pruner's config on it for the jobs."""
+def open_study(storage: Any, name: str, settings: SweepSettings, sampler: Any,
+               space: Mapping[str, BaseDistribution]) -> optuna.Study:
+    """Create the study `name`, or load it with the same directions and search `space`, with a
+    new sampler from its config `sampler` (`Plan.sampler`), and leave the pruner's config on it
+    for the jobs."""
     directions = [d.lower() for d in settings.directions]
     study = optuna.create_study(
         storage=storage, study_name=name, sampler=algorithms.build("sampler", sampler),
@@ -71,8 +78,22 @@ def open_study(storage: Any, name: str, settings: SweepSettings, sampler: Any) -
     existing = [d.name.lower() for d in study.directions]
     if existing != directions:
         raise SweepError(f"study {name!r} exists with directions {existing}, not {directions}")
+    keep_search_space(study, space)
     algorithms.leave_pruner_config(study, settings.pruner)
     return study
+
+
+def keep_search_space(study: optuna.Study, space: Mapping[str, BaseDistribution]) -> None:
+    """Store `space` on `study`, or refuse it where the study holds trials of another space. A
+    study made before it kept its space (no attribute) takes this one."""
+    now = {name: describe(distribution) for name, distribution in space.items()}
+    before = study.user_attrs.get(SEARCH_SPACE_ATTR)
+    if before is not None and before != now and study.get_trials(deepcopy=False):
+        raise SweepError(f"study {study.study_name!r} holds trials of another search space: "
+                         f"{'; '.join(space_difference(before, now))}; give this sweep another "
+                         "hydra.sweeper.study_name, or search the study's own space to continue it")
+    if before != now:
+        study.set_user_attr(SEARCH_SPACE_ATTR, now)
 
 
 def budget_left(study: optuna.Study, n_trials: int, grace_period: Optional[float],

@@ -13,7 +13,8 @@
   `scalelab.sweeps.reporting.TrialReporter` and can be pruned;
 - the job's `run.json`, or without one its return value, decides what is told (`outcome`);
 - at the end each study's `optimization_results.yaml` is written, and the sweep exits 1 when
-  more than `max_failure_rate` of the trials it finished FAILed (`results`).
+  more than `max_failure_rate` of the trials it finished FAILed, or all of them did and
+  `allow_all_failed` is off (`results`).
 
 Apps written for hydra-optuna-sweeper run unchanged: `hydra/sweeper=scalelab` takes its keys
 (`direction` as a list, `max_failure_rate`, `custom_search_space`, `hydra/sweeper/sampler=NAME`).
@@ -48,7 +49,7 @@ from scalelab.messages import first_line, has_credentials, redact_text, redact_u
 from scalelab.record import write_atomic
 from scalelab.sweeps import algorithms, custom_space, results
 from scalelab.sweeps import study as studies
-from scalelab.sweeps.config import SweepSettings
+from scalelab.sweeps.config import DEFAULT_SWEEP_ROOT, SweepSettings
 from scalelab.sweeps.heartbeat import Heartbeat, running_numbers, wait_for_orphans
 from scalelab.sweeps.interruption import INTERRUPTED_EXIT, StopSignals, interrupted_line
 from scalelab.sweeps.job_overrides import overrides_for_jobs
@@ -65,7 +66,6 @@ warnings.filterwarnings("ignore", message=_HEARTBEAT_WARNING)
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SWEEP_ROOT = "runs/sweeps"
 # Launchers whose launch() may run in several threads at once (each waits on its own jobs).
 LANE_LAUNCHERS = ("SubmititLauncher", "LocalLauncher", "SlurmLauncher")
 # Hydra's basic launcher runs the jobs of a batch one after another, in this process.
@@ -133,7 +133,7 @@ class ScalelabSweeper(Sweeper):
                 raise
             print(interrupted_line(*self.interrupted), file=sys.stderr, flush=True)
             raise SystemExit(INTERRUPTED_EXIT) from None
-        failed = results.failure_line(self.told, self.settings.max_failure_rate)
+        failed = results.failure_line(self.told, self.settings.max_failure_rate, self.settings.allow_all_failed)
         if failed:
             print(failed, file=sys.stderr, flush=True)
             raise SystemExit(results.FAILED_EXIT)
@@ -194,7 +194,7 @@ class ScalelabSweeper(Sweeper):
         assert self.config is not None and self.launcher is not None
         s = self.settings
         study = studies.open_study(self.storage, scale.study_name(s.study_name), s,
-                                   studies.sampler_for_scale(plan.sampler, scale.name))
+                                   studies.sampler_for_scale(plan.sampler, scale.name), plan.space.distributions)
         if prepare is not None:
             plan = prepare(study)
         sweep_dir = self.sweep_dir

@@ -20,7 +20,9 @@ LADDER = ["model.width=8,12,16", "train.tokens=1e4,2e4,4e4"]
 
 
 @pytest.mark.parametrize("overrides, words", [
-    (["optim.lr=0.01"], "optim.lr must be searched as tag(log, interval(a, b)); it is not searched"),
+    # another key searched: with none, the sweep's own check says no key is searched
+    (["optim.lr=0.01", "optim.weight_decay=interval(0.0, 0.2)"],
+     "optim.lr must be searched as tag(log, interval(a, b)); it is not searched"),
     (["optim.lr=choice(0.01,0.02)"], "it is searched as CategoricalDistribution"),
     (["model.width=12,16,24", "train.tokens=2e5,8e5"], "the ladder has 3 model size(s) and 2 token budget(s)"),
     (["hydra.sweeper.scaling.target_C=1e9"], "scaling.target_C=1e+09 is not larger than the ladder's largest budget"),

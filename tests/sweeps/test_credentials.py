@@ -25,7 +25,8 @@ def test_real_sweep_on_postgres_writes_no_password(tmp_path, postgres_url, postg
            "WANDB_CACHE_DIR": str(wandb_home / "cache"), "WANDB_DATA_DIR": str(wandb_home / "data")}
     cmd = [sys.executable, "-m", "scalelab", "train", "-m", "hydra/sweeper=scalelab", "hydra.sweeper.n_trials=1",
            f"hydra.sweeper.study_name={name}", f"hydra.sweeper.storage='{postgres_url}'", "model=gpt_xs",
-           "train.tokens=2e4", "train.eval_every=5", f"hydra.sweep.dir={sweep}"]
+           "train.tokens=2e4", "train.eval_every=5", f"hydra.sweep.dir={sweep}",
+           "optim.lr=tag(log, interval(1e-3, 1e-2))"]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
     output = (proc.stdout + proc.stderr).replace(postgres_password, "***")  # failure messages show no password
     assert proc.returncode == 0, output[-5000:]

@@ -85,14 +85,15 @@ def test_sweeps_off_the_ladder_are_one_study_with_upstreams_dimensions():
     (["train.tokens"], "train.tokens=choice(1e6, 4e6)", ["train.tokens=1000000.0", "train.tokens=4000000.0"]),
 ])
 def test_a_ladder_entry_covers_its_key_and_the_keys_below(ladder, line, scales):
-    plan = plan_for(line, settings=SweepSettings(ladder=ladder), job=MODEL)
-    assert [s.name for s in plan.scales] == scales and not plan.space.distributions
+    plan = plan_for(line, settings=SweepSettings(ladder=ladder, params=MODEL_LR), job=MODEL)
+    assert [s.name for s in plan.scales] == scales and list(plan.space.distributions) == ["optim.lr"]
 
 
 @pytest.mark.parametrize("preset", ["lr", "lr_bs"])
 def test_presets_put_model_and_tokens_on_the_ladder(preset):
     node = OmegaConf.load(Path(__file__).parents[2] / "sweeps" / f"{preset}.yaml").hydra.sweeper
-    settings = SweepSettings(ladder=list(node.ladder), n_trials=node.n_trials)
+    settings = SweepSettings(ladder=list(node.ladder), n_trials=node.n_trials,
+                             params=OmegaConf.to_container(node.params))
     plan = plan_for("model.width=32,64,128", "train.tokens=1e6,4e6", settings=settings, job=MODEL)
     assert plan.summary() == f"6 studies (model.width x train.tokens) x {node.n_trials} trials"
 
@@ -144,6 +145,24 @@ def test_search_paths_come_without_their_plus():
     (SweepSettings(params={"width": "choice(8, abc)"}), "params.width: choice 'abc' is not a valid int for width"),
     (SweepSettings(params={"width": "interval(8, 64)"}), "an int needs int(interval(...))"),
     (SweepSettings(params={"lr": "choice(0.1, none)"}), "choice 'none' is not a valid float for lr"),
+    # what would fail every trial, or the sweep itself, refused before the first
+    (SweepSettings(params={"lr": "tag(linear, interval(0.1, 1))"}), "params.lr: unknown tag linear"),
+    (SweepSettings(params=LR, objectives=["metrics.nosuch"]), "objectives: metrics.nosuch names no number in run.json"),
+    (SweepSettings(params=LR, n_jobs=0),
+     "n_jobs (the trials handed to the launcher at once) must be at least 1, got 0"),
+    (SweepSettings(params=LR, n_jobs=-2), "n_jobs (the trials handed to the launcher at once) must be at least 1"),
+    (SweepSettings(params=LR, heartbeat_interval=0), "heartbeat_interval must be at least 1 (seconds), got 0"),
+    (SweepSettings(params=LR, heartbeat_interval=-5), "heartbeat_interval must be at least 1 (seconds), got -5"),
+    (SweepSettings(params=LR, grace_period=-1), "grace_period must be at least 1 (seconds), got -1"),
+    (SweepSettings(params=LR, study_name="../../escape"), "study_name '../../escape' leaves runs/sweeps/: it names "
+                                                          "the study and its folder runs/sweeps/<study_name>"),
+    (SweepSettings(params=LR, study_name="/tmp/abs"), "study_name '/tmp/abs' leaves runs/sweeps/"),
+    (SweepSettings(params=LR, study_name="a/../../b"), "study_name 'a/../../b' leaves runs/sweeps/"),
+    (SweepSettings(params=LR, study_name=""), "study_name is empty: it names the study and its folder"),
+    (SweepSettings(params=LR, study_name="  "), "study_name is empty"),
+    (SweepSettings(), "no key is searched (params is empty and the command line sweeps no key off the ladder), so "
+                      "every trial of the study would run the same config; search one with a sweep on the command "
+                      "line ('KEY=interval(a, b)', 'KEY=choice(x, y)') or in hydra.sweeper.params"),
 ])
 def test_bad_settings_are_one_line_errors(settings, words):
     with pytest.raises(SweepError) as e:
@@ -151,15 +170,38 @@ def test_bad_settings_are_one_line_errors(settings, words):
     assert words in str(e.value) and "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("arguments, settings, words", [
+    # `sweeps=lr optim.lr=0.01`: the command line fixed the one key the preset searches
+    (["lr=0.01"], SETTINGS, "no key is searched (the command line fixes lr, which params would search), so every "
+                            "trial of the study would run the same config; search one with a sweep on the command "
+                            "line ('lr=interval(a, b)', 'lr=choice(x, y)') or in hydra.sweeper.params"),
+    (["lr=0.01", "width=16,32"], LADDER, "no key is searched (the command line fixes lr, which params would search), "
+                                         "so every trial of each study would run the same config"),
+    (["width=16,32"], SweepSettings(ladder=["width"]), "no key is searched (params is empty and the command line "
+                                                       "sweeps no key off the ladder), so every trial of each study"),
+])
+def test_a_sweep_that_searches_no_key_is_refused(arguments, settings, words):
+    with pytest.raises(SweepError) as e:
+        plan_for(*arguments, settings=settings)
+    assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_search_of_suggested_keys_alone_is_a_search():
+    plan = plan_for("lr=0.01", settings=SweepSettings(params=LR, custom_search_space="app.configure"))
+    assert not plan.space.distributions  # `app.configure(cfg, trial)` suggests them
+
+
 def test_directions_are_kept_lower_case_with_their_objectives():
-    settings = SweepSettings(directions=["Minimize", "maximize"], objectives=["metrics.final_val_loss", "scale.C"])
+    settings = SweepSettings(directions=["Minimize", "maximize"], objectives=["metrics.final_val_loss", "scale.C"],
+                             params=LR)
     plan = plan_for(settings=settings)
     assert plan.directions == ["minimize", "maximize"] and plan.objectives == ["metrics.final_val_loss", "scale.C"]
 
 
+MODEL_LR = {"optim.lr": "tag(log, interval(1e-4, 1e-1))"}
 PLAIN = OmegaConf.create({"lr": 0.01, "x": 1, "y": 1})  # a plain Hydra app: no `trial` node
 PLAIN_XY = OmegaConf.create({"lr": 0.01, "x": 1, "width": 1, "steps": 1, "name": 1})
-MODEL = OmegaConf.create({"model": {"width": 16}, "train": {"tokens": 1e5},
+MODEL = OmegaConf.create({"model": {"width": 16}, "train": {"tokens": 1e5, "batch_size": 8}, "optim": {"lr": 0.01},
                           "hydra": {"runtime": {"choices": {"model": "gpt_s"}}}})
 
 
@@ -171,7 +213,7 @@ def test_plain_app_gets_no_trial_overrides():
 
 
 def test_plain_app_may_return_several_objectives_without_objectives_paths():
-    plan = plan_for(settings=SweepSettings(directions=["minimize", "maximize"]), job=PLAIN)
+    plan = plan_for(settings=SweepSettings(directions=["minimize", "maximize"], params=LR), job=PLAIN)
     assert plan.directions == ["minimize", "maximize"] and plan.objectives == []
 
 
@@ -244,12 +286,12 @@ def test_settings_from_hydras_node():
     node = OmegaConf.create({"directions": ["minimize", "maximize"], "objectives": ["a.b", "c"],
                              "params": {"optim": {"lr": "interval(0, 1)"}}, "pruner": {"_target_": "P"}})
     s = SweepSettings.from_node(direction="maximize", directions=node.directions, objectives=node.objectives,
-                                params=node.params, pruner=node.pruner, heartbeat_interval=5, n_jobs=0,
+                                params=node.params, pruner=node.pruner, heartbeat_interval=5, n_jobs=3,
                                 ladder=OmegaConf.create(["model", "train.tokens"]))
     assert s.ladder == ["model", "train.tokens"] and type(s.ladder) is list
     assert s.directions == ["minimize", "maximize"] and s.objectives == ["a.b", "c"]
     assert s.params == {"optim": {"lr": "interval(0, 1)"}} and s.pruner == {"_target_": "P"}
-    assert type(s.params) is dict and s.grace_period == 15 and s.n_jobs == 1
+    assert type(s.params) is dict and s.grace_period == 15 and s.n_jobs == 3
     single = SweepSettings.from_node(direction="maximize", heartbeat_interval=0)
     assert single.directions == ["maximize"] and single.grace_period is None
 

@@ -42,14 +42,22 @@ def test_no_completed_trial_no_file(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("told, rate, line", [
-    ([], 0.0, None),
-    ([("s", 0, OK), ("s", 1, PRUNED)], 0.0, None),
-    ([("s", 0, OK), ("s", 1, FAIL)], 0.5, None),
-    ([("s", 0, OK), ("s/w=2", 3, FAIL), ("s", 2, Outcome(TrialState.FAIL, reason="later"))], 0.5,
+@pytest.mark.parametrize("told, rate, allow_all_failed, line", [
+    ([], 0.0, False, None),
+    ([("s", 0, OK), ("s", 1, PRUNED)], 0.0, False, None),
+    ([("s", 0, OK), ("s", 1, FAIL)], 0.5, False, None),
+    ([("s", 0, OK), ("s/w=2", 3, FAIL), ("s", 2, Outcome(TrialState.FAIL, reason="later"))], 0.5, False,
      "scalelab sweeper: error: 2 of 3 trials failed (67%), more than max_failure_rate 0.5 allows; first, "
      "trial 3 of study s/w=2: boom"),
-    ([("s", 0, FAIL)], 1.0, None),
+    ([("s", 0, OK), ("s", 1, FAIL)], 1.0, False, None),  # a preset's rate: a crashed run is data
+    # every trial failed: the sweep learned nothing, whatever the rate allows, unless that is asked for
+    ([("s", 0, FAIL), ("s", 1, FAIL)], 1.0, False,
+     "scalelab sweeper: error: every trial failed (2 of 2); first, trial 0 of study s: boom "
+     "(hydra.sweeper.allow_all_failed=true lets a sweep of failures only exit 0)"),
+    ([("s", 0, FAIL)], 1.0, True, None),
+    ([("s", 0, FAIL)], 0.0, True,  # allow_all_failed lifts that rule alone, not max_failure_rate's
+     "scalelab sweeper: error: 1 of 1 trials failed (100%), more than max_failure_rate 0.0 allows; first, "
+     "trial 0 of study s: boom"),
 ])
-def test_failure_line(told, rate, line):
-    assert failure_line(told, rate) == line
+def test_failure_line(told, rate, allow_all_failed, line):
+    assert failure_line(told, rate, allow_all_failed) == line

@@ -7,7 +7,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from scalelab.sweeps.search_space import SearchSpaceError, format_value, parse_params
+from scalelab.conf.schema import RANGES, RunConfig
+from scalelab.sweeps.search_space import SearchSpaceError, describe, format_value, parse_params, space_difference
 
 Kind = Enum("Kind", [("a", "a"), ("b", "b")], type=str)
 
@@ -131,3 +132,62 @@ def test_values_of_the_keys_type_pass_and_leave_the_config_alone():
 @pytest.mark.parametrize("value", [1, 0.5, 1e-5, "a b", "it's", True, None, "sqlite:///x.db"])
 def test_format_value_round_trips(value):
     assert OverridesParser.create().parse_override(f"k={format_value(value)}").value() == value
+
+
+RUN = OmegaConf.structured(RunConfig)  # the training run's config, whose RANGES bound a search
+
+
+# override -> the one line that refuses it: each would make every trial fail, after training
+@pytest.mark.parametrize("override, words", [
+    ("optim.lr=interval(-1, 1)", "params.optim.lr: interval(-1.0, 1.0) includes -1.0, but optim.lr must be > 0"),
+    ("optim.lr=interval(0, 0.1)", "params.optim.lr: interval(0.0, 0.1) includes 0.0, but optim.lr must be > 0"),
+    ("train.seed=int(interval(0, 1e20))", "params.train.seed: int(interval(0, 100000000000000000000)) includes "
+                                          "100000000000000000000, but train.seed must be in [0, 4294967295]"),
+    ("schedule.min_lr_ratio=choice(0.1, 2)", "params.schedule.min_lr_ratio: choice(0.1, 2) includes 2, but "
+                                             "schedule.min_lr_ratio must be in [0, 1]"),
+    ("train.batch_size=range(0, 64, 8)", "params.train.batch_size: range(0, 64, 8) includes 0, but "
+                                         "train.batch_size must be >= 1"),
+    ("train.tokens=tag(log, interval(1e6, 1e16))", "includes 1e+16, but train.tokens must be in (0, 1e+15] "
+                                                   "(more is beyond any plausible run)"),
+    ("optim.lr=tag(log, interval(0, 0.1))",
+     "params.optim.lr: log scale needs a positive range, got interval(0.0, 0.1)"),
+    ("optim.lr=tag(log, interval(-1e-3, 0.1))", "params.optim.lr: log scale needs a positive range"),
+    ("model.depth=tag(log, int(interval(0, 4)))", "params.model.depth: log scale needs a positive range"),
+    ("optim.lr=tag(linear, interval(1e-4, 0.1))", "params.optim.lr: unknown tag linear: the one tag a distribution "
+                                                  "takes is log, as in tag(log, interval(a, b))"),
+    ("optim.lr=tag(lg, log, interval(1e-4, 0.1))", "params.optim.lr: unknown tag lg:"),
+    ("train.batch_size=tag(grid, choice(8, 16))", "params.train.batch_size: unknown tag grid:"),
+])
+def test_a_search_space_every_trial_would_fail_on_is_refused(override, words):
+    key, text = override.split("=", 1)
+    with pytest.raises(SearchSpaceError) as e:
+        parse_params({key: text}, RUN, RANGES)
+    assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_search_space_inside_the_ranges_passes():
+    space = parse_params({"optim.lr": "tag(log, interval(1e-4, 3e-2))", "optim.weight_decay": "interval(0, 0.2)",
+                          "schedule.min_lr_ratio": "interval(0, 1)", "model.base_width": "choice(32, 64)",
+                          "train.batch_size": "choice(8, 16, 32, 64)", "+extra": "interval(-1, 1)"}, RUN, RANGES)
+    assert len(space.distributions) == 6
+    # without a range table (any other app) a key is bounded by its type alone
+    assert "optim.lr" in parse_params({"optim.lr": "interval(-1, 1)"}, RUN).distributions
+
+
+@pytest.mark.parametrize("text", ["tag(log, interval(1e-4, 3e-2))", "interval(0, 0.2)", "int(interval(1, 6))",
+                                  "tag(log, int(interval(1, 8)))", "range(2, 10, 2)", "range(0.0, 1.0, 0.25)",
+                                  "choice(8, 16)", "choice('a', 'b')", "choice(true, 0.5)"])
+def test_describe_writes_a_distribution_in_the_syntax_that_gives_it(text):
+    distribution = parse_params({"k": text}).distributions["k"]
+    assert parse_params({"k": describe(distribution)}).distributions["k"] == distribution
+
+
+def test_space_difference_names_each_changed_added_and_dropped_key():
+    before = {"optim.lr": "tag(log, interval(0.0001, 0.03))", "train.batch_size": "choice(8, 16)"}
+    now = {"optim.lr": "interval(0.001, 0.01)", "optim.weight_decay": "interval(0.0, 0.2)"}
+    assert space_difference(before, now) == [
+        "optim.lr was tag(log, interval(0.0001, 0.03)), is now interval(0.001, 0.01)",
+        "train.batch_size was searched as choice(8, 16), is not now",
+        "optim.weight_decay is searched now as interval(0.0, 0.2), was not",
+    ]
+    assert space_difference(before, dict(before)) == []

@@ -3,11 +3,15 @@ import zlib
 
 import optuna
 import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.storages import InMemoryStorage
 from optuna.trial import TrialState
 
+from scalelab.sweeps.config import SweepError, SweepSettings
 from scalelab.sweeps.heartbeat import UNCOUNTED_ATTR
 from scalelab.sweeps.storage import make_storage
-from scalelab.sweeps.study import INTERRUPTED_REASON, budget_left, fail_interrupted, sampler_for_scale
+from scalelab.sweeps.study import (INTERRUPTED_REASON, SEARCH_SPACE_ATTR, budget_left, fail_interrupted, open_study,
+                                   sampler_for_scale)
 
 
 def test_trials_failed_by_their_process_going_away_do_not_count(tmp_path):
@@ -45,3 +49,26 @@ def test_a_study_that_holds_trials_gets_a_seed_of_its_own_and_the_same_one_every
     assert [sampler_for_scale(tpe, scale, held)["seed"] for held in (0, 1, 2)] == seeds  # no entropy
     unseeded = {"_target_": "optuna.samplers.TPESampler", "seed": None}
     assert sampler_for_scale(unseeded, scale, 3) is unseeded
+
+
+LR = {"optim.lr": FloatDistribution(1e-4, 3e-2, log=True)}
+LR_BS = {**LR, "train.batch_size": CategoricalDistribution([8, 16])}
+
+
+def test_a_study_name_reused_with_another_search_space_is_refused_naming_the_difference():
+    storage, settings, tpe = InMemoryStorage(), SweepSettings(), {"_target_": "optuna.samplers.TPESampler"}
+    study = open_study(storage, "lr", settings, tpe, LR)
+    assert study.user_attrs[SEARCH_SPACE_ATTR] == {"optim.lr": "tag(log, interval(0.0001, 0.03))"}
+    open_study(storage, "lr", settings, tpe, LR_BS)  # no trial yet: nothing to mix, the new space is kept
+    open_study(storage, "lr", settings, tpe, LR)
+    study.tell(study.ask(LR), 1.0)
+    assert open_study(storage, "lr", settings, tpe, dict(LR)).user_attrs[SEARCH_SPACE_ATTR] == {
+        "optim.lr": "tag(log, interval(0.0001, 0.03))"}  # the same sweep again resumes its study
+    with pytest.raises(SweepError) as e:
+        open_study(storage, "lr", settings, tpe, {"optim.lr": FloatDistribution(1e-3, 1e-2, log=True),
+                                                  "train.batch_size": CategoricalDistribution([8, 16])})
+    assert str(e.value) == (
+        "study 'lr' holds trials of another search space: optim.lr was tag(log, interval(0.0001, 0.03)), is now "
+        "tag(log, interval(0.001, 0.01)); train.batch_size is searched now as choice(8, 16), was not; give this "
+        "sweep another hydra.sweeper.study_name, or search the study's own space to continue it")
+    assert len(study.trials) == 1  # nothing was added to it

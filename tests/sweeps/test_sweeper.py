@@ -246,7 +246,8 @@ def test_jobs_never_see_the_storage_password_on_the_command_line(tmp_path):
 ])
 def test_bad_input_one_clear_line_before_any_trial(tmp_path, override, words):
     workdir = tmp_path
-    proc = run(toy_cmd("hydra.sweeper.study_name=bad", override), workdir, check=False)
+    # a searched key: a sweep that searches none is refused first
+    proc = run(toy_cmd("hydra.sweeper.study_name=bad", "steps=choice(4, 8)", override), workdir, check=False)
     assert proc.returncode == 1  # the toy app is a plain Hydra app: Hydra reports the SweepError in one line
     lines = [ln for ln in proc.stderr.splitlines() if ln]
     assert len(lines) == 2 and words in lines[0] and "Traceback" not in proc.stderr, proc.stderr[-2000:]

@@ -63,10 +63,29 @@ def test_a_value_of_the_wrong_type_is_refused_before_any_trial(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("overrides, line", [
+    (["-m", "hydra/sweeper=scalelab", "+hydra.sweeper.params.optim.lr=interval(-1, 1)"],
+     "params.optim.lr: interval(-1.0, 1.0) includes -1.0, but optim.lr must be > 0"),
+    (["sweeps=lr", "hydra.sweeper.objectives=[metrics.mfu]"],  # trainer=cpu, the default
+     "objectives: metrics.mfu is null in every run of this sweep (a run with trainer.accelerator=cpu has no peak "
+     "FLOP/s to divide by; train on a GPU or set trainer.peak_flops), so every trial would fail"),
+    (["sweeps=lr", "optim.lr=0.01"],
+     "no key is searched (the command line fixes optim.lr, which params would search), so every trial of the study "
+     "would run the same config; search one with a sweep on the command line ('optim.lr=interval(a, b)', "
+     "'optim.lr=choice(x, y)') or in hydra.sweeper.params"),
+])
+def test_what_every_trial_would_fail_on_is_refused_before_the_first(tmp_path, overrides, line):
+    proc = run(train_cmd(*overrides, "hydra.sweeper.study_name=no"), tmp_path, check=False)
+    assert proc.returncode == 2
+    assert [ln for ln in proc.stderr.splitlines() if "error" in ln] == [f"scalelab: error: {line}"], proc.stderr
+    assert not list(tmp_path.glob("runs/**/run.json"))
+
+
+@pytest.mark.slow
 def test_ctrl_c_fails_the_trial_uncounted(tmp_path):
     # Lightning turns the KeyboardInterrupt into sys.exit(1): still the sweep's interruption
     cmd = train_cmd("-m", "hydra/sweeper=scalelab", "hydra.sweeper.study_name=cc", "hydra.sweeper.n_trials=1",
-                    "hydra.sweeper.heartbeat_interval=1")
+                    "hydra.sweeper.heartbeat_interval=1", "optim.lr=tag(log, interval(1e-3, 1e-2))")
     proc = start(cmd + ["train.tokens=1e6"], tmp_path)  # after TINY's: a run long enough to interrupt
     deadline = time.time() + 120
     while time.time() < deadline and not (tmp_path / "runs/sweeps/cc/trial_0/.hydra").exists():

@@ -118,18 +118,25 @@ def test_a_custom_search_space_that_raises_fails_its_trials_and_the_sweep(tmp_pa
     assert not list(tmp_path.glob("runs/sweeps/sphere/trial_*"))
 
 
-@pytest.mark.parametrize("rate, code", [(None, 1), ("0.5", 1), ("1.0", 0)])
-def test_max_failure_rate(tmp_path, rate, code):
-    extra = [f"hydra.sweeper.max_failure_rate={rate}"] if rate else []  # the example's own: 0.0
+FIRST_FAILURE = "first, trial 0 of study sphere: RuntimeError: cfg.error is True"
+
+
+@pytest.mark.parametrize("extra, line", [
+    ([], f"2 of 2 trials failed (100%), more than max_failure_rate 0.0 allows; {FIRST_FAILURE}"),  # the example's 0.0
+    (["hydra.sweeper.max_failure_rate=0.5"],
+     f"2 of 2 trials failed (100%), more than max_failure_rate 0.5 allows; {FIRST_FAILURE}"),
+    # every trial failed: exit 1 whatever the rate allows (upstream: 0), unless that is asked for
+    (["hydra.sweeper.max_failure_rate=1.0"],
+     f"every trial failed (2 of 2); {FIRST_FAILURE} (hydra.sweeper.allow_all_failed=true lets a sweep of failures "
+     "only exit 0)"),
+    (["hydra.sweeper.max_failure_rate=1.0", "hydra.sweeper.allow_all_failed=true"], None),
+])
+def test_max_failure_rate(tmp_path, extra, line):
     proc = run(example_cmd("sphere.py", "hydra.sweeper.n_trials=2", "error=true", *extra), tmp_path, check=False)
-    assert proc.returncode == code, proc.stderr[-2000:]
+    assert proc.returncode == (1 if line else 0), proc.stderr[-2000:]
     assert states(load_study(tmp_path, "sphere")) == {"FAIL": 2}
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("scalelab sweeper:")]
-    if code:
-        assert lines == [f"scalelab sweeper: error: 2 of 2 trials failed (100%), more than max_failure_rate "
-                         f"{rate or '0.0'} allows; first, trial 0 of study sphere: RuntimeError: cfg.error is True"]
-    else:
-        assert lines == []
+    assert lines == ([f"scalelab sweeper: error: {line}"] if line else [])
 
 
 @pytest.mark.parametrize("override, line", [

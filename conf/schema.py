@@ -33,6 +33,19 @@ WandbMode = _choices("WandbMode", ("offline", "online", "disabled"))
 
 
 @dataclass
+class MoEConfig:
+    """A mixture-of-experts MLP in every block (platform/moe.py); experts=0 is the dense model
+    and leaves the other keys unused. No token is dropped: each reaches its top_k experts."""
+
+    experts: int = 0
+    top_k: int = 1  # experts each token is routed to, at most `experts`
+    expert_width: Optional[int] = None  # hidden width of one expert (granularity); null: the dense MLP's, 4 x width
+    shared_expert: bool = False  # one more expert, expert_width wide, that every token goes through
+    balance_coef: float = 0.01  # weight of the load-balancing loss (Switch Transformer's 0.01)
+    z_coef: float = 0.0  # weight of the router z-loss (ST-MoE uses 0.001)
+
+
+@dataclass
 class ModelConfig:
     name: str = "gpt"
     width: int = 64
@@ -46,6 +59,7 @@ class ModelConfig:
     # the same model (see platform/model.py): a learning rate found at one width holds at others
     parametrization: Parametrization = Parametrization.sp
     base_width: Optional[int] = None
+    moe: MoEConfig = field(default_factory=MoEConfig)
 
 
 @dataclass
@@ -202,6 +216,8 @@ MAX_TOKENS = 1e15
 RANGES = {
     "model.width": COUNT, "model.depth": COUNT, "model.heads": COUNT, "model.context": COUNT,
     "model.init_std": POSITIVE, "model.base_width": COUNT,
+    "model.moe.experts": Range(0, why="0 is the dense model"), "model.moe.top_k": COUNT,
+    "model.moe.expert_width": COUNT, "model.moe.balance_coef": NON_NEGATIVE, "model.moe.z_coef": NON_NEGATIVE,
     "data.val_fraction": Range(0, 1, True, True),
     "data.vocab_size": Range(1, 2**32, why="token ids are at most uint32"),
     "optim.lr": POSITIVE, "optim.weight_decay": NON_NEGATIVE, "optim.eps": POSITIVE,

@@ -17,6 +17,11 @@ base_width:
   1/fan_in would achieve for its output);
 - attention scores scaled by 1/d_head, not 1/sqrt(d_head): sqrt(d_base) / d_head, which is
   1/sqrt(d_head) at the base width.
+
+With `moe` set, each block's MLP is a mixture of experts (`platform/moe.py`); the router and the
+stacked expert weights count among the hidden matrices. Without it (the default) the model is the
+dense one, built in the same order from the same random numbers. N counts the parameters a token
+uses: the routed experts it does not reach are left out (`count_parameters`).
 """
 from __future__ import annotations
 
@@ -26,6 +31,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from scalelab.platform.moe import MoE, MoEShape
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,7 @@ class GPTShape:
     init_std: float = 0.02  # GPT-2's, set for width 768; tiny widths train more steadily with more
     parametrization: str = "sp"  # or "mup"
     base_width: int | None = None  # mup: the width at which it equals sp
+    moe: MoEShape | None = None  # None: the dense MLP
 
     @property
     def width_mult(self) -> float:
@@ -60,11 +68,14 @@ class Block(nn.Module):
         self.qkv = nn.Linear(w, 3 * w, bias=False)
         self.proj = nn.Linear(w, w, bias=False)
         self.ln_mlp = nn.LayerNorm(w)
-        self.mlp = nn.Sequential(
-            nn.Linear(w, shape.mlp_ratio * w, bias=False),
-            nn.GELU(),
-            nn.Linear(shape.mlp_ratio * w, w, bias=False),
-        )
+        if shape.moe is not None:
+            self.mlp = MoE(w, shape.mlp_ratio, shape.moe)
+        else:
+            self.mlp = nn.Sequential(
+                nn.Linear(w, shape.mlp_ratio * w, bias=False),
+                nn.GELU(),
+                nn.Linear(shape.mlp_ratio * w, w, bias=False),
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, w = x.shape
@@ -75,6 +86,11 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_mlp(x))
 
 
+# The matrices that write into the residual stream, initialised smaller with depth: attention's
+# projection, the dense MLP's output, the experts' outputs and the shared expert's.
+RESIDUAL_OUTPUTS = ("proj.weight", "mlp.2.weight", "mlp.w_out", "mlp.shared.2.weight")
+
+
 class GPT(nn.Module):
     def __init__(self, shape: GPTShape):
         super().__init__()
@@ -83,6 +99,8 @@ class GPT(nn.Module):
         self.position_embedding = nn.Embedding(shape.context, shape.width)
         self.blocks = nn.ModuleList(Block(shape) for _ in range(shape.depth))
         self.ln_final = nn.LayerNorm(shape.width)
+        # a plain list, not a ModuleList: the layers are the blocks' own, and the state dict stays theirs
+        self.moe_layers = [block.mlp for block in self.blocks if isinstance(block.mlp, MoE)]
         for embedding in (self.token_embedding, self.position_embedding):
             nn.init.normal_(embedding.weight, std=shape.init_std)
         hidden_std = shape.init_std / math.sqrt(shape.width_mult)
@@ -90,12 +108,13 @@ class GPT(nn.Module):
             nn.init.normal_(p, std=hidden_std)
         # Residual projections scaled down with depth, as GPT-2 does, so deep models start stable.
         for name, p in self.hidden_matrices():
-            if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
+            if name.endswith(RESIDUAL_OUTPUTS):
                 nn.init.normal_(p, std=hidden_std / math.sqrt(2 * shape.depth))
 
     def hidden_matrices(self):
-        """(name, weight) of the matrices between hidden layers: those µP scales with width."""
-        return [(n, p) for n, p in self.named_parameters() if n.startswith("blocks.") and p.dim() == 2]
+        """(name, weight) of the matrices between hidden layers: those µP scales with width (the
+        experts' are stacked, one matrix per expert along the first dimension)."""
+        return [(n, p) for n, p in self.named_parameters() if n.startswith("blocks.") and p.dim() >= 2]
 
     def optimizer_groups(self, weight_decay: float) -> list[dict]:
         """Parameter groups with their weight decay and `lr_scale`, the multiplier of the learning
@@ -118,6 +137,23 @@ class GPT(nn.Module):
         # under SP no division: with a large vocabulary it would be a pass over the largest activation
         return logits if self.shape.width_mult == 1 else logits / self.shape.width_mult
 
+    def router_loss(self) -> torch.Tensor:
+        """The routers' auxiliary loss of the last forward pass, each weighted by its coefficient,
+        averaged over the MoE layers (so a coefficient means the same at any depth)."""
+        return sum(layer.aux_loss for layer in self.moe_layers) / len(self.moe_layers)
+
+    def router_metrics(self) -> dict[str, float]:
+        """Of the last forward pass: the balance and z losses (means over the MoE layers) and the
+        smallest and largest share of the token-expert assignments any expert of any layer got
+        (1 / experts each when balanced). One host sync; empty for a dense model."""
+        if not self.moe_layers:
+            return {}
+        stats = [layer.stats for layer in self.moe_layers]
+        load = torch.stack([s["load"] for s in stats])
+        values = torch.stack([torch.stack([s["balance"] for s in stats]).mean(), torch.stack([s["z"] for s in stats]).mean(),
+                              load.min(), load.max()]).tolist()
+        return dict(zip(("moe_balance_loss", "moe_z_loss", "moe_load_min", "moe_load_max"), values))
+
     def loss(self, tokens: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         logits = self(tokens)
         return F.cross_entropy(logits.view(-1, logits.shape[-1]).float(), targets.reshape(-1))
@@ -130,8 +166,11 @@ class GPT(nn.Module):
 
 def count_parameters(model: GPT) -> tuple[int, int]:
     """(N, N_total): N leaves out the token and position embeddings (the tied head is the
-    token embedding), as Kaplan et al. and Chinchilla count model size."""
+    token embedding), as Kaplan et al. and Chinchilla count model size, and in an MoE the routed
+    experts a token does not reach: N is the active non-embedding parameters per token, the N of
+    C = 6ND. N_total is every parameter."""
     total = sum(p.numel() for p in model.parameters())
     embedding = model.token_embedding.weight.numel() + model.position_embedding.weight.numel()
-    return total - embedding, total
+    inactive = sum(layer.inactive_parameters() for layer in model.moe_layers)
+    return total - embedding - inactive, total
 

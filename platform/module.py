@@ -17,7 +17,9 @@ class LanguageModelTask(L.LightningModule):
     """Each Lightning epoch runs up to the next evaluation (`RunSetup.evaluations`), so validation and the
     resumable checkpoint both fall on epoch ends, and the last, shorter epoch ends the run.
     The curve's points are measured on the curve part of the held-out set, the initial and final
-    loss on all of it (see `HeldOut`); each point says how many tokens it was measured on."""
+    loss on all of it (see `HeldOut`); each point says how many tokens it was measured on.
+    A mixture-of-experts model is trained on its loss plus the routers' auxiliary loss; the
+    logged training loss is the language-model loss alone, comparable with a dense model's."""
 
     def __init__(self, model: GPT, train_batches: TrainBatches, held_out: HeldOut, cfg, total_steps: int):
         super().__init__()
@@ -43,6 +45,7 @@ class LanguageModelTask(L.LightningModule):
         self.diverged_at: int | None = None
         self.train_loss: float | None = None  # of the last logged step
         self._epoch_loss: float | None = None  # the same, while the loggers are still sent it (see on_train_batch_end)
+        self.router_metrics: dict[str, float] = {}  # an MoE's, of the last logged step (GPT.router_metrics)
         self.clipped: list[torch.nn.Parameter] = []  # the parameters whose gradients are clipped (configure_optimizers)
         self._sums = torch.zeros(4)  # of the evaluation under way: loss sum and windows, all and curve part
 
@@ -91,12 +94,13 @@ class LanguageModelTask(L.LightningModule):
     def training_step(self, batch, batch_idx):
         step = self.trainer.global_step
         loss = self.model.loss(*batch)
+        optimized = loss + self.model.router_loss() if self.model.moe_layers else loss
         # The mean over processes (itself on one device): every process takes the same decision,
         # or data-parallel training would wait forever for a skipped step.
         mean = self.trainer.strategy.reduce(loss.detach(), reduce_op="mean")
         self.divergence.observe(mean, step)
         if not self.divergence.must_read(step, self.train_batches.epoch_ends, self.log_every):
-            return loss
+            return optimized
         diverged_at = self.divergence.diverged_at()
         if diverged_at is not None:
             self.diverged_at = diverged_at
@@ -105,7 +109,8 @@ class LanguageModelTask(L.LightningModule):
         if (step + 1) % self.log_every == 0:  # the step this update makes
             self.train_loss = mean.item()
             self._epoch_loss = torch.tensor(self.train_loss).item()  # as `self.log` kept it: of the default dtype
-        return loss
+            self.router_metrics = self.model.router_metrics()
+        return optimized
 
     # The training loss goes to the loggers as `self.log("train_loss", ..., on_step=True)` sent
     # it, without that machinery's host work at every step: Lightning's logger connector sends
@@ -119,7 +124,8 @@ class LanguageModelTask(L.LightningModule):
         stepped = self.trainer.fit_loop.epoch_loop._batches_that_stepped
         if self._epoch_loss is not None and ((stepped + 1) % self.log_every == 0 or self.trainer.should_stop):
             for logger in self.loggers:
-                logger.log_metrics({"train_loss": self._epoch_loss, "epoch": self.current_epoch}, step=stepped)
+                logger.log_metrics({"train_loss": self._epoch_loss, "epoch": self.current_epoch, **self.router_metrics},
+                                   step=stepped)
                 logger.save()
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
@@ -178,10 +184,13 @@ class LanguageModelTask(L.LightningModule):
     # -- checkpoint ---------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["scalelab"] = {"initial_loss": self.initial_loss, "final_loss": self.final_loss, "curve": self.curve}
+        if self.router_metrics:
+            checkpoint["scalelab"]["router_metrics"] = self.router_metrics
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint["scalelab"]
         self.initial_loss, self.final_loss, self.curve = state["initial_loss"], state.get("final_loss"), state["curve"]
+        self.router_metrics = state.get("router_metrics", {})
 
 
 # Lightning reads `training_step`'s signature at every step (does it take `batch_idx`?); a signature

@@ -16,6 +16,7 @@ from scalelab.platform.branches import Branch, plan_branches
 from scalelab.platform.data import Corpus, HeldOut, load_corpus
 from scalelab.platform.errors import ConfigError
 from scalelab.platform.model import GPT, GPTShape, count_parameters
+from scalelab.platform.moe import MoEShape
 from scalelab.platform.schedule import check_schedule
 
 
@@ -35,10 +36,16 @@ class RunSetup:
     held_out: HeldOut
 
     def scale(self, model_name: str) -> dict:
+        """N, D, C as the FLOP convention counts them; an MoE's N is its active parameters, said
+        again as N_active beside its sparsity (`record.MOE_SCALE`)."""
         tokens = self.total_steps * self.tokens_per_step
-        return {"N": self.n_params, "N_total": self.n_total, "D": tokens,
-                "C": self.flops_per_token * tokens, "flops_per_token": self.flops_per_token,
-                "model": model_name}
+        scale = {"N": self.n_params, "N_total": self.n_total, "D": tokens,
+                 "C": self.flops_per_token * tokens, "flops_per_token": self.flops_per_token,
+                 "model": model_name}
+        moe = self.model.shape.moe
+        if moe is not None:
+            scale |= {"N_active": self.n_params, "sparsity": moe.sparsity}
+        return scale
 
 
 def _require(ok: bool, message: str) -> None:
@@ -51,6 +58,7 @@ def set_up_run(cfg: DictConfig) -> RunSetup:
     problems = out_of_range(cfg)
     _require(not problems, "; ".join(problems))
     _require(m.width % m.heads == 0, f"model.width={m.width} must be divisible by model.heads={m.heads}")
+    moe = moe_shape(m.moe)
     devices, nodes = cfg.trainer.devices, cfg.trainer.num_nodes
     if isinstance(devices, int) and devices * nodes > 1:  # the world size: every process takes a share
         _require(t.batch_size % (devices * nodes) == 0,
@@ -83,7 +91,7 @@ def set_up_run(cfg: DictConfig) -> RunSetup:
     _require(m.parametrization == "sp" or m.base_width is not None,
              "model.parametrization=mup needs model.base_width, the width at which it equals sp")
     shape = GPTShape(m.width, m.depth, m.heads, m.context, corpus.vocab_size, init_std=m.init_std,
-                     parametrization=m.parametrization.value, base_width=m.base_width)
+                     parametrization=m.parametrization.value, base_width=m.base_width, moe=moe)
     L.seed_everything(t.seed, verbose=False)
     model = GPT(shape)
     n_params, n_total = count_parameters(model)
@@ -114,6 +122,14 @@ def set_up_run(cfg: DictConfig) -> RunSetup:
                        m.context, t.batch_size)
     return RunSetup(corpus, model, n_params, n_total, total_steps, tokens_per_step, evaluations, branches,
                     rec.flops_per_token(n_params, m.depth, m.context, m.width), held_out)
+
+
+def moe_shape(moe: DictConfig) -> MoEShape | None:
+    """`model.moe` as the model takes it; None (the dense model) with experts=0."""
+    if not moe.experts:
+        return None
+    _require(moe.top_k <= moe.experts, f"model.moe.top_k={moe.top_k} must be at most model.moe.experts={moe.experts}")
+    return MoEShape(moe.experts, moe.top_k, moe.expert_width, moe.shared_expert, moe.balance_coef, moe.z_coef)
 
 
 def curve_eval_tokens(t: DictConfig, tokens: float, between: int) -> int:

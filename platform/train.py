@@ -275,6 +275,7 @@ def summarize(cfg: DictConfig, run: Run) -> dict:
         mfu=mfu(tokens_per_second, setup.flops_per_token, run.peak_flops, trainer.world_size) if trainer else None,
         compile_seconds=timer.first_step_seconds if cfg.train.compile and timer is not None else None,
     )
+    metrics.update(module.router_metrics)  # an MoE's, of its last logged step (record.MOE_METRICS); none for dense
     return metrics
 
 

@@ -47,7 +47,7 @@ def open_run(cfg: DictConfig, run_dir: Path, run_id: str, config: dict, scale: d
         project=cfg.logger.project, entity=cfg.logger.entity, dir=str(run_dir), id=run_id,
         name=run_dir.name if where["trial"] is None else f"{where['study']}#{where['trial']}",
         group=where["study"] or run_dir.name, job_type=TRAIN_JOB, tags=tags(cfg, scale),
-        config=rec.flatten(config) | {k: scale[k] for k in SCALE} | where,
+        config=rec.flatten(config) | {k: scale[k] for k in (*SCALE, *rec.MOE_SCALE) if k in scale} | where,
         mode=os.environ.get("WANDB_MODE", cfg.logger.mode.value), resume="allow",
         settings=wandb.Settings(silent=True),  # where the files went is the run folder's `wandb/`
     )
@@ -87,7 +87,9 @@ class WandbLog(L.Callback):
         step = trainer.global_step
         if outputs is not None and step % self.log_every == 0:  # None: a skipped (diverged) step
             # the rate that made this step's update: the schedule's value at the step before it
-            self._log(step, {"train_loss": pl_module.train_loss, "lr": self.lr * self.multiplier(step - 1)})
+            # an MoE's router losses and expert load too (`record.MOE_METRICS`)
+            self._log(step, {"train_loss": pl_module.train_loss, "lr": self.lr * self.multiplier(step - 1),
+                             **pl_module.router_metrics})
 
     def on_validation_end(self, trainer, pl_module) -> None:
         self._log_curve(pl_module)

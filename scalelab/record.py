@@ -11,14 +11,18 @@ all three sides of that contract and imports neither torch nor the training code
 - the FLOP convention: training FLOPs per token are 6N (forward 2, backward 4 per non-embedding
   parameter; Kaplan et al. 2020, Hoffmann et al. 2022) plus the attention scores,
   6 * depth * context * width. C = flops_per_token * D. `FlopConvention` turns N, D into C and
-  back for a table whose C follows some convention (6ND, or the records' own).
+  back for a table whose C follows some convention (6ND, or the records' own). In a
+  mixture-of-experts model N is the active parameters per token (the router's matrix, every
+  token's, included; the routed experts a token does not reach left out), so C counts the FLOPs
+  done (Clark et al. 2022 count routed models the same way).
 
 Record fields: schema_version, run_id, study, ladder (the sweep's name, shared by its studies),
-trial, status, error, config, overrides, scale {N, N_total, D, C, flops_per_token, model},
+trial, status, error, config, overrides, scale {N, N_total, D, C, flops_per_token, model; an MoE
+run's also N_active (= N) and sparsity: `MOE_SCALE`},
 hparams {lr, batch_size, weight_decay, warmup, schedule, every searched value by config path},
 metrics {final_val_loss, best_val_loss, initial_loss, steps, tokens_seen, tokens_per_second (this
 process's training steps after its first, over their time), mfu, compile_seconds (with
-train.compile: the first step, which compiles), wall_seconds}, curve [{step, tokens, val_loss,
+train.compile: the first step, which compiles), wall_seconds; an MoE run's also `MOE_METRICS`}, curve [{step, tokens, val_loss,
 eval_tokens}] (measured on the curve's part of the held-out set: see `platform.data.HeldOut`),
 environment {git_sha, packages, device, seed, threads, precision (train.precision resolved)},
 started_at, ended_at; branch (a WSD cooldown branch's {parent, fork_step, fork_tokens}, else
@@ -58,11 +62,12 @@ HPARAMS = {"lr": "optim.lr", "batch_size": "train.batch_size", "weight_decay": "
 METRICS = ("final_val_loss", "best_val_loss", "initial_loss", "steps", "tokens_seen", "tokens_per_second",
            "mfu", "compile_seconds", "wall_seconds")
 SCALE = ("N", "N_total", "D", "C", "flops_per_token")
-# The record's numbers under `metrics` and under `scale`, each written by every training run
-# (null where it has none): with `hparams.*` and `config.*`, what a sweep's `objectives` may name.
-METRICS = ("final_val_loss", "best_val_loss", "initial_loss", "steps", "tokens_seen", "tokens_per_second",
-           "mfu", "compile_seconds", "wall_seconds")
-SCALE = ("N", "N_total", "D", "C", "flops_per_token")
+# Written by mixture-of-experts runs only (a dense record is as it was): the active non-embedding
+# parameters per token (N itself) and the sparsity, 1 - top_k / experts (the routed experts'
+# parameters a token does not use); the routers' auxiliary losses and the experts' smallest and
+# largest share of the token-expert assignments, at the last logged training step.
+MOE_SCALE = ("N_active", "sparsity")
+MOE_METRICS = ("moe_balance_loss", "moe_z_loss", "moe_load_min", "moe_load_max")
 # Where each analysed quantity lives in a record.
 FIELDS = {
     "N": "scale.N", "N_total": "scale.N_total", "D": "scale.D", "C": "scale.C",
@@ -211,15 +216,24 @@ def git_sha() -> str | None:
 
 
 # --------------------------------------------------------------------------- FLOPs
-def non_embedding_params(width: int, depth: int, mlp_ratio: int = 4) -> int:
+def non_embedding_params(width: int, depth: int, mlp_ratio: int = 4, experts: int = 0, top_k: int = 1,
+                         expert_width: int | None = None, shared_expert: bool = False, active: bool = True) -> int:
     """N of the GPT family (`scalelab.platform.model`) without building it: per block the
     attention (4 w^2) and MLP (2 mlp_ratio w^2) matrices and two LayerNorms (4 w), plus the
-    final LayerNorm (2 w)."""
-    return depth * ((4 + 2 * mlp_ratio) * width * width + 4 * width) + 2 * width
+    final LayerNorm (2 w). With `experts` (an MoE, `platform/moe.py`) the MLP is the router
+    (w x experts), the shared expert if any and top_k routed experts (`active`, the N of the FLOP
+    convention) or all of them (`active=False`), each 2 w expert_width (default mlp_ratio w)."""
+    if experts:
+        expert = 2 * width * (expert_width or mlp_ratio * width)
+        mlp = width * experts + expert * ((top_k if active else experts) + shared_expert)
+    else:
+        mlp = 2 * mlp_ratio * width * width
+    return depth * (4 * width * width + mlp + 4 * width) + 2 * width
 
 
 def flops_per_token(n_params: float, depth: int, context: int, width: int) -> float:
-    """Training FLOPs per token: 6N plus the attention scores (see the module docstring)."""
+    """Training FLOPs per token: 6N plus the attention scores (see the module docstring); in an
+    MoE, N is the active parameters (`non_embedding_params(..., active=True)`)."""
     return 6.0 * n_params + 6.0 * depth * context * width
 
 

@@ -14,21 +14,27 @@ config) and starts a new one there. Settings that change only where results go o
 is watched (`IGNORED`) may differ.
 
 A folder written by an earlier version of scalelab lacks the settings added since: each counts
-as its default, which is how that run trained. `train.precision=auto` compares as the precision
-it means on this machine, so a run started with an explicit `32-true` resumes under `auto` on a CPU.
+as its default, which is how that run trained; a setting this version no longer has is no
+difference either. `train.precision=auto` compares as the precision it means on this machine, so
+a run started with an explicit `32-true` resumes under `auto` on a CPU. A setting that differs
+only because its default changed is named as such, with the override that keeps the old value.
+
+A checkpoint that cannot be read is refused before the run is set up (`checkpoint.check_readable`).
+One run at a time works in a folder, and only one that can write there (`folder_owner`).
 """
 from __future__ import annotations
 
 import json
 import shutil
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from scalelab import record as rec
 from scalelab.conf.schema import RunConfig
+from scalelab.platform.checkpoint import check_readable
 from scalelab.platform.errors import ConfigError
 
 RUN_ID_FILE = ".run_id"
@@ -53,15 +59,31 @@ def run_id_for(run_dir: Path) -> str:
     return run_id
 
 
-def differences(started: dict, now: dict, precision: str) -> list[str]:
-    """`key: old -> new` for each setting that differs between two configs, `IGNORED` aside; a
-    setting `started` lacks is its default, and `train.precision=auto` is `precision`."""
+def differences(started: dict, now: dict, precision: str, keep: str = "resume it") -> list[str]:
+    """The settings of `now` that differ from `started`'s, `IGNORED` aside, each as `key: old -> new`:
+    a setting `started` lacks counts as its default, one `now` lacks (gone from this version)
+    cannot differ, and `train.precision=auto` is `precision`. Where `now` holds a key's default,
+    the difference says so, with the override that keeps the folder's run (`keep`: "resume it")."""
     old, new = {**DEFAULTS, **rec.flatten(started)}, rec.flatten(now)
+    at_default = {k for k, v in new.items() if k in DEFAULTS and v == DEFAULTS[k]}  # `auto` as such
     for side in (old, new):
         if side.get("train.precision") == "auto":
             side["train.precision"] = precision
-    keys = sorted(k for k in old.keys() | new.keys() if not k.startswith(IGNORED) and old.get(k) != new.get(k))
-    return [f"{k}: {old.get(k)} -> {new.get(k)}" for k in keys]
+    out = []
+    for k in sorted(k for k in new if not k.startswith(IGNORED) and old.get(k) != new[k]):
+        if k in at_default:  # a default changed since (or the folder's run set the key): name the way back
+            out.append(f"{k}: the folder's run used {old[k]}, the default is now {new[k]}; "
+                       f"pass {k}={override(old[k])} to {keep}")
+        else:
+            out.append(f"{k}: {old.get(k)} -> {new[k]}")
+    return out
+
+
+def override(value: Any) -> str:
+    """`value` as a command-line override writes it."""
+    if isinstance(value, (list, tuple)):
+        return f"[{','.join(override(v) for v in value)}]"
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _finished_record(run_dir: Path) -> Optional[dict]:
@@ -84,12 +106,16 @@ def open_run_folder(run_dir: Path, config: dict, precision: str, fresh_start: bo
         return None  # every process starts over, whatever another still sees of the earlier run
     finished = _finished_record(run_dir)
     config_file = run_dir / CONFIG_FILE
-    if (finished or (run_dir / CHECKPOINT).exists()) and config_file.exists():
-        changed = differences(json.loads(config_file.read_text()), config, precision)
+    checkpoint = run_dir / CHECKPOINT
+    if (finished or checkpoint.exists()) and config_file.exists():
+        changed = differences(json.loads(config_file.read_text()), config, precision,
+                              "reuse it" if finished else "resume it")
         if changed:
             what = "a finished run" if finished else "an unfinished run (its checkpoint)"
             raise ConfigError(f"{run_dir} holds {what} started with other settings ({'; '.join(changed)}); "
                               "choose another hydra.run.dir, or add train.fresh_start=true to discard it")
+    if not finished and checkpoint.exists():
+        check_readable(checkpoint)
     return finished
 
 

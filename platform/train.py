@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import math
 import shutil
+import signal
+import tempfile
 import time
 import traceback
 import warnings
@@ -34,7 +36,8 @@ from scalelab.platform.branches import Forks, train_branches
 from scalelab.platform.checkpoint import ResumeCheckpoint
 from scalelab.platform.cluster import check_launch, cluster_plugins
 from scalelab.platform.data import TrainBatches
-from scalelab.platform.errors import ConfigError
+from scalelab.platform.errors import ConfigError, RunFolderError
+from scalelab.platform.folder_owner import own_folder
 from scalelab.platform.interrupt import StopOnCtrlC, ask_about_sigterm_every, exit_status, stop_cause
 from scalelab.platform.lean import QuietProfiler, skip_idle_step_hooks
 from scalelab.platform.mfu import mfu, peak_flops
@@ -127,12 +130,17 @@ class Ending:
             return cls("failed", "".join(traceback.format_exception(e)), e)
         return cls("failed", f"interrupted ({stop_cause(e)})", e)
 
-    def raise_again(self) -> None:
-        """Raise what ended the run; a stop by Ctrl-C or SIGTERM as the exit status a shell expects."""
+    def raise_again(self, run: Run) -> None:
+        """Raise what ended the run; a stop by Ctrl-C or SIGTERM as the exit status a shell expects,
+        the first process's Ctrl-C as a KeyboardInterrupt saying what is left, which `scalelab.cli`
+        prints in one line (exit status 130)."""
         e = self.exception
         if e is None:
             return
         code = None if isinstance(e, Exception) else exit_status(e)
+        if code == 128 + signal.SIGINT and run.is_global_zero:
+            then = "resumes it from its checkpoint" if (run.dir / CHECKPOINT).exists() else "starts it again"
+            raise KeyboardInterrupt(f"{run.dir / rec.FILE_NAME} records the run; the same command {then}") from e
         if code is not None:
             raise SystemExit(code) from e
         raise e
@@ -145,10 +153,16 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, parent: dict | Non
     recorded as status `failed` and raised again; a pruned trial is recorded and returns. A
     folder whose run already finished is not trained again: its recorded loss is returned.
     With `schedule.branches`, the branches are trained after the run (`branches`); `parent`
-    is what a branch records of its fork."""
-    started_at, started_wall = rec.now(), time.perf_counter()
+    is what a branch records of its fork. One run at a time holds its folder (`folder_owner`)."""
     hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
     run_dir = Path(run_dir or hydra_cfg.runtime.output_dir)
+    with own_folder(run_dir):
+        return train_in(cfg, run_dir, hydra_cfg, parent)
+
+
+def train_in(cfg: DictConfig, run_dir: Path, hydra_cfg: Any, parent: dict | None) -> float | None:
+    """`train` in the folder it holds."""
+    started_at, started_wall = rec.now(), time.perf_counter()
     config = resolved(cfg)
     finished = open_run_folder(run_dir, config, precision(cfg), cfg.train.fresh_start)
     if finished is not None:
@@ -174,7 +188,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, parent: dict | Non
     record = run_record(cfg, config, run, ending, hydra_cfg, parent)
     if run.is_global_zero:
         write_record(run, record)
-    ending.raise_again()
+    ending.raise_again(run)
     if run.is_global_zero:
         _train_branches(cfg, run_dir, record)
     return record["metrics"]["final_val_loss"]
@@ -280,10 +294,18 @@ def summarize(cfg: DictConfig, run: Run) -> dict:
 
 
 def write_record(run: Run, record: dict) -> None:
-    """Write the record and finish the W&B run with its metrics."""
-    path = rec.write(run.dir, record)
+    """Write the record and finish the W&B run with its metrics. A folder that cannot take the
+    record any more (made read-only while the run trained) does not lose it: it goes to a
+    temporary folder, named in the RunFolderError raised then."""
+    try:
+        path, error = rec.write(run.dir, record), None
+    except OSError as e:
+        path, error = rec.write(tempfile.mkdtemp(prefix=f"scalelab-record-{run.id}-"), record), e
     wandb_run.finish(run.wandb, record["status"], record["metrics"])
     log.info("%s, final validation loss %s; record: %s", record["status"], record["metrics"]["final_val_loss"], path)
+    if error is not None:
+        raise RunFolderError(f"cannot write {run.dir / rec.FILE_NAME} ({error.strerror or error}); the run's record "
+                             f"({record['status']}) is {path} instead: move it there once the folder takes files")
 
 
 def _train_branches(cfg: DictConfig, run_dir: Path, record: dict) -> None:

@@ -33,9 +33,8 @@ ANALYSIS = ("fit", "predict", "sensitivity", "report", "sync")
 
 def main(argv: list[str] | None = None) -> int:
     """Every command; bad input (a `ScalelabError`, whichever part raised it) is one line on
-    stderr, `scalelab: error: <message>`, and exit status 2. A Ctrl-C that no command turned into
-    its own ending (one while `scalelab train` starts: imports, the config, the run's set-up) is
-    one line too, with exit status 130."""
+    stderr, `scalelab: error: <message>`, and exit status 2. A Ctrl-C is one line too, with exit
+    status 130 (a training run's says what it left; `data prepare` and sweeps say their own)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return run_command(argv)
@@ -43,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scalelab: error: {one_line(e)}", file=sys.stderr)
         return USAGE_EXIT
     except KeyboardInterrupt as e:  # its message, if any, says what is left
-        left = f" {e}" if str(e) else "; the same command starts again"
+        left = f"; {e}" if str(e) else "; the same command starts again"
         print(f"scalelab: error: interrupted (Ctrl-C){left}", file=sys.stderr)
         return INTERRUPTED_EXIT
 

@@ -22,6 +22,9 @@ A new use of Hydra's private API belongs here, with its row.
   Exception of the task such a failed JobReturn. So `run_app` carries a single run's
   `ScalelabError` through `run_job` as a BaseException, which `run_job` lets pass, and the
   CLI's line is the only one.
+- What Hydra does with a callback's exception (`hydra._internal.callbacks.Callbacks`): an
+  Exception becomes a warning and the run goes on. `raise_through_hydra` carries a
+  ScalelabError past it as the same BaseException, so that a callback can refuse a run.
 - The text of Hydra's messages (`input_error_line`, `MESSAGE_TEXTS`): a composition error's
   "Config search path" tail and its hydra.cc links left out, "Available options in 'x':" and
   the options joined into one line; the `ValueError`s of `_run_hydra`'s checks of its flags
@@ -42,7 +45,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any, Callable, NamedTuple, Optional, Sequence
+from typing import Any, Callable, NamedTuple, NoReturn, Optional, Sequence
 
 from hydra import version
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
@@ -125,11 +128,17 @@ def run_app(args: Sequence[str], task_function: Callable[[Any], Any], config_pat
 
 
 class _CarriedInputError(BaseException):
-    """A single run's ScalelabError on its way through Hydra's `run_job`, which catches Exception."""
+    """A single run's ScalelabError on its way through Hydra's `run_job` and callbacks, which catch
+    Exception."""
 
     def __init__(self, error: ScalelabError) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+def raise_through_hydra(error: ScalelabError) -> NoReturn:
+    """Raise `error` from code Hydra runs (a callback) as `run_app` raises a job's bad input."""
+    raise _CarriedInputError(error) from None
 
 
 def _carrying_input_errors(task_function: Callable[[Any], Any]) -> Callable[[Any], Any]:

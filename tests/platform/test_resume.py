@@ -8,7 +8,7 @@ import time
 import pytest
 
 from scalelab.platform.errors import ConfigError
-from scalelab.platform.run_folder import CHECKPOINT, CONFIG_FILE, run_id_for
+from scalelab.platform.run_folder import CHECKPOINT, CONFIG_FILE, differences, run_id_for
 from scalelab.platform.train import train
 from scalelab.record import read
 
@@ -102,6 +102,29 @@ def test_a_folder_from_an_earlier_version_resumes_with_the_settings_added_since_
         train(make_cfg("trainer.num_nodes=2"), run_dir=tmp_path)  # an added setting away from its default
     assert train(make_cfg(), run_dir=tmp_path) == loss
     assert read(tmp_path)["status"] == "completed"
+
+
+def test_a_changed_default_is_named_with_the_override_that_keeps_it_and_a_removed_setting_is_none(make_cfg,
+                                                                                                 tmp_path):
+    # An upgrade: the default of train.eval_share was 0.05 when the folder's run started, and that
+    # version had a setting this one no longer has.
+    loss = train(make_cfg("train.keep_checkpoint=true", "train.eval_share=0.05"), run_dir=tmp_path)
+    (tmp_path / "run.json").unlink()  # killed after its last checkpoint
+    remembered = json.loads((tmp_path / CONFIG_FILE).read_text())
+    remembered["train"]["grad_accumulation"] = 1
+    (tmp_path / CONFIG_FILE).write_text(json.dumps(remembered))
+    with pytest.raises(ConfigError) as refused:
+        train(make_cfg(), run_dir=tmp_path)
+    assert ("started with other settings (train.eval_share: the folder's run used 0.05, the default is now 0.04; "
+            "pass train.eval_share=0.05 to resume it); choose another hydra.run.dir") in str(refused.value)
+    assert train(make_cfg("train.eval_share=0.05"), run_dir=tmp_path) == loss
+    assert read(tmp_path)["status"] == "completed"
+
+
+def test_a_changed_precision_default_names_the_precision_the_run_used():
+    assert differences({"train": {"precision": "32-true"}}, {"train": {"precision": "auto"}}, "bf16-mixed") == [
+        "train.precision: the folder's run used 32-true, the default is now bf16-mixed; pass "
+        "train.precision=32-true to resume it"]
 
 
 def test_fresh_start_discards_the_earlier_run(make_cfg, tmp_path):

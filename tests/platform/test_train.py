@@ -10,6 +10,7 @@ from hydra.errors import ConfigCompositionException
 
 from scalelab.platform.errors import ConfigError
 from scalelab.platform.model import GPT, GPTShape, count_parameters
+from scalelab.platform.module import LanguageModelTask
 from scalelab.platform.train import train
 from scalelab.record import flops_per_token, read
 
@@ -233,15 +234,17 @@ def test_cli_two_modes_at_once_is_one_line(tmp_path, run_cli):
         "scalelab: error: Only one of --run, --multirun, --cfg, --info and --shell_completion can be specified")
 
 
-def test_a_crashing_run_records_the_error_and_exits_non_zero(tmp_path, run_cli):
-    # a corrupt checkpoint in the run folder: the resume fails inside Lightning, mid-run
-    (tmp_path / "checkpoints").mkdir()
-    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"not a checkpoint")
+def test_a_crashing_run_records_the_error_and_exits_non_zero(tmp_path, run_cli, monkeypatch):
+    def crash(self, batch, batch_idx):  # a bug mid-run, inside Lightning
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(LanguageModelTask, "training_step", crash)
     out = run_cli("model.width=16", "model.depth=1", "model.heads=2", "model.context=32", "train.tokens=2e4",
                   "train.batch_size=8", "logger=none", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
     assert out.returncode != 0
     r = read(tmp_path)
-    assert r["status"] == "failed" and "Traceback" in r["error"] and r["metrics"]["initial_loss"] is None
+    assert r["status"] == "failed" and "Traceback" in r["error"] and "RuntimeError: a bug" in r["error"]
+    assert r["metrics"]["steps"] == 0
 
 
 def test_wandb_offline_run_is_written_and_logger_none_writes_none(make_cfg, tmp_path, monkeypatch):

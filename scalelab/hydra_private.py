@@ -53,7 +53,7 @@ from hydra._internal.utils import _locate, _run_hydra, get_args_parser
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.types import ValueType
 from hydra.core.utils import JobReturn
-from hydra.errors import CompactHydraException
+from hydra.errors import CompactHydraException, OverrideParseException
 from hydra.types import RunMode
 
 from scalelab.errors import ScalelabError
@@ -156,6 +156,9 @@ def _carrying_input_errors(task_function: Callable[[Any], Any]) -> Callable[[Any
 
 def input_error_line(error: BaseException) -> Optional[str]:
     """Hydra's report of bad input as one line; None for any other error."""
+    if isinstance(error, OverrideParseException):  # the lexer's own words say nothing of quoting
+        return (f"{hydra_error_line(error)}: a value with letters outside ASCII or Hydra's special characters "
+                "goes in quotes inside the override, e.g. \"hydra.run.dir='runs/café'\"")
     if isinstance(error, CompactHydraException):
         return hydra_error_line(error)
     if type(error) is ValueError and str(error).startswith(FLAG_ERRORS):

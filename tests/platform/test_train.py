@@ -228,6 +228,13 @@ def test_cli_unknown_key_names_it(tmp_path, run_cli):
                                   "'ModelConfig'; To append to your config use +model.colour=red")
 
 
+def test_cli_a_path_hydra_cannot_lex_says_how_to_quote_it(tmp_path, run_cli):
+    out = run_cli("hydra.run.dir=runs/café", cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert "goes in quotes inside the override, e.g. \"hydra.run.dir='runs/café'\"" in out.stderr
+    assert not (tmp_path / "runs").exists()
+
+
 def test_cli_two_modes_at_once_is_one_line(tmp_path, run_cli):
     out = run_cli("-m", "--cfg", "job", cwd=tmp_path)
     assert out.returncode == 2 and out.stderr.strip() == (

@@ -156,7 +156,7 @@ def _carrying_input_errors(task_function: Callable[[Any], Any]) -> Callable[[Any
 
 def input_error_line(error: BaseException) -> Optional[str]:
     """Hydra's report of bad input as one line; None for any other error."""
-    if isinstance(error, OverrideParseException):  # the lexer's own words say nothing of quoting
+    if isinstance(error, OverrideParseException) and not str(error).isascii():  # the lexer says nothing of quoting
         return (f"{hydra_error_line(error)}: a value with letters outside ASCII or Hydra's special characters "
                 "goes in quotes inside the override, e.g. \"hydra.run.dir='runs/café'\"")
     if isinstance(error, CompactHydraException):

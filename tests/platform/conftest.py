@@ -1,3 +1,5 @@
+import os
+
 import pytest
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
@@ -31,3 +33,11 @@ def text_corpus(tmp_path):
     for i in range(4):
         (folder / f"part{i}.txt").write_text(f"file {i}: " + "the quick brown fox jumps over the lazy dog. " * 200)
     return folder
+
+
+@pytest.fixture
+def no_launcher(monkeypatch):
+    """No job around the test: the variables of a Slurm or submitit task, or of a launched rank, gone."""
+    for name in [*(k for k in os.environ if k.startswith(("SUBMITIT_", "SLURM_"))), "LOCAL_RANK", "RANK",
+                 "GROUP_RANK", "NODE_RANK", "WORLD_SIZE"]:
+        monkeypatch.delenv(name, raising=False)

@@ -62,7 +62,6 @@ def test_a_value_of_the_wrong_type_is_refused_before_any_trial(tmp_path):
     assert not list(tmp_path.glob("runs/sweeps/ty/trial_*"))
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("overrides, line", [
     (["-m", "hydra/sweeper=scalelab", "+hydra.sweeper.params.optim.lr=interval(-1, 1)"],
      "params.optim.lr: interval(-1.0, 1.0) includes -1.0, but optim.lr must be > 0"),
@@ -74,8 +73,8 @@ def test_a_value_of_the_wrong_type_is_refused_before_any_trial(tmp_path):
      "would run the same config; search one with a sweep on the command line ('optim.lr=interval(a, b)', "
      "'optim.lr=choice(x, y)') or in hydra.sweeper.params"),
 ])
-def test_what_every_trial_would_fail_on_is_refused_before_the_first(tmp_path, overrides, line):
-    proc = run(train_cmd(*overrides, "hydra.sweeper.study_name=no"), tmp_path, check=False)
+def test_what_every_trial_would_fail_on_is_refused_before_the_first(tmp_path, run_cli, overrides, line):
+    proc = run_cli(*overrides, "hydra.sweeper.study_name=no", *TINY, cwd=tmp_path)  # the command, in-process
     assert proc.returncode == 2
     assert [ln for ln in proc.stderr.splitlines() if "error" in ln] == [f"scalelab: error: {line}"], proc.stderr
     assert not list(tmp_path.glob("runs/**/run.json"))

@@ -17,16 +17,13 @@ from scalelab.analysis.dashboards import DashboardSpec
 from scalelab.analysis.errors import AnalysisError
 from scalelab.analysis.laws import HparamsLaw
 from scalelab.analysis.table import load_table
-from scalelab.cli import main
 from scalelab.wandb_keys import FITS_COLUMNS
 
+from tests.analysis.command import run_command
 from tests.wandb_file import find_runs, read_run
 
 
-def _run(capsys, *argv):
-    rc = main(list(argv))
-    out, err = capsys.readouterr()
-    return rc, out, err
+_run = run_command
 
 
 @pytest.fixture

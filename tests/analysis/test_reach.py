@@ -11,13 +11,8 @@ import pytest
 
 from scalelab.analysis.laws import ChinchillaLaw, CurveLaw
 from scalelab.analysis.reach import LIMIT, beyond, distrust
-from scalelab.cli import main
 
-
-def _run(capsys, *argv):
-    rc = main(list(argv))
-    out, err = capsys.readouterr()
-    return rc, out, err
+from tests.analysis.command import run_command as _run
 
 
 @pytest.fixture

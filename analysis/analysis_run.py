@@ -33,7 +33,7 @@ import wandb
 from scalelab.wandb_keys import ANALYSIS_JOB, BEST, FITS_COLUMNS, FITS_TABLE, FRONTIER, FRONTIER_TABLE, \
     FRONTIER_X, TARGET
 
-from .dashboards import SPEC_FILE, DashboardSpec, publish
+from .dashboards import SPEC_FILE, TITLE_MAX, DashboardSpec, publish
 from .errors import AnalysisError
 from .findings import Findings
 from .frontier import BEST_SERIES, MEASURED, PREDICTED, frontier_frame
@@ -122,6 +122,8 @@ def log_analysis_run(table: pd.DataFrame, found: Findings, plots: dict[str, Path
     project, entity = wandb_place(table, project)
     source = str(table.attrs.get("source", "")).rstrip("/")
     ladder, study = _only(table, "ladder"), _only(table, "study")
+    # one sweep's runs; records from before ladder ids have none, and are found by the name
+    ladder_id = _only(table, "ladder_id") if ladder else None
     # the record's `hparams` holds each searched value by its config path (dotted)
     searched = [h for h in table.attrs.get("hparams", []) if "." in h]
     run_id = uuid.uuid4().hex[:8]  # a W&B run id: a new one per report (the dashboards name it)
@@ -130,8 +132,8 @@ def log_analysis_run(table: pd.DataFrame, found: Findings, plots: dict[str, Path
                      name=f"analysis of {Path(source).name or source}",
                      group=ladder or study, dir=str(out), mode=mode, reinit="finish_previous",
                      settings=wandb.Settings(silent=True),  # the command prints where its files went
-                     config={"source": source, "runs": len(table), "ladder": ladder, "study": study,
-                             "searched": searched,
+                     config={"source": source, "runs": len(table), "ladder": ladder, "ladder_id": ladder_id,
+                             "study": study, "searched": searched,
                              "run_ids": sorted(table["run_id"].dropna().astype(str)) if "run_id" in table else []})
     try:
         run.log({FITS_TABLE: wandb.Table(dataframe=fits_frame(found.laws, found.errors))})
@@ -150,8 +152,11 @@ def log_analysis_run(table: pd.DataFrame, found: Findings, plots: dict[str, Path
     if ladder is None and study is None:
         made["dashboards"] = "none: the runs belong to no single ladder or study"
         return made
-    spec = DashboardSpec(project, entity, f"scalelab: {ladder or study}", "ladder" if ladder else "study",
-                         ladder or study, tuple(searched), log_keys(table, searched),
+    runs_key, runs_value = next((k, v) for k, v in (("ladder_id", ladder_id), ("ladder", ladder), ("study", study))
+                                if v)
+    name = f"scalelab: {ladder} ({ladder_id})" if ladder_id else f"scalelab: {ladder or study}"
+    spec = DashboardSpec(project, entity, name[:TITLE_MAX], runs_key, runs_value, tuple(searched),
+                         log_keys(table, searched),
                          runs=max(len(table), source_runs) + 1, analysis_id=run_id)
     made["dashboards"] = spec.write(out)
     if mode == "online":

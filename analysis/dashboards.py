@@ -6,7 +6,9 @@ A small `DashboardSpec`, written as JSON beside an offline report, is all `publi
 Every panel draws every run its filter matches: W&B draws 10 runs (or groups) by default, so the
 line plots' limit and the workspace's `max_runs` are the spec's `runs`, counted when the report ran.
 The filter takes the ladder's (or study's) training runs and the one analysis run the spec names
-by id, the newest: older analysis runs of the same ladder stay out of the panels.
+by id, the newest: older analysis runs of the same ladder stay out of the panels. A ladder is
+found by its `ladder_id` (one per sweep: two sweeps of one name stay apart), or where its runs
+predate ids by its name; titles then say "name (id)".
 
 Building is offline; only `publish` talks to W&B. Without an entity the objects are built with
 an empty one, which `publish` resolves to the account's default entity before saving.
@@ -32,7 +34,7 @@ from .errors import AnalysisError
 # ------------------------------------------------------------------------------------ the spec
 SPEC_FILE = "wandb_dashboards.json"
 KIND = "scalelab.wandb_dashboards"  # tells a spec file from any other JSON file
-RUNS_KEYS = ("ladder", "study")
+RUNS_KEYS = ("ladder_id", "ladder", "study")
 FIELDS = ("project", "entity", "name", "runs_key", "runs_value", "searched", "log_keys", "runs", "analysis_id")
 UNRESOLVED_ENTITY = ""  # built offline without an entity; `publish` puts the real one in
 TITLE_MAX = 128  # W&B's limit on a report title
@@ -55,6 +57,13 @@ class DashboardSpec:
     log_keys: tuple[str, ...] = ()
     runs: int = DEFAULT_RUNS
     analysis_id: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The runs as titles name them: "name (id)" for a ladder id, which is `<name>-<8 hex>`."""
+        if self.runs_key == "ladder_id":
+            return f"{self.runs_value.rsplit('-', 1)[0]} ({self.runs_value})"
+        return self.runs_value
 
     def __post_init__(self):
         problem = _problem(self)
@@ -173,10 +182,15 @@ def frontier_plot(spec: DashboardSpec) -> wr.LinePlot:
     marks = {BEST: "points", TARGET[0]: "points", TARGET[1]: "points", FRONTIER[1]: "dotted",
              FRONTIER[2]: "dotted"}
     return wr.LinePlot(
-        title=f"fitted frontier L(C), 95% band, best run of each scale: {spec.runs_value}"[:TITLE_MAX],
+        title=f"fitted frontier L(C), 95% band, best run of each scale: {spec.label}"[:TITLE_MAX],
         x=FRONTIER_X, y=[*FRONTIER, BEST, *TARGET], log_x=True, log_y=True, title_x="training FLOPs C",
         title_y="val_loss", max_runs_to_show=spec.runs,
         line_marks={f"{spec.analysis_id}:{k}": m for k, m in marks.items()} if spec.analysis_id else None)
+
+
+def _title(text: str, spec: DashboardSpec) -> str:
+    """A panel's title, naming its runs: two ladders of one name differ by their ids."""
+    return f"{text}: {spec.label}"[:TITLE_MAX]
 
 
 BEST_VS_FINAL = ("A curve point is measured on part of the held-out set (its `eval_tokens`); "
@@ -189,27 +203,27 @@ def _panels(spec: DashboardSpec) -> dict[str, list]:
     # A ladder's curves: per scale, the best trial's loss at each point and the trials' range.
     # One study is one scale: each trial is its own curve.
     by_scale = (dict(groupby=wr.Config("scale"), groupby_aggfunc="min", groupby_rangefunc="minmax")
-                if spec.runs_key == "ladder" else {})
+                if spec.runs_key != "study" else {})
     columns = [_Column(metric=wr.Config(k), log=True if k in ("N", "D", *spec.log_keys) else None)
                for k in dict.fromkeys((*spec.searched, "N", "D"))]
     columns.append(_Column(metric=wr.SummaryMetric("final_val_loss"), log=True))
     return {
         "Loss curves": [
             # tokens on a linear axis: the curve's first point, at tokens = 0, is drawn
-            wr.LinePlot(title="val_loss vs tokens (each point on its eval_tokens)", x="tokens", y=["val_loss"],
-                        log_y=True, max_runs_to_show=spec.runs, **by_scale),
+            wr.LinePlot(title=_title("val_loss vs tokens (each point on its eval_tokens)", spec), x="tokens",
+                        y=["val_loss"], log_y=True, max_runs_to_show=spec.runs, **by_scale),
             # log-log: loss against compute; the point at 0 FLOPs is on the plot above
-            wr.LinePlot(title="val_loss vs training FLOPs", x="flops", y=["val_loss"],
+            wr.LinePlot(title=_title("val_loss vs training FLOPs", spec), x="flops", y=["val_loss"],
                         log_x=True, log_y=True, max_runs_to_show=spec.runs, **by_scale),
         ],
         "Scaling": [
             frontier_plot(spec),
-            _Scatter(title="final val_loss vs C, every trial", x=wr.Config("C"),
+            _Scatter(title=_title("final val_loss vs C, every trial", spec), x=wr.Config("C"),
                      y=wr.SummaryMetric("final_val_loss"), log_x=True, log_y=True),
-            _Scatter(title=f"final val_loss vs {LR}", x=wr.Config(LR),
+            _Scatter(title=_title(f"final val_loss vs {LR}", spec), x=wr.Config(LR),
                      y=wr.SummaryMetric("final_val_loss"), log_x=True, log_y=True),
         ],
-        "Search": [wr.ParallelCoordinatesPlot(title="searched hyperparameters", columns=columns)],
+        "Search": [wr.ParallelCoordinatesPlot(title=_title("searched hyperparameters", spec), columns=columns)],
         "Fitted laws": [wr.WeavePanelSummaryTable(table_name=FITS_TABLE, layout=wr.Layout(w=24, h=10)),
                         wr.WeavePanelSummaryTable(table_name=FRONTIER_TABLE, layout=wr.Layout(w=24, h=10))],
     }

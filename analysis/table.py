@@ -178,14 +178,14 @@ def wandb_row(run: Any) -> dict[str, Any]:
     config = {k: v for k, v in dict(run.config).items() if not k.startswith("_")}
     summary = {k: v for k, v in dict(run.summary).items() if not str(k).startswith("_")}
     state = {"finished": "completed", "crashed": "failed", "failed": "failed"}.get(run.state, run.state)
-    if all(k in config for k in wandb_keys.CONFIG) and wandb_keys.LR in config:
+    if all(k in config for k in wandb_keys.CONFIG if k != wandb_keys.LADDER_ID) and wandb_keys.LR in config:
         paths = {**record.HPARAMS, **{p: p for p in config["searched"] or []}}
         row = {f"config.{k}": v for k, v in config.items() if k not in wandb_keys.CONFIG}
         row.update({f"scale.{k}": config[k] for k in wandb_keys.SCALE})
         row["scale.model"] = config.get("model.name")
         row.update({f"hparams.{name}": config.get(path) for name, path in paths.items()})
         row.update({f"metrics.{k}": summary.get(k) for k in wandb_keys.SUMMARY if k != "status"})
-        row.update({k: config[k] for k in ("study", "ladder", "trial")})
+        row.update({k: config[k] for k in ("study", "ladder", "trial")}, ladder_id=config.get(wandb_keys.LADDER_ID))
         row.update(run_id=run.id, name=run.name, status=summary.get("status", state),
                    tags=",".join(run.tags or []))
         return row

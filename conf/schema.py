@@ -159,6 +159,7 @@ class TrialConfig:
     storage: Optional[str] = None
     number: Optional[int] = None
     searched: Optional[List[str]] = None  # the config paths the sweeper searches, for the record
+    ladder_id: Optional[str] = None  # the sweep's ladder id (`<study_name>-<8 hex>`), one per sweep
     # In a scaling study (`sweeps=ladder`): what the run is for (null: a search trial; `seed`: the
     # best trial of its scale again with another seed; `transfer`: a µP scale trained at the rate
     # its budget's smallest width found best; `optimum`, `half`, `double`, `lr_low`, `lr_high`: a

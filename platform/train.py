@@ -253,7 +253,8 @@ def run_record(cfg: DictConfig, config: dict, run: Run, ending: Ending, hydra_cf
     metrics["wall_seconds"] = time.perf_counter() - run.started_wall
     return {
         "run_id": run.id,
-        "study": cfg.trial.study_name, "ladder": run.where["ladder"], "trial": cfg.trial.number,
+        "study": cfg.trial.study_name, "ladder": run.where["ladder"], "ladder_id": run.where["ladder_id"],
+        "trial": cfg.trial.number,
         "status": ending.status, "error": ending.error, "config": config,
         "overrides": list(hydra_cfg.overrides.task) if hydra_cfg and parent is None else [],
         "scale": run.setup.scale(cfg.model.name) if run.setup else None,
@@ -317,11 +318,13 @@ def _train_branches(cfg: DictConfig, run_dir: Path, record: dict) -> None:
 
 def placement(cfg: DictConfig, hydra_cfg: Any) -> dict[str, Any]:
     """Where a run belongs. A sweep's scales are studies `<ladder>/<scale>`, the ladder being the
-    sweeper's `study_name`; a run outside a sweep belongs to none."""
+    sweeper's `study_name`, told apart from another sweep of that name by its `ladder_id`; a run
+    outside a sweep belongs to none."""
     study = cfg.trial.study_name
     ladder = OmegaConf.select(hydra_cfg, "sweeper.study_name") if hydra_cfg is not None and study else None
     scale = study[len(ladder) + 1:] if ladder and study.startswith(f"{ladder}/") else None
-    return {"study": study, "ladder": ladder or study, "scale": scale, "trial": cfg.trial.number,
+    return {"study": study, "ladder": ladder or study, "ladder_id": OmegaConf.select(cfg, "trial.ladder_id") if study else None,
+            "scale": scale, "trial": cfg.trial.number,
             "role": cfg.trial.role, "searched": list(cfg.trial.searched or [])}
 
 

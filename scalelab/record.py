@@ -17,7 +17,7 @@ all three sides of that contract and imports neither torch nor the training code
   done (Clark et al. 2022 count routed models the same way).
 
 Record fields: schema_version, run_id, study, ladder (the sweep's name, shared by its studies),
-trial, status, error, config, overrides, scale {N, N_total, D, C, flops_per_token, model; an MoE
+ladder_id (one per sweep, `<study_name>-<8 hex>`; null outside a sweep and in older records), trial, status, error, config, overrides, scale {N, N_total, D, C, flops_per_token, model; an MoE
 run's also N_active (= N) and sparsity: `MOE_SCALE`},
 hparams {lr, batch_size, weight_decay, warmup, schedule, every searched value by config path},
 metrics {final_val_loss, best_val_loss, initial_loss, steps, tokens_seen, tokens_per_second (this
@@ -76,6 +76,7 @@ FIELDS = {
     "initial_loss": "metrics.initial_loss", "lr": "hparams.lr", "batch_size": "hparams.batch_size",
     "context": "config.model.context", "status": "status", "run_id": "run_id", "study": "study",
     "trial": "trial", "seed": "config.train.seed", "role": "config.trial.role", "ladder": "ladder",
+    "ladder_id": "ladder_id",
     "width": "config.model.width", "parametrization": "config.model.parametrization",
     "logger": "config.logger.kind", "project": "config.logger.project", "entity": "config.logger.entity",
 }

@@ -19,9 +19,11 @@ HISTORY = ("tokens", "flops", "train_loss", "lr", "val_loss", "eval_tokens")
 LOSSES = ("train_loss", "val_loss")
 BY_TOKENS = (*LOSSES, "lr")
 SCALE = ("N", "N_total", "D", "C", "flops_per_token")
-# `study`: the Optuna study of the run's scale; `ladder`: shared by every study of one sweep;
+# `study`: the Optuna study of the run's scale; `ladder`: shared by every study of one sweep, as is
+# `ladder_id`, which tells two sweeps of one name apart (runs logged before it lack it);
 # `searched`: the searched config paths (each value is also under its own path)
-PLACEMENT = ("study", "ladder", "scale", "trial", "role", "searched")
+LADDER_ID = "ladder_id"
+PLACEMENT = ("study", "ladder", LADDER_ID, "scale", "trial", "role", "searched")
 CONFIG = (*SCALE, *PLACEMENT)
 SUMMARY = ("final_val_loss", "best_val_loss", "initial_loss", "steps", "tokens_seen", "tokens_per_second",
            "wall_seconds", "status")

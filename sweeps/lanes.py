@@ -92,7 +92,8 @@ class Lanes:
         if self.trial_prefix is not None:
             p = self.trial_prefix
             overrides += [f"{p}trial.study_name={format_value(self.study.study_name)}",
-                          f"{p}trial.storage={self.storage_arg}", f"{p}trial.number={trial.number}"]
+                          f"{p}trial.storage={self.storage_arg}", f"{p}trial.number={trial.number}",
+                          *self.sweeper.ladder_overrides]
         overrides += [f"hydra.sweep.dir={format_value(str(self.sweep_dir))}",
                       f"hydra.sweep.subdir={format_value(str(subdir))}"]
         trial.set_user_attr("run_dir", str(run_dir))

@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 TRIAL_KEYS = ("trial.study_name", "trial.storage", "trial.number")
 # Optional in the job config: when declared, each trial is told which config paths are searched.
 SEARCHED_KEY = "trial.searched"
+# Optional too: when declared, each trial and run of the sweep is told its ladder's id.
+LADDER_ID_KEY = "trial.ladder_id"
 _ABSENT = object()
 
 
@@ -86,6 +88,11 @@ class Plan:
     def reports(self) -> bool:
         """Whether the job config declares the `trial` node (a scalelab-style job)."""
         return self.trial_prefix == ""
+
+    @property
+    def takes_ladder_id(self) -> bool:
+        """Whether the job config declares `trial.ladder_id`."""
+        return self.reports and self.job_config is not None and _declared(self.job_config, LADDER_ID_KEY)
 
     def summary(self) -> str:
         """The sweep's size in one line, e.g. `6 studies (model.width x train.tokens) x 12 trials`."""

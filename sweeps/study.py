@@ -9,10 +9,15 @@ A grid sampler stops its study once every point has run (`GridSampler` calls `St
 which only works inside `Study.optimize`): here the budget, at most the grid's size, ends it.
 A study keeps the search space it was made with (its user attribute `search_space`), so that a
 sweep of another space under the same name is refused, not mixed into its trials.
+Every study of a ladder keeps the ladder's id (`LADDER_ID_ATTR`, `<study_name>-<8 hex>`), made once
+when the sweep first creates its first scale's study: two sweeps of one name (in two storages)
+are told apart in W&B, and a resumed or shared sweep keeps the id it found.
 """
 from __future__ import annotations
 
 import logging
+import secrets
+import time
 import zlib
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -39,6 +44,7 @@ _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 _IN_FLIGHT = (TrialState.RUNNING,)
 INTERRUPTED_REASON = "interrupted"
 SEARCH_SPACE_ATTR = "search_space"
+LADDER_ID_ATTR = "ladder_id"
 
 
 def sampler_for_scale(sampler: Any, scale_name: str, trials_before: int = 0) -> Any:
@@ -65,11 +71,32 @@ def best_completed(study: optuna.Study) -> Optional[optuna.trial.FrozenTrial]:
     return min(done, key=lambda t: t.value) if done else None
 
 
+def ladder_id(storage: Any, first_study: str, ladder: str, directions: Sequence[str]) -> str:
+    """The ladder's id, kept on its first scale's study `first_study`: made by the process that
+    creates that study, found by every later one (a resumed or shared sweep)."""
+    try:
+        study = optuna.create_study(storage=storage, study_name=first_study,
+                                    directions=[d.lower() for d in directions])
+        created = True
+    except optuna.exceptions.DuplicatedStudyError:
+        study, created = optuna.load_study(study_name=first_study, storage=storage), False
+    found = study.user_attrs.get(LADDER_ID_ATTR)
+    if found is None and not created:
+        # its creator (another worker starting at the same time) sets the id right after creating it
+        time.sleep(1.0)
+        found = optuna.load_study(study_name=first_study, storage=storage).user_attrs.get(LADDER_ID_ATTR)
+    if found is not None:
+        return found
+    made = f"{ladder}-{secrets.token_hex(4)}"  # a study from before ladder ids gets one too
+    study.set_user_attr(LADDER_ID_ATTR, made)
+    return made
+
+
 def open_study(storage: Any, name: str, settings: SweepSettings, sampler: Any,
-               space: Mapping[str, BaseDistribution]) -> optuna.Study:
+               space: Mapping[str, BaseDistribution], ladder: Optional[str] = None) -> optuna.Study:
     """Create the study `name`, or load it with the same directions and search `space`, with a
     new sampler from its config `sampler` (`Plan.sampler`), and leave the pruner's config on it
-    for the jobs."""
+    for the jobs; it keeps the id `ladder` of its ladder where it has none."""
     directions = [d.lower() for d in settings.directions]
     study = optuna.create_study(
         storage=storage, study_name=name, sampler=algorithms.build("sampler", sampler),
@@ -80,6 +107,8 @@ def open_study(storage: Any, name: str, settings: SweepSettings, sampler: Any,
         raise SweepError(f"study {name!r} exists with directions {existing}, not {directions}")
     keep_search_space(study, space)
     algorithms.leave_pruner_config(study, settings.pruner)
+    if ladder is not None and LADDER_ID_ATTR not in study.user_attrs:
+        study.set_user_attr(LADDER_ID_ATTR, ladder)
     return study
 
 

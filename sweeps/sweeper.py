@@ -55,7 +55,7 @@ from scalelab.sweeps.interruption import INTERRUPTED_EXIT, StopSignals, interrup
 from scalelab.sweeps.job_overrides import overrides_for_jobs
 from scalelab.sweeps.lanes import Lanes
 from scalelab.sweeps.outcome import Outcome
-from scalelab.sweeps.plan import Plan, Scale, make_plan, parse_command_line
+from scalelab.sweeps.plan import LADDER_ID_KEY, Plan, Scale, make_plan, parse_command_line
 from scalelab.sweeps.reporting import PARALLEL_TRIALS_ENV  # the jobs divide the cores by it
 from scalelab.sweeps.search_space import format_value
 from scalelab.sweeps.storage import make_storage
@@ -97,6 +97,8 @@ class ScalelabSweeper(Sweeper):
         self.compose: Optional[Callable[[list[str]], DictConfig]] = None  # overrides -> job config
         self.storage: Any = None
         self.heartbeat: Optional[Heartbeat] = None
+        self.ladder_id: Optional[str] = None  # kept in the storage; see `studies.ladder_id`
+        self.ladder_overrides: list[str] = []  # `trial.ladder_id=...` for jobs that declare it
 
     # ------------------------------------------------------------------ hydra interface
     def setup(self, *, hydra_context: Any, task_function: Any, config: DictConfig) -> None:
@@ -171,6 +173,12 @@ class ScalelabSweeper(Sweeper):
         at_once = 1 if IN_PROCESS_LAUNCHER in _class_names(self.launcher) else self.settings.n_jobs
         os.environ[PARALLEL_TRIALS_ENV] = str(at_once)
         self.storage = storage
+        s = self.settings
+        self.ladder_id = studies.ladder_id(storage, plan.scales[0].study_name(s.study_name), s.study_name,
+                                           s.directions)
+        # as the other trial.* keys: jobs cannot reach an in-memory study, so they get none
+        if plan.takes_ladder_id and s.storage is not None:
+            self.ladder_overrides = [f"{LADDER_ID_KEY}={format_value(self.ladder_id)}"]
         self.heartbeat = Heartbeat(storage, interval) if interval else None
         try:
             return self.run_ladder(plan)
@@ -194,7 +202,8 @@ class ScalelabSweeper(Sweeper):
         assert self.config is not None and self.launcher is not None
         s = self.settings
         study = studies.open_study(self.storage, scale.study_name(s.study_name), s,
-                                   studies.sampler_for_scale(plan.sampler, scale.name), plan.space.distributions)
+                                   studies.sampler_for_scale(plan.sampler, scale.name), plan.space.distributions,
+                                   self.ladder_id)
         if prepare is not None:
             plan = prepare(study)
         sweep_dir = self.sweep_dir
@@ -257,7 +266,7 @@ class ScalelabSweeper(Sweeper):
         again (the run says so and returns), so a rerun launches them all again safely."""
         sweep_dir = self.sweep_dir
         for start in range(0, len(jobs), self.settings.n_jobs):
-            batch = [[*overrides, f"hydra.sweep.dir={format_value(str(sweep_dir))}",
+            batch = [[*overrides, *self.ladder_overrides, f"hydra.sweep.dir={format_value(str(sweep_dir))}",
                       f"hydra.sweep.subdir={format_value(subdir)}"]
                      for subdir, overrides in jobs[start:start + self.settings.n_jobs]]
             try:

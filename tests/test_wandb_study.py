@@ -3,6 +3,7 @@ adds the analysis run and the dashboards' definitions, `sync --dry-run` finds ev
 and the dashboards read only names the runs really logged."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -43,6 +44,7 @@ def test_a_ladder_in_wandb(tmp_path):
     for run in training:
         c = run.config
         assert c["ladder"] == "lad" and c["scale"] in scales and c["study"] == f"lad/{c['scale']}"
+        assert c["ladder_id"] == training[0].config["ladder_id"] and c["ladder_id"].startswith("lad-")
         assert run.group == c["study"] and c["searched"] == ["optim.lr"]
     assert {run.config["scale"] for run in training} == scales
 
@@ -57,7 +59,9 @@ def test_a_ladder_in_wandb(tmp_path):
     assert sorted(analysis.config["run_ids"]) == sorted(run.run_id for run in training)
 
     spec = DashboardSpec.read(report)
-    assert (spec.runs_key, spec.runs_value, spec.searched) == ("ladder", "lad", ("optim.lr",))
+    ladder_id = training[0].config["ladder_id"]  # one per sweep, made when it started
+    assert (spec.runs_key, spec.runs_value, spec.searched) == ("ladder_id", ladder_id, ("optim.lr",))
+    assert {json.loads(p.read_text())["ladder_id"] for p in ladder.rglob("run.json")} == {ladder_id}
     assert spec.analysis_id == analysis.run_id and spec.runs >= len(training) + 1  # every panel draws every run
     logged = {
         "history": {k for run in [*training, analysis] for row in run.history for k in row},
@@ -75,4 +79,4 @@ def test_a_ladder_in_wandb(tmp_path):
         for where, keys in dashboards.referenced_keys(build(spec)).items():
             assert keys <= logged[where], (build.__name__, where, keys - logged[where])
     # the filter keys are in every run the dashboards show, training and analysis alike
-    assert {"ladder"} <= set(analysis.config) and all("ladder" in run.config for run in training)
+    assert {"ladder", "ladder_id"} <= set(analysis.config) and all("ladder_id" in run.config for run in training)

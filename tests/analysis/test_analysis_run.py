@@ -50,13 +50,16 @@ def test_runs_of_several_studies_get_the_analysis_run_but_no_dashboards(tmp_path
 SIZES, BUDGETS = (1e7, 4e7, 1.6e8), (2e8, 8e8, 3.2e9)
 
 
-def ladder(tmp_path, synth, projects=("ladderA",)):
-    """A 3 x 3 ladder of two learning rates per scale, logged to `projects` (in turn)."""
+def ladder(tmp_path, synth, projects=("ladderA",), ladder_id=None):
+    """A 3 x 3 ladder of two learning rates per scale, logged to `projects` (in turn); records from
+    before ladder ids without `ladder_id`."""
     recs = []
     for i, (N, D, lr) in enumerate((N, D, lr) for N in SIZES for D in BUDGETS for lr in (1e-3, 1e-2)):
         rec = synth.make_record(f"r{i}", N, D, float(synth.chinchilla_loss(N, D)) * (1.0 if lr == 1e-3 else 1.02),
                                 lr=lr, study=f"lad/N={N:g},D={D:g}", trial=i, extra_hparams={"optim.lr": lr})
         rec["ladder"] = "lad"
+        if ladder_id is not None:
+            rec["ladder_id"] = ladder_id
         rec["config"]["logger"] = {"kind": "wandb", "project": projects[i % len(projects)], "entity": None}
         recs.append(rec)
     synth.write_records(tmp_path / "runs", recs)
@@ -105,6 +108,7 @@ def test_a_ladder_reported_twice_shows_one_analysis_run_with_its_frontier(tmp_pa
     analysis = [p for p in panels_runsets(spec) if "ID" in p]
     assert analysis and all(spec.analysis_id in p for p in analysis)
     assert spec.runs == len(table) + 3 and spec.log_keys == ("optim.lr",)  # every run, and the analysis run
+    assert (spec.runs_key, spec.runs_value) == ("ladder", "lad")  # records without a ladder id: by name
 
     rows = run.history
     law = [r for r in rows if FRONTIER[0] in r]
@@ -116,6 +120,15 @@ def test_a_ladder_reported_twice_shows_one_analysis_run_with_its_frontier(tmp_pa
     cells = table.loc[table.groupby(["N", "D"])["loss"].idxmin()].sort_values("C")
     assert len(best) == 9 and best == [pytest.approx(p) for p in zip(cells["C"], cells["loss"])]
     assert FRONTIER_TABLE in run.summary and FITS_TABLE in run.summary
+
+
+def test_a_ladder_with_an_id_is_found_by_it_and_titled_with_both(tmp_path, synth):
+    table = ladder(tmp_path, synth, ladder_id="lad-0a1b2c3d")
+    log_analysis_run(table, analyse(table, bootstrap=0), {}, report_folder(tmp_path))
+    spec = DashboardSpec.read(tmp_path / "out")
+    assert (spec.runs_key, spec.runs_value, spec.name) == ("ladder_id", "lad-0a1b2c3d", "scalelab: lad (lad-0a1b2c3d)")
+    [run] = [read_run(p) for p in find_runs(tmp_path / "out")]
+    assert run.config["ladder_id"] == "lad-0a1b2c3d"  # the filter's key, in the analysis run too
 
 
 def panels_runsets(spec):

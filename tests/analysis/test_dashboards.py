@@ -146,6 +146,23 @@ def test_workspace_filter_keeps_the_value_exact_and_takes_only_the_named_analysi
     assert "an4lysis" not in json.dumps(unnamed.model_dump(by_alias=True))
 
 
+@pytest.mark.parametrize("build", BUILDERS)
+def test_two_ladders_of_one_name_get_distinct_filters_and_titles(build):
+    one, two = (DashboardSpec("scalelab", None, f"scalelab: ladder ({i})", "ladder_id", i, SEARCHED, runs=RUNS,
+                              analysis_id="an4lysis") for i in ("ladder-0a1b2c3d", "ladder-9f8e7d6c"))
+    assert one.label == "ladder (ladder-0a1b2c3d)"  # the study name and the id
+    runsets = [[f for b in obj.blocks if isinstance(b, wr.PanelGrid) for f in (rs.filters for rs in b.runsets)]
+               if isinstance(obj, wr.Report) else [obj.runset_settings.filters] for obj in (build(one), build(two))]
+    for spec_, filters_ in zip((one, two), runsets):
+        tops = [{t["key"]["name"]: t["value"] for t in expr.filters_tree_to_v2(expr.expr_to_filters(f))["filters"]
+                 if "key" in t} for f in filters_]
+        assert tops and all(top.get("ladder_id") == spec_.runs_value and "ladder" not in top for top in tops)
+    assert not set(runsets[0]) & set(runsets[1])
+    titles = [[p.title for p in panels(build(s)) if getattr(p, "title", None)] for s in (one, two)]
+    assert titles[0] and all(t.endswith(": ladder (ladder-0a1b2c3d)") for t in titles[0])
+    assert all(t.endswith(": ladder (ladder-9f8e7d6c)") for t in titles[1])
+
+
 def test_report_filters_training_runs_and_the_analysis_run_apart():
     report = dash.build_report(spec("ladder", VALUE))
     grids = [b for b in report.blocks if isinstance(b, wr.PanelGrid)]

@@ -14,7 +14,7 @@ from scalelab.platform.module import LanguageModelTask
 from scalelab.platform.train import train
 from scalelab.record import flops_per_token, read
 
-RECORD_KEYS = {"schema_version", "run_id", "study", "ladder", "trial", "branch", "status", "error", "config", "overrides", "scale",
+RECORD_KEYS = {"schema_version", "run_id", "study", "ladder", "ladder_id", "trial", "branch", "status", "error", "config", "overrides", "scale",
                "hparams", "metrics", "curve", "environment", "started_at", "ended_at"}
 
 

@@ -95,12 +95,15 @@ def test_ladder_and_scale_come_from_the_sweepers_study_name():
     cfg = OmegaConf.create({"trial": {"study_name": "lad/model.width=8,train.tokens=2e5", "number": 0,
                                       "role": None, "searched": ["optim.lr"]}})
     where = placement(cfg, OmegaConf.create({"sweeper": {"study_name": "lad"}}))
-    assert (where["ladder"], where["scale"]) == ("lad", "model.width=8,train.tokens=2e5")
+    assert (where["ladder"], where["scale"], where["ladder_id"]) == ("lad", "model.width=8,train.tokens=2e5", None)
+    with_id = placement(OmegaConf.merge(cfg, {"trial": {"ladder_id": "lad-0a1b2c3d"}}),
+                        OmegaConf.create({"sweeper": {"study_name": "lad"}}))
+    assert with_id["ladder_id"] == "lad-0a1b2c3d"  # the sweeper's, one per sweep
     single = placement(OmegaConf.merge(cfg, {"trial": {"study_name": "lad"}}),
                        OmegaConf.create({"sweeper": {"study_name": "lad"}}))
     assert (single["ladder"], single["scale"]) == ("lad", None)
     plain = placement(OmegaConf.merge(cfg, {"trial": {"study_name": None, "number": None}}), None)
-    assert (plain["study"], plain["ladder"], plain["scale"]) == (None, None, None)
+    assert (plain["study"], plain["ladder"], plain["scale"], plain["ladder_id"]) == (None, None, None, None)
 
 
 def test_the_model_tag_only_for_an_unchanged_preset(make_cfg):
@@ -119,7 +122,7 @@ def test_fit_reads_a_project_of_scalelab_runs_without_a_map(logged):
     from_wandb = load_table("wandb:me/proj", api_factory=lambda: api, quiet=True)
     from_record = load_table(run_dir, quiet=True)
     columns = ["N", "D", "C", "loss", "lr", "batch_size", "batch_tokens", "initial_loss", "status", "run_id",
-               "study", "trial", "ladder", "weight_decay", "warmup", "schedule", "optim.lr", "optim.weight_decay"]
+               "study", "trial", "ladder", "ladder_id", "weight_decay", "warmup", "schedule", "optim.lr", "optim.weight_decay"]
     assert from_wandb[columns].to_dict("records") == from_record[columns].to_dict("records")
     assert from_wandb.attrs["hparams"] == from_record.attrs["hparams"]
     assert from_wandb.loc[0, "loss"] == record["metrics"]["final_val_loss"] and from_wandb.loc[0, "N"] > 0

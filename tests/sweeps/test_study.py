@@ -10,8 +10,8 @@ from optuna.trial import TrialState
 from scalelab.sweeps.config import SweepError, SweepSettings
 from scalelab.sweeps.heartbeat import UNCOUNTED_ATTR
 from scalelab.sweeps.storage import make_storage
-from scalelab.sweeps.study import (INTERRUPTED_REASON, SEARCH_SPACE_ATTR, budget_left, fail_interrupted, open_study,
-                                   sampler_for_scale)
+from scalelab.sweeps.study import (INTERRUPTED_REASON, LADDER_ID_ATTR, SEARCH_SPACE_ATTR, budget_left,
+                                   fail_interrupted, ladder_id, open_study, sampler_for_scale)
 
 
 def test_trials_failed_by_their_process_going_away_do_not_count(tmp_path):
@@ -72,3 +72,25 @@ def test_a_study_name_reused_with_another_search_space_is_refused_naming_the_dif
         "tag(log, interval(0.001, 0.01)); train.batch_size is searched now as choice(8, 16), was not; give this "
         "sweep another hydra.sweeper.study_name, or search the study's own space to continue it")
     assert len(study.trials) == 1  # nothing was added to it
+
+
+def test_a_ladder_id_is_made_once_and_kept_by_a_resumed_sweep(tmp_path):
+    url = f"sqlite:///{tmp_path}/s.db"
+    settings, tpe = SweepSettings(), {"_target_": "optuna.samplers.TPESampler", "seed": 0}
+    first = ladder_id(make_storage(url), "lad/model.width=8", "lad", ["minimize"])
+    assert first.startswith("lad-") and len(first) == len("lad-") + 8
+    # a second start on the same storage (a resume, or another worker) finds it, makes none
+    again = make_storage(url)
+    assert ladder_id(again, "lad/model.width=8", "lad", ["minimize"]) == first
+    # every scale's study keeps it, the first one's included
+    for scale in ("lad/model.width=8", "lad/model.width=16"):
+        assert open_study(again, scale, settings, tpe, LR, first).user_attrs[LADDER_ID_ATTR] == first
+    # a sweep of the same name in another storage is another ladder
+    assert ladder_id(InMemoryStorage(), "lad/model.width=8", "lad", ["minimize"]) != first
+
+
+def test_a_ladder_from_before_ids_gets_one_on_resume(tmp_path):
+    storage = make_storage(f"sqlite:///{tmp_path}/s.db")
+    optuna.create_study(study_name="lad/model.width=8", storage=storage)  # made with no id
+    made = ladder_id(storage, "lad/model.width=8", "lad", ["minimize"])
+    assert made.startswith("lad-") and ladder_id(storage, "lad/model.width=8", "lad", ["minimize"]) == made

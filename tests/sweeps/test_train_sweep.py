@@ -29,6 +29,7 @@ def test_preset_sweep_completes_and_records_trials(tmp_path):
     for t in study.trials:
         record = json.loads(Path(t.user_attrs["record"]).read_text())
         assert record["status"] == "completed" and record["trial"] == t.number and record["study"] == "lr"
+        assert record["ladder_id"] == study.user_attrs["ladder_id"] and record["ladder_id"].startswith("lr-")
         assert t.value == pytest.approx(record["metrics"]["final_val_loss"])
         assert record["config"]["optim"]["lr"] == pytest.approx(t.params["optim.lr"])
         assert record["hparams"]["optim.lr"] == pytest.approx(t.params["optim.lr"])  # searched values, by path

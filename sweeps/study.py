@@ -9,15 +9,14 @@ A grid sampler stops its study once every point has run (`GridSampler` calls `St
 which only works inside `Study.optimize`): here the budget, at most the grid's size, ends it.
 A study keeps the search space it was made with (its user attribute `search_space`), so that a
 sweep of another space under the same name is refused, not mixed into its trials.
-Every study of a ladder keeps the ladder's id (`LADDER_ID_ATTR`, `<study_name>-<8 hex>`), made once
-when the sweep first creates its first scale's study: two sweeps of one name (in two storages)
-are told apart in W&B, and a resumed or shared sweep keeps the id it found.
+Every study of a ladder keeps the ladder's id (`LADDER_ID_ATTR`, `<study_name>-<8 hex>`), made when
+the sweep opens its first study: two sweeps of one name (in two storages) are told apart in W&B,
+and a resumed or shared sweep keeps the id it finds.
 """
 from __future__ import annotations
 
 import logging
 import secrets
-import time
 import zlib
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -71,25 +70,15 @@ def best_completed(study: optuna.Study) -> Optional[optuna.trial.FrozenTrial]:
     return min(done, key=lambda t: t.value) if done else None
 
 
-def ladder_id(storage: Any, first_study: str, ladder: str, directions: Sequence[str]) -> str:
-    """The ladder's id, kept on its first scale's study `first_study`: made by the process that
-    creates that study, found by every later one (a resumed or shared sweep)."""
-    try:
-        study = optuna.create_study(storage=storage, study_name=first_study,
-                                    directions=[d.lower() for d in directions])
-        created = True
-    except optuna.exceptions.DuplicatedStudyError:
-        study, created = optuna.load_study(study_name=first_study, storage=storage), False
-    found = study.user_attrs.get(LADDER_ID_ATTR)
-    if found is None and not created:
-        # its creator (another worker starting at the same time) sets the id right after creating it
-        time.sleep(1.0)
-        found = optuna.load_study(study_name=first_study, storage=storage).user_attrs.get(LADDER_ID_ATTR)
-    if found is not None:
-        return found
-    made = f"{ladder}-{secrets.token_hex(4)}"  # a study from before ladder ids gets one too
-    study.set_user_attr(LADDER_ID_ATTR, made)
-    return made
+def ladder_id(storage: Any, ladder: str) -> str:
+    """The id of the ladder `ladder`: the one a study of it already keeps (a resumed or shared
+    sweep), else a new one, kept by the first study `open_study` opens (no study is made here:
+    a ladder's studies are the scales it searches)."""
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        if summary.study_name == ladder or summary.study_name.startswith(f"{ladder}/"):
+            if summary.user_attrs.get(LADDER_ID_ATTR):
+                return summary.user_attrs[LADDER_ID_ATTR]
+    return f"{ladder}-{secrets.token_hex(4)}"
 
 
 def open_study(storage: Any, name: str, settings: SweepSettings, sampler: Any,

@@ -99,6 +99,13 @@ class ScalelabSweeper(Sweeper):
         self.heartbeat: Optional[Heartbeat] = None
         self.ladder_id: Optional[str] = None  # kept in the storage; see `studies.ladder_id`
         self.ladder_overrides: list[str] = []  # `trial.ladder_id=...` for jobs that declare it
+        self.takes_ladder_id = False
+
+    def _keep_ladder_id(self, ladder_id: str) -> None:
+        """The ladder's id, and the override that hands it to jobs that declare it (as the other
+        trial.* keys: jobs cannot reach an in-memory study, so they get none)."""
+        self.ladder_id = ladder_id
+        self.ladder_overrides = [f"{LADDER_ID_KEY}={format_value(ladder_id)}"] if self.takes_ladder_id else []
 
     # ------------------------------------------------------------------ hydra interface
     def setup(self, *, hydra_context: Any, task_function: Any, config: DictConfig) -> None:
@@ -173,12 +180,8 @@ class ScalelabSweeper(Sweeper):
         at_once = 1 if IN_PROCESS_LAUNCHER in _class_names(self.launcher) else self.settings.n_jobs
         os.environ[PARALLEL_TRIALS_ENV] = str(at_once)
         self.storage = storage
-        s = self.settings
-        self.ladder_id = studies.ladder_id(storage, plan.scales[0].study_name(s.study_name), s.study_name,
-                                           s.directions)
-        # as the other trial.* keys: jobs cannot reach an in-memory study, so they get none
-        if plan.takes_ladder_id and s.storage is not None:
-            self.ladder_overrides = [f"{LADDER_ID_KEY}={format_value(self.ladder_id)}"]
+        self.takes_ladder_id = plan.takes_ladder_id and self.settings.storage is not None
+        self._keep_ladder_id(studies.ladder_id(storage, self.settings.study_name))
         self.heartbeat = Heartbeat(storage, interval) if interval else None
         try:
             return self.run_ladder(plan)
@@ -204,6 +207,7 @@ class ScalelabSweeper(Sweeper):
         study = studies.open_study(self.storage, scale.study_name(s.study_name), s,
                                    studies.sampler_for_scale(plan.sampler, scale.name), plan.space.distributions,
                                    self.ladder_id)
+        self._keep_ladder_id(study.user_attrs[studies.LADDER_ID_ATTR])  # another worker's, if it came first
         if prepare is not None:
             plan = prepare(study)
         sweep_dir = self.sweep_dir

@@ -77,20 +77,26 @@ def test_a_study_name_reused_with_another_search_space_is_refused_naming_the_dif
 def test_a_ladder_id_is_made_once_and_kept_by_a_resumed_sweep(tmp_path):
     url = f"sqlite:///{tmp_path}/s.db"
     settings, tpe = SweepSettings(), {"_target_": "optuna.samplers.TPESampler", "seed": 0}
-    first = ladder_id(make_storage(url), "lad/model.width=8", "lad", ["minimize"])
+    storage = make_storage(url)
+    first = ladder_id(storage, "lad")
     assert first.startswith("lad-") and len(first) == len("lad-") + 8
-    # a second start on the same storage (a resume, or another worker) finds it, makes none
+    assert optuna.get_all_study_summaries(storage) == []  # no study is made for it
+    # the first study opened keeps it; a second start (a resume, or another worker) finds it
+    assert open_study(storage, "lad/model.width=16", settings, tpe, LR, first).user_attrs[LADDER_ID_ATTR] == first
     again = make_storage(url)
-    assert ladder_id(again, "lad/model.width=8", "lad", ["minimize"]) == first
-    # every scale's study keeps it, the first one's included
-    for scale in ("lad/model.width=8", "lad/model.width=16"):
-        assert open_study(again, scale, settings, tpe, LR, first).user_attrs[LADDER_ID_ATTR] == first
-    # a sweep of the same name in another storage is another ladder
-    assert ladder_id(InMemoryStorage(), "lad/model.width=8", "lad", ["minimize"]) != first
+    assert ladder_id(again, "lad") == first
+    # every other scale's study keeps it, and one opened with another id keeps the one it has
+    assert open_study(again, "lad/model.width=8", settings, tpe, LR, first).user_attrs[LADDER_ID_ATTR] == first
+    assert open_study(again, "lad/model.width=16", settings, tpe, LR, "lad-other").user_attrs[LADDER_ID_ATTR] == first
+    # a sweep of the same name in another storage is another ladder, and so is another name
+    assert ladder_id(InMemoryStorage(), "lad") != first and ladder_id(again, "la") != first
 
 
 def test_a_ladder_from_before_ids_gets_one_on_resume(tmp_path):
+    settings, tpe = SweepSettings(), {"_target_": "optuna.samplers.TPESampler", "seed": 0}
     storage = make_storage(f"sqlite:///{tmp_path}/s.db")
     optuna.create_study(study_name="lad/model.width=8", storage=storage)  # made with no id
-    made = ladder_id(storage, "lad/model.width=8", "lad", ["minimize"])
-    assert made.startswith("lad-") and ladder_id(storage, "lad/model.width=8", "lad", ["minimize"]) == made
+    made = ladder_id(storage, "lad")
+    assert made.startswith("lad-")
+    assert open_study(storage, "lad/model.width=8", settings, tpe, LR, made).user_attrs[LADDER_ID_ATTR] == made
+    assert ladder_id(storage, "lad") == made

@@ -79,6 +79,8 @@ FIELDS = {
     "ladder_id": "ladder_id",
     "width": "config.model.width", "parametrization": "config.model.parametrization",
     "logger": "config.logger.kind", "project": "config.logger.project", "entity": "config.logger.entity",
+    "N_active": "scale.N_active", "sparsity": "scale.sparsity", "experts": "config.model.moe.experts",
+    "top_k": "config.model.moe.top_k",
 }
 
 

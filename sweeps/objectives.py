@@ -12,10 +12,10 @@ from typing import Any, Callable, Sequence
 
 from omegaconf import OmegaConf
 
-from scalelab.record import HPARAMS, METRICS, SCALE
+from scalelab.record import HPARAMS, METRICS, MOE_METRICS, MOE_SCALE, SCALE
 from scalelab.sweeps.config import SweepError
 
-SECTIONS = {"metrics": METRICS, "scale": SCALE}
+SECTIONS = {"metrics": METRICS + MOE_METRICS, "scale": SCALE + MOE_SCALE}
 _ABSENT = object()
 
 # Fields a training run writes as null for the whole of its config: path -> (null for cfg?, why).
@@ -27,6 +27,8 @@ ALWAYS_NULL: dict[str, tuple[Callable[[Any], bool], str]] = {
     "metrics.compile_seconds": (lambda cfg: not cfg.train.compile,
                                 "only a run with train.compile=true records it"),
 }
+_DENSE = (lambda cfg: not cfg.model.moe.experts, "only a mixture-of-experts run (model.moe.experts > 0) records it")
+ALWAYS_NULL.update({f"metrics.{name}": _DENSE for name in MOE_METRICS} | {f"scale.{name}": _DENSE for name in MOE_SCALE})
 
 
 def _number_at(job_config: Any, path: str) -> bool:

@@ -3,6 +3,7 @@ balance loss balancing, one expert being the dense MLP, and the record's MoE fie
 import pytest
 import torch
 
+from scalelab.analysis.table import load_table
 from scalelab.platform.errors import ConfigError
 from scalelab.platform.model import GPT, GPTShape, count_parameters
 from scalelab.platform.moe import MoE, MoEShape
@@ -119,6 +120,8 @@ def test_an_moe_run_records_its_scale_and_router_metrics(make_cfg, tmp_path):
     assert 0 <= m["moe_load_min"] <= 0.25 <= m["moe_load_max"] <= 1
     logged = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert set(MOE_METRICS) <= set(logged)
+    row = load_table(tmp_path, quiet=True).iloc[0]  # the analysis reads the sparsity axis
+    assert (row["N_active"], row["sparsity"], row["experts"], row["top_k"]) == (n_active, 0.5, 4, 2)
 
 
 @pytest.mark.parametrize("overrides, message", [

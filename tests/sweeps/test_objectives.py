@@ -17,8 +17,9 @@ GPU = OmegaConf.merge(RUN, {"trainer": {"accelerator": "gpu"}})
 @pytest.mark.parametrize("objective, words", [
     ("metrics.nosuch", "objectives: metrics.nosuch names no number in run.json; metrics has final_val_loss, "
                        "best_val_loss, initial_loss, steps, tokens_seen, tokens_per_second, mfu, compile_seconds, "
-                       "wall_seconds"),
-    ("scale.n", "objectives: scale.n names no number in run.json; scale has N, N_total, D, C, flops_per_token"),
+                       "wall_seconds, moe_balance_loss"),
+    ("scale.n", "objectives: scale.n names no number in run.json; scale has N, N_total, D, C, flops_per_token, "
+                "N_active, sparsity"),
     ("final_val_loss", "objectives: final_val_loss names no number in run.json; a path starts with metrics., scale."),
     ("hparams.schedule", "objectives: hparams.schedule names no number"),  # a string
     ("hparams.optim.eps", "objectives: hparams.optim.eps names no number"),  # not searched: not in the record
@@ -28,6 +29,8 @@ GPU = OmegaConf.merge(RUN, {"trainer": {"accelerator": "gpu"}})
                     "would fail"),
     ("metrics.compile_seconds", "objectives: metrics.compile_seconds is null in every run of this sweep (only a run "
                                 "with train.compile=true records it)"),
+    ("metrics.moe_load_max", "objectives: metrics.moe_load_max is null in every run of this sweep (only a "
+                             "mixture-of-experts run (model.moe.experts > 0) records it)"),
 ])
 def test_an_objective_no_trial_can_report_is_refused(objective, words):
     with pytest.raises(SweepError) as e:
@@ -40,6 +43,7 @@ def test_an_objective_no_trial_can_report_is_refused(objective, words):
     ("config.model.width", RUN),
     ("metrics.mfu", GPU), ("metrics.mfu", OmegaConf.merge(RUN, {"trainer": {"peak_flops": 1e12}})),
     ("metrics.compile_seconds", OmegaConf.merge(RUN, {"train": {"compile": True}})),
+    ("scale.sparsity", OmegaConf.merge(RUN, {"model": {"moe": {"experts": 8, "top_k": 2}}})),
 ])
 def test_an_objective_a_trial_can_report_passes(objective, config):
     check_paths([objective], config, searched=["optim.weight_decay"], training=True)

@@ -11,6 +11,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .findings import Findings  # noqa: E402
+from .frontier import frontier_law, law_points  # noqa: E402
 from .laws import ChinchillaLaw, HparamsLaw, Law  # noqa: E402
 from .sensitivity import importance_table  # noqa: E402
 from .table import best_per_cell  # noqa: E402
@@ -51,13 +52,12 @@ def plot_loss_vs_compute(table: pd.DataFrame, laws: dict[str, Law], path: Path) 
         sub = cells[cells["N"] == N].sort_values("C")
         ax.plot(sub["C"], sub["loss"], "o-", color=cmap(i / max(len(Ns) - 1, 1)), ms=4,
                 label=f"N={N:.3g}", lw=1)
-    C = np.geomspace(table["C"].min() / 2, table["C"].max() * 4, 100)
-    law = laws.get("chinchilla")
+    name, law = frontier_law(laws)  # the frontier W&B's panel draws too
     if law is not None:
-        n, d = law.compute_optimal(C)
-        ax.plot(C, law.predict(n, d), "k--", lw=1.5, label="Chinchilla frontier L(N_opt, D_opt)")
-    elif "power" in laws:
-        ax.plot(C, laws["power"].predict(C), "k--", label="power-law frontier")
+        line = law_points(name, law, np.geomspace(table["C"].min() / 2, table["C"].max() * 4, 100))
+        label = "Chinchilla frontier L(N_opt, D_opt)" if name == "chinchilla" else "power-law frontier"
+        ax.plot(line["C"], line["loss"], "k--", lw=1.5, label=label)
+        ax.fill_between(line["C"], line["low"], line["high"], color="k", alpha=0.1, lw=0, label="its 95% band")
     ax.set(xscale="log", yscale="log", xlabel="compute C (FLOPs)", ylabel="loss (best per cell)",
            title="Loss against compute")
     ax.legend(fontsize=7)

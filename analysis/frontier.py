@@ -1,8 +1,9 @@
 """The fitted loss frontier L(C) as points W&B can draw: the law on a grid of compute budgets with
 its 95% band, each scale's best run, and a scaling study's target (predicted and measured).
 
-The law is the one the report's "loss against compute" figure draws: Chinchilla's L(N_opt(C),
-D_opt(C)) where it was fitted, else the power law of the frontier's lowest losses. Its band is
+The law is the one the report's "loss against compute" figure draws, by the same functions:
+Chinchilla's L(N_opt(C), D_opt(C)) where it was fitted, else the power law of the frontier's
+lowest losses. Its band is
 the law's own prediction interval (`Law.predict_interval`): the bootstrap draws (the fitted
 parameters alone without a bootstrap) times the fit's log-space residual scatter.
 """
@@ -23,6 +24,7 @@ GRID = 50  # points of the law between half the smallest and 4x the largest budg
 
 
 def frontier_law(laws: dict[str, Law]) -> tuple[Optional[str], Optional[Law]]:
+    """(name, law) of the frontier, the report's figure's and W&B's: Chinchilla's, else the power law."""
     for name in ("chinchilla", "power"):
         if name in laws:
             return name, laws[name]

@@ -19,7 +19,7 @@ Methods (each with its 95% interval):
 For each: |error| of every target, whether its interval held, the interval's width, and the
 medians per split. `--skip` compares transient rules of the curve law on the same splits.
 
-    .venv/bin/python benchmarks/backtest.py                 # about a minute
+    .venv/bin/python benchmarks/backtest.py                 # about 12 s
     .venv/bin/python benchmarks/backtest.py --skip 0 0.02 0.05 0.1 0.2
 """
 from __future__ import annotations

@@ -18,8 +18,10 @@ import pandas as pd
 
 from scalelab.analysis.curves import load_curves
 from scalelab.analysis.errors import AnalysisError
-from scalelab.analysis.laws import AutoLaw, ChinchillaLaw, CurveLaw, HparamsLaw, IsoflopLaw, PowerLaw, load_fit
+from scalelab.analysis.laws import (AutoLaw, ChinchillaLaw, CurveLaw, HparamsLaw, IsoflopLaw, PowerLaw, SparsityLaw,
+                                    load_fit)
 from scalelab.analysis.laws.base import strict_json
+from scalelab.analysis.laws.sparsity import EXPANSIONS
 from scalelab.analysis.reach import LIMIT, beyond, distrust
 from scalelab.analysis.sensitivity import importance_by_scale, importance_table, lr_sensitivity
 from scalelab.analysis.table import best_per_cell, has_sweep, load_table, raw_frame, table_from_raw, warn
@@ -51,17 +53,19 @@ def parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="fit|predict|sensitivity|report|sync")
     f = sub.add_parser("fit", help="fit a law to runs")
     _source_args(f)
-    f.add_argument("--law", required=True, choices=["power", "chinchilla", "isoflop", "auto", "hparams", "curve"],
-                   help="curve: whole loss curves (run, N, step or tokens, lr, loss), the schedule in the law")
+    f.add_argument("--law", required=True,
+                   choices=["power", "chinchilla", "isoflop", "auto", "hparams", "curve", "sparsity"],
+                   help="curve: whole loss curves (run, N, step or tokens, lr, loss), the schedule in the law; "
+                        "sparsity: MoE runs of several sparsities, L(N_active, D, G = experts/top_k)")
     f.add_argument("--form", default=None, help="hparams: steplaw|deepseek|constant; chinchilla: "
-                                                "chinchilla|shared|no_floor")
+                                                "chinchilla|shared|no_floor; sparsity: auto|chinchilla|bilinear")
     f.add_argument("--optimum", default="near-best", choices=["near-best", "surface", "profile"])
     f.add_argument("--x", default="C", help="power: the x column (default C)")
     f.add_argument("--y", default="loss", help="power: the y column (default loss)")
     f.add_argument("--fix-E", action="store_true", help="power: fix E at 0")
     f.add_argument("--per-cell", choices=["auto", "best", "all"], default="auto",
-                   help="loss laws: use the best run of each (N, D) cell (auto: when a cell "
-                        "holds several runs, i.e. a hyperparameter sweep)")
+                   help="loss laws: use the best run of each (N, D) cell, (N, D, sparsity) for the "
+                        "sparsity law (auto: when a cell holds several runs, i.e. a hyperparameter sweep)")
     f.add_argument("--bootstrap", type=count, default=0, metavar="K",
                    help="bootstrap refits for intervals (0: none)")
     f.add_argument("--level", type=level, default=0.95)
@@ -73,6 +77,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--N", type=positive, help="parameters (non-embedding, as the fit counted them)")
     p.add_argument("--D", type=positive, help="training tokens")
     p.add_argument("--C", type=positive, help="training FLOPs; with --N gives D, alone the compute-optimal N and D")
+    p.add_argument("--sparsity", type=float, default=None,
+                   help="sparsity fit: 1 - top_k/experts of the model (0: dense; 0.875: 8 experts, top-1); "
+                        "with --N and --D (or --C) the loss there, with --C alone the best N for this sparsity")
+    p.add_argument("--memory", type=positive, default=None,
+                   help="sparsity fit, with --C alone: the most total parameters (N_total) a model may have; "
+                        "without --sparsity, the best of the expansions G = experts/top_k "
+                        f"{', '.join(map(str, EXPANSIONS))} under this cap")
     p.add_argument("--schedule", default=None, metavar="KEY=VALUE,...",
                    help="curve law: the run's schedule (name, warmup, decay_fraction, min_lr_ratio), over the "
                         "fitted runs' own; e.g. name=wsd,warmup=30,decay_fraction=0.2")
@@ -146,7 +157,8 @@ def cmd_fit(args) -> int:
         law.inputs_["source"] = str(args.source)
         return _finish_fit(law, args)
     need = {"power": (args.x, args.y), "chinchilla": ("N", "D", "loss"), "auto": ("N", "D", "loss"),
-            "isoflop": ("N", "D", "C", "loss"), "hparams": ("N", "D", "loss", "lr", "batch_size")}
+            "isoflop": ("N", "D", "C", "loss"), "hparams": ("N", "D", "loss", "lr", "batch_size"),
+            "sparsity": ("N", "D", "loss")}
     table = _load(args, _statuses(args.status), require=need[args.law])
     if args.law in ("chinchilla", "auto", "power") and {"N", "D"} <= set(table.columns):
         if args.per_cell == "best" or (args.per_cell == "auto" and has_sweep(table)):
@@ -162,6 +174,8 @@ def cmd_fit(args) -> int:
         law = AutoLaw()
     elif args.law == "isoflop":
         law = IsoflopLaw()
+    elif args.law == "sparsity":  # the best run per (N, D, G) cell is the law's own choice (--per-cell)
+        law = SparsityLaw(args.form or "auto", per_cell=args.per_cell)
     else:
         law = HparamsLaw(args.form or "steplaw", args.optimum)
     law.fit(table, bootstrap=args.bootstrap, seed=args.seed, level=args.level)
@@ -190,10 +204,34 @@ def _print_fit(law) -> None:
         for s in law.metrics_["selection"]:
             print(f"    {s['form']:>10}: {s.get('heldout_rmse_log', float('nan')):.5f}"
                   f"{'   <- winner' if s['form'] == law.metrics_['winner'] else ''}")
+    if law.name == "sparsity":
+        _print_sparsity_fit(law)
     if "leave_one_n_out" in law.metrics_:
         print("  leave-one-N-out regret:   N          mean %   max %")
         for r in law.metrics_["leave_one_n_out"]:
             print(f"    {r['N']:>14.4g}  {100 * r['mean_regret']:8.3f} {100 * r['max_regret']:7.3f}")
+
+
+def _print_sparsity_fit(law) -> None:
+    inputs = law.inputs_
+    if "selection_margin" in law.metrics_:
+        margin = 1 - law.metrics_["selection_margin"]
+        print(f"    (the bilinear form wins below {margin:.2g}x the chinchilla form's error)")
+    print(f"  expansions G = experts/top_k fitted: {', '.join(f'{g:g}' for g in inputs['expansions'])}"
+          + (f"; centre N0 = {inputs['centre']['N']:.4g}, G0 = {inputs['centre']['G']:.4g}"
+             if law.variant == "bilinear" else ""))
+    f = inputs.get("expert_share")
+    if f is not None:
+        emb = inputs.get("embedding")
+        print(f"  expert share f = {f:.4g}: N_total = N_active (1 + f (G - 1))"
+              + (f" + {emb['k']:.4g} N_active^{emb['p']:.3g} (embeddings)" if emb else ""))
+    lr = law.metrics_.get("lr_against_dense")
+    if isinstance(lr, dict):
+        print(f"  lr: {lr['statement']}")
+        for row in lr["by_G"]:
+            print(f"    G = {row['G']:g}: {row['ratio']:.3g}x the dense law ({row['cells']} cells)")
+    elif lr:
+        print(f"  lr against dense: {lr}")
 
 
 def _scale_for(law, path: str, N, D, C, notes: list[str]):
@@ -219,8 +257,15 @@ def _scale_for(law, path: str, N, D, C, notes: list[str]):
 def cmd_predict(args) -> int:
     out: dict = {"inputs": {k: v for k, v in {"N": args.N, "D": args.D, "C": args.C}.items()
                             if v is not None}, "notes": []}
+    out["inputs"].update({k: v for k, v in {"sparsity": args.sparsity, "memory": args.memory}.items()
+                          if v is not None})
     for path in args.fit:  # argparse requires at least one
         law = load_fit(path)
+        if law.name == "sparsity":
+            _predict_sparsity(law, path, args, out)
+            continue
+        if args.sparsity is not None or args.memory is not None:
+            raise AnalysisError(f"{path}: --sparsity and --memory apply to a sparsity fit, not a {law.name} one")
         N, D, C = _scale_for(law, path, args.N, args.D, args.C, out["notes"])
         if law.name in ("chinchilla", "auto") and N is None and C is not None:
             N, D = (float(v) for v in law.compute_optimal(C))  # checked for reach like any query
@@ -244,8 +289,10 @@ def cmd_predict(args) -> int:
     if args.json:
         print(strict_json(out), end="")
         return 0
+    if "best_sparsity" in out:
+        _print_best_sparsity(out["best_sparsity"], args.level)
     for k, v in out.items():
-        if k in ("inputs", "notes", "reach", "unreliable") or k.endswith("_interval"):
+        if k in ("inputs", "notes", "reach", "unreliable", "best_sparsity") or k.endswith("_interval"):
             continue
         iv = out.get(f"{k}_interval")
         print(f"{k:>12} = {v:.6g}" if isinstance(v, float) else f"{k:>12} = {v}",
@@ -272,6 +319,57 @@ def _reach(law, path: str, query: dict, force: bool, out: dict) -> bool:
     if why:
         out.setdefault("unreliable", []).append(f"{path}: {why}")
     return not why
+
+
+def _predict_sparsity(law, path: str, args, out: dict) -> None:
+    """A sparsity fit: with --C alone, the best expansion for that budget (under --memory); else the
+    loss at --N, --D (or --C) and --sparsity."""
+    if args.sparsity is not None and not 0 <= args.sparsity < 1:
+        raise AnalysisError(f"--sparsity must lie in [0, 1), got {args.sparsity:g}")
+    G = None if args.sparsity is None else 1.0 / (1.0 - args.sparsity)
+    if args.N is None and args.D is None and args.C is not None:
+        result = law.best_sparsity(args.C, args.memory, EXPANSIONS if G is None else (G,), args.level)
+        best = next(r for r in result["rows"] if r["fits"] and r["G"] == result["best_G"])
+        reliable = _reach(law, path, {"N": best["N_active"], "D": best["D"], "C": args.C, "G": best["G"]},
+                          args.force, out)
+        out["best_sparsity"] = result
+        out.update({k: best[k] for k in ("G", "sparsity", "N_active", "N_total", "D")})
+        out["loss"] = best["loss"]
+        out["loss_interval"] = best["loss_interval"] if reliable and _is_interval(best["loss_interval"]) else None
+        out["notes"] += [f"{path}: {n}" for n in result["notes"]]
+    else:
+        if args.memory is not None:
+            raise AnalysisError(f"{path}: --memory applies to the best sparsity at --C alone (without --N, --D)")
+        if G is None or args.N is None:
+            raise AnalysisError(f"{path}: the sparsity law needs --N, --D (or --C) and --sparsity (0 for dense); "
+                                "--C alone gives the best sparsity for that budget")
+        N, D, C = _scale_for(law, path, args.N, args.D, args.C, out["notes"])
+        reliable = _reach(law, path, {"N": N, "D": D, "C": C, "G": G}, args.force, out)
+        out["G"] = G
+        out["loss"] = float(law.predict(N, D, G))
+        interval = law.predict_interval(N, D, G, args.level)
+        out["loss_interval"] = interval if reliable and _is_interval(interval) else None
+    if reliable and not law.samples_:
+        out["notes"].append(f"{path}: no interval: the fit has no bootstrap (fit again with --bootstrap 200)")
+
+
+def _print_best_sparsity(result: dict, level: float) -> None:
+    cap = f" under N_total <= {result['memory']:.4g}" if result["memory"] is not None else ""
+    print(f"best sparsity at C = {result['C']:.4g}{cap}:")
+    print(f"{'G':>6} {'sparsity':>9} {'N_active':>11} {'N_total':>11} {'D':>11} {'loss':>8}")
+    for r in result["rows"]:
+        head = f"{r['G']:>6g} {r['sparsity']:>9.4f}"
+        if not r["fits"]:
+            print(f"{head}   does not fit: N_total >= {r['N_total_min']:.4g} even at the smallest size the law reaches")
+            continue
+        total = f"{r['N_total']:>11.4g}" if r["N_total"] is not None else f"{'?':>11}"
+        iv = r["loss_interval"]
+        extra = ([f"{int(level * 100)}% [{iv[0]:.4g}, {iv[1]:.4g}]"] if _is_interval(iv) else []) + \
+            (["at the memory cap"] if r["bound"] == "memory" else []) + \
+            (["unreliable"] if r["unreliable"] else []) + \
+            ([f"beyond the fit in {', '.join(b.split(' ')[0] for b in r['reach'])}"] if r["reach"] else []) + \
+            (["<- best"] if r["G"] == result["best_G"] else [])
+        print(f"{head} {r['N_active']:>11.4g} {total} {r['D']:>11.4g} {r['loss']:>8.4f}   {'; '.join(extra)}")
 
 
 def _is_interval(interval) -> bool:

@@ -6,6 +6,7 @@ from .hparams import HparamsLaw
 from .isoflop import IsoflopLaw
 from .power import PowerLaw
 from .selection import AutoLaw
+from .sparsity import SparsityLaw
 
 __all__ = ["LAWS", "Law", "load_fit", "ChinchillaLaw", "CurveLaw", "HparamsLaw", "IsoflopLaw", "PowerLaw",
-           "AutoLaw"]
+           "AutoLaw", "SparsityLaw"]

@@ -10,9 +10,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .findings import Findings  # noqa: E402
+from .findings import Findings, is_moe  # noqa: E402
 from .frontier import frontier_law, law_points  # noqa: E402
-from .laws import ChinchillaLaw, HparamsLaw, Law  # noqa: E402
+from .laws import ChinchillaLaw, HparamsLaw, Law, SparsityLaw  # noqa: E402
+from .laws.sparsity import best_cells, read_cells  # noqa: E402
 from .sensitivity import importance_table  # noqa: E402
 from .table import best_per_cell  # noqa: E402
 
@@ -21,17 +22,20 @@ def draw_figures(table: pd.DataFrame, found: Findings, out: Path) -> dict[str, P
     """Each figure the findings support, as `out/<name>.png`, by name in the page's order."""
     laws = found.laws
     hparams = laws.get("hparams_near-best") or laws.get("hparams_surface")
+    dense = table[~is_moe(table)]  # what the laws other than the sparsity law were fitted to
     figures = {"loss_vs_compute": plot_loss_vs_compute(table, laws, out / "loss_vs_compute.png")}
-    if "lr" in table.columns and table["lr"].nunique() > 1:
-        figures["loss_vs_lr"] = plot_loss_vs_lr(table, laws.get("hparams_near-best"), out / "loss_vs_lr.png")
+    if "sparsity" in laws:
+        figures["loss_vs_active"] = plot_loss_vs_active(table, laws["sparsity"], out / "loss_vs_active.png")
+    if "lr" in dense.columns and dense["lr"].nunique() > 1:
+        figures["loss_vs_lr"] = plot_loss_vs_lr(dense, laws.get("hparams_near-best"), out / "loss_vs_lr.png")
     if hparams is not None:
-        figures["hparams_vs_scale"] = plot_hparams_vs_scale(table, hparams, out / "hparams_vs_scale.png")
+        figures["hparams_vs_scale"] = plot_hparams_vs_scale(dense, hparams, out / "hparams_vs_scale.png")
     if "importance" in found.tables:
         figures["importance"] = plot_importance(found.tables["importance"], out / "importance.png")
     if "lr_sensitivity" in found.tables:
         figures["lr_sensitivity"] = plot_sensitivity(found.tables["lr_sensitivity"], out / "lr_sensitivity.png")
     if "chinchilla" in laws:
-        figures["residuals"] = plot_residuals(table, laws["chinchilla"], out / "residuals.png")
+        figures["residuals"] = plot_residuals(dense, laws["chinchilla"], out / "residuals.png")
     return figures
 
 
@@ -60,6 +64,32 @@ def plot_loss_vs_compute(table: pd.DataFrame, laws: dict[str, Law], path: Path) 
         ax.fill_between(line["C"], line["low"], line["high"], color="k", alpha=0.1, lw=0, label="its 95% band")
     ax.set(xscale="log", yscale="log", xlabel="compute C (FLOPs)", ylabel="loss (best per cell)",
            title="Loss against compute")
+    ax.legend(fontsize=7)
+    return save(fig, path)
+
+
+def plot_loss_vs_active(table: pd.DataFrame, law: SparsityLaw, path: Path) -> Path:
+    """The best loss of each cell against active parameters, one colour per sparsity, at the
+    table's largest D (a fit of one D: that D), with the sparsity law's curves and 95% bands."""
+    cells = best_cells(read_cells(table))
+    D = float(cells["D"].max())
+    cells = cells[np.isclose(cells["D"], D)]
+    Ns = np.geomspace(cells["N"].min() / 1.5, cells["N"].max() * 4, 60)
+    Gs = np.sort(cells["G"].unique())
+    cmap = plt.get_cmap("plasma")
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for i, G in enumerate(Gs):
+        color = cmap(0.85 * i / max(len(Gs) - 1, 1))
+        sub = cells[cells["G"] == G].sort_values("N")
+        label = "dense" if G == 1 else f"sparsity {1 - 1 / G:.3g} (G = {G:g})"
+        ax.scatter(sub["N"], sub["loss"], color=color, s=18, zorder=3, label=label)
+        ax.plot(Ns, law.predict(Ns, D, G), color=color, lw=1.2)
+        if law.samples_:
+            draws = np.array([law.predict(Ns, D, G, P) for P in law.sampled_params()])
+            lo, hi = np.nanpercentile(draws, [2.5, 97.5], axis=0)
+            ax.fill_between(Ns, lo, hi, color=color, alpha=0.15, lw=0)
+    ax.set(xscale="log", yscale="log", xlabel="active parameters N (non-embedding)",
+           ylabel="loss (best per cell)", title=f"Loss against active parameters at D = {D:.3g}: {law.variant} form")
     ax.legend(fontsize=7)
     return save(fig, path)
 

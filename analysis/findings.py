@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from .errors import AnalysisError
-from .laws import AutoLaw, ChinchillaLaw, HparamsLaw, Law, PowerLaw
+from .laws import AutoLaw, ChinchillaLaw, HparamsLaw, Law, PowerLaw, SparsityLaw
 from .sensitivity import importance_by_scale, lr_sensitivity
 from .table import best_per_cell, flop_convention, has_sweep, hparam_columns
 
@@ -44,7 +44,6 @@ def analyse(table: pd.DataFrame, bootstrap: int = 0, seed: int = 0,
     found = Findings(source=str(table.attrs.get("source", "")), runs=len(table),
                      scales=table.groupby(["N", "D"]).ngroups, notes=list(table.attrs.get("notes", [])),
                      flops=flop_convention(table).describe())
-    cells = best_per_cell(table)
 
     def fit(name: str, make) -> None:
         try:
@@ -52,13 +51,17 @@ def analyse(table: pd.DataFrame, bootstrap: int = 0, seed: int = 0,
         except AnalysisError as e:
             found.errors[name] = str(e)
 
-    fit("chinchilla", lambda: ChinchillaLaw().fit(cells, bootstrap=bootstrap, seed=seed))
-    fit("auto", lambda: AutoLaw().fit(cells))
-    fit("power", lambda: PowerLaw("C", "loss").fit(compute_frontier(cells), bootstrap=min(bootstrap, 200), seed=seed))
-    if {"lr", "batch_size"} <= set(table.columns) and has_sweep(table):
-        for optimum in ("near-best", "surface"):
-            fit(f"hparams_{optimum}", lambda optimum=optimum: HparamsLaw("steplaw", optimum).fit(
-                table, bootstrap=min(bootstrap, 200), seed=seed))
+    dense = table
+    if is_sparse(table):  # the other laws know no sparsity: they take the dense runs alone
+        fit("sparsity", lambda: SparsityLaw().fit(table, bootstrap=min(bootstrap, 200), seed=seed))
+        dense = table[~is_moe(table)]
+        found.notes.append(f"the laws other than the sparsity law are fitted to the {len(dense)} dense runs; "
+                           f"the {len(table) - len(dense)} mixture-of-experts runs enter the sparsity law")
+    if len(dense):
+        fit_dense_laws(dense, fit, bootstrap, seed)
+    else:
+        found.errors.update({name: "no dense runs: the sparsity law fits the mixture-of-experts runs"
+                             for name in ("chinchilla", "auto", "power")})
     runs = all_runs if all_runs is not None else table
     if "lr" in runs.columns and runs["lr"].nunique() > 1:
         found.tables["lr_sensitivity"] = lr_sensitivity(runs)
@@ -68,6 +71,30 @@ def analyse(table: pd.DataFrame, bootstrap: int = 0, seed: int = 0,
             except AnalysisError as e:
                 found.errors["importance"] = str(e)
     return found
+
+
+def fit_dense_laws(table: pd.DataFrame, fit, bootstrap: int, seed: int) -> None:
+    """The loss laws of N and D and, for a sweep, the hyperparameter laws; `fit(name, make)` keeps
+    each law or why it could not be fitted."""
+    cells = best_per_cell(table)
+    fit("chinchilla", lambda: ChinchillaLaw().fit(cells, bootstrap=bootstrap, seed=seed))
+    fit("auto", lambda: AutoLaw().fit(cells))
+    fit("power", lambda: PowerLaw("C", "loss").fit(compute_frontier(cells), bootstrap=min(bootstrap, 200), seed=seed))
+    if {"lr", "batch_size"} <= set(table.columns) and has_sweep(table):
+        for optimum in ("near-best", "surface"):
+            fit(f"hparams_{optimum}", lambda optimum=optimum: HparamsLaw("steplaw", optimum).fit(
+                table, bootstrap=min(bootstrap, 200), seed=seed))
+
+
+def is_moe(table: pd.DataFrame) -> pd.Series:
+    """The mixture-of-experts runs of a table (a dense record writes no sparsity)."""
+    if "sparsity" not in table.columns:
+        return pd.Series(False, index=table.index)
+    return pd.to_numeric(table["sparsity"], errors="coerce").fillna(0) > 0
+
+
+def is_sparse(table: pd.DataFrame) -> bool:
+    return bool(is_moe(table).any())
 
 
 def compute_frontier(cells: pd.DataFrame) -> pd.DataFrame:

@@ -45,6 +45,8 @@ class LawView:
                   for k, v in law.params_.items()]
         quality = [f"rmse_log {law.metrics_['rmse_log']:.4g}"] if "rmse_log" in law.metrics_ else []
         quality += [f"{law.metrics_['runs']} runs"] if "runs" in law.metrics_ else []
+        lr = law.metrics_.get("lr_against_dense")  # the sparsity law's: MoE lr* against the dense law
+        quality += [lr["statement"] if isinstance(lr, dict) else f"lr against dense {lr}"] if lr else []
         view = cls(name, law.form, params, law.n_points_, "; ".join(quality))
         if "selection" in law.metrics_:
             view.detail_title = "Form selection (held-out largest N):"

@@ -129,7 +129,7 @@ class _Problem:
         return polished[0][0], polished[0][1], [p for p, _ in polished]
 
 
-def _cells(table: pd.DataFrame) -> pd.DataFrame:
+def read_cells(table: pd.DataFrame) -> pd.DataFrame:
     """The table as the law reads it: N (active), D, G, loss, and N_total, lr where present."""
     require_columns(table, "sparsity", ("N", "D", "loss"))
     if "sparsity" in table.columns:
@@ -168,11 +168,24 @@ def _check(cells: pd.DataFrame) -> None:
         what = "every run is dense (sparsity 0)" if Gs[0] == 1 else \
             f"every run has sparsity {1 - 1 / Gs[0]:.4g} (G = {Gs[0]:g})"
         raise AnalysisError(f"the sparsity law needs at least two sparsities; {what}")
-    sizes = np.unique(cells["N"])
+    sizes = size_groups(cells["N"])
     if len(sizes) < 2:
         raise AnalysisError(f"the sparsity law needs at least two active sizes N; the table has one "
-                            f"(N={sizes[0]:g})")
+                            f"(N={sizes[0][0]:g}, within 10%)")
     require_varying(cells["loss"])
+
+
+def size_groups(N) -> list[np.ndarray]:
+    """The distinct active sizes, those within 10% of each other as one: the models of one width
+    differ in N_active by their routers alone (a width x experts matrix per block)."""
+    sizes = np.sort(np.unique(np.asarray(N, float)))
+    groups = [[sizes[0]]]
+    for n in sizes[1:]:
+        if n < 1.1 * groups[-1][0]:
+            groups[-1].append(n)
+        else:
+            groups.append([n])
+    return [np.array(g) for g in groups]
 
 
 def best_cells(cells: pd.DataFrame) -> pd.DataFrame:
@@ -275,7 +288,7 @@ class SparsityLaw(Law):
             level: float = 0.95) -> "SparsityLaw":
         if table is None or len(table) == 0:
             raise AnalysisError("the sparsity law got an empty table")
-        runs = _cells(table)
+        runs = read_cells(table)
         _check(runs)
         notes = []
         swept = has_sweep(runs)
@@ -327,13 +340,13 @@ class SparsityLaw(Law):
 
     def _select(self, cells: pd.DataFrame) -> list[dict[str, Any]]:
         """Each form's held-out error at the largest active size(s); sets `variant`."""
-        sizes = np.sort(cells["N"].unique())
+        sizes = size_groups(cells["N"])
         if len(sizes) < self.holdout + 2:
             self.variant = "chinchilla"
             return [{"form": form, "text": FORMS[form], "error": f"{len(sizes)} active sizes: none held out "
                      f"(needs {self.holdout + 2}); the chinchilla form, the fewer parameters, is used"}
                     for form in FORMS]
-        held = cells["N"].isin(sizes[-self.holdout:])
+        held = cells["N"].isin(np.concatenate(sizes[-self.holdout:]))
         train, test = cells[~held], cells[held]
         scores = []
         for form in FORMS:
@@ -349,9 +362,9 @@ class SparsityLaw(Law):
             scores.append({"form": form, "text": FORMS[form], "heldout_rmse_log": float(np.sqrt(np.mean(r ** 2))),
                            "heldout_mean_log": float(np.mean(r))})
         rmse = {s["form"]: s["heldout_rmse_log"] for s in scores if "heldout_rmse_log" in s}
-        if not rmse:
-            raise AnalysisError("no sparsity form could be fitted without the largest active size: " +
-                                "; ".join(f"{s['form']}: {s['error']}" for s in scores))
+        if not rmse:  # nothing to choose by: the fewer parameters, and the fit on everything says if it fails
+            self.variant = "chinchilla"
+            return scores
         self.variant = "bilinear" if "bilinear" in rmse and (
             "chinchilla" not in rmse or rmse["bilinear"] < (1 - MARGIN) * rmse["chinchilla"]) else "chinchilla"
         return scores
@@ -491,7 +504,7 @@ def lr_against_dense(table: pd.DataFrame, tol: float = NEAR_BEST) -> dict[str, A
     lr* / dense law(N_active), their geometric mean overall and per G, and the dense cells' own
     scatter about their line as the yardstick of noise.
     """
-    return _lr_against_dense(_cells(table), tol)
+    return _lr_against_dense(read_cells(table), tol)
 
 
 def _lr_against_dense(cells: pd.DataFrame, tol: float = NEAR_BEST) -> dict[str, Any]:

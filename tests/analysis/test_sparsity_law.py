@@ -11,6 +11,7 @@ import pytest
 from scalelab.analysis.errors import AnalysisError
 from scalelab.analysis.laws import SparsityLaw, load_fit
 from scalelab.analysis.laws.sparsity import lr_against_dense
+from scalelab.analysis.report import write_report
 
 from tests.analysis.command import run_command
 
@@ -215,3 +216,46 @@ def test_cli_fit_and_predict(capsys, tmp_path):
     assert pred["loss_interval"][0] < pred["loss"] < pred["loss_interval"][1]
     rc, _, err = run_command(capsys, "predict", "--fit", str(fit), "--N", "4e6", "--D", "4e8")
     assert rc == 2 and "--sparsity (0 for dense)" in err
+
+
+def test_the_report_fits_the_sparsity_law_and_the_dense_laws_on_dense_runs_only(tmp_path):
+    table = make_table()
+    table.attrs["source"] = "synthetic"
+    files = write_report(table, tmp_path / "report")
+    fits = json.loads(files["fits"].read_text())
+    assert fits["sparsity"]["inputs"]["variant"] == "chinchilla"
+    dense = table[table["sparsity"] == 0]
+    assert fits["chinchilla"]["n_points"] == len(dense)  # one run per (N, D) cell: every dense run
+    assert any("fitted to the 15 dense runs" in n for n in fits["_notes"])
+    assert files["loss_vs_active"].stat().st_size > 10_000 and "loss_vs_active" in files["index"].read_text()
+
+
+def test_a_report_of_moe_runs_alone_says_why_the_dense_laws_are_missing(tmp_path):
+    table = make_table()
+    table = table[table["sparsity"] > 0].reset_index(drop=True)
+    table.attrs["source"] = "synthetic"
+    fits = json.loads(write_report(table, tmp_path / "report")["fits"].read_text())
+    assert "sparsity" in fits and "chinchilla" not in fits
+    assert fits["_errors"]["chinchilla"] == "no dense runs: the sparsity law fits the mixture-of-experts runs"
+
+
+def test_fit_and_report_read_the_law_from_moe_run_records(tmp_path, capsys, synth):
+    """Records as MoE runs write them (N_active and sparsity in scale; none in a dense record)."""
+    records = []
+    for i, row in make_table().iterrows():
+        G = 1 / (1 - row["sparsity"])
+        rec = synth.make_record(f"r{i}", row["N"], row["D"], row["loss"])
+        rec["scale"]["N_total"] = int(row["N_total"])
+        rec["config"]["model"]["moe"] = {"experts": 0 if G == 1 else int(round(G)), "top_k": 1}
+        if G > 1:
+            rec["scale"].update(N_active=int(row["N"]), sparsity=row["sparsity"])
+        records.append(rec)
+    synth.write_records(tmp_path / "runs", records)
+    rc, out, err = run_command(capsys, "fit", str(tmp_path / "runs"), "--law", "sparsity",
+                               "--json", str(tmp_path / "fit.json"))
+    assert rc == 0, err
+    law = load_fit(tmp_path / "fit.json")
+    assert law.variant == "chinchilla" and abs(law.params_["delta"] - CHIN["delta"]) < 0.015
+    assert law.inputs_["expert_share"] == pytest.approx(F, rel=0.02)  # the embeddings told apart
+    assert run_command(capsys, "report", str(tmp_path / "runs"), "--out", str(tmp_path / "report"))[0] == 0
+    assert (tmp_path / "report/loss_vs_active.png").exists()

@@ -202,8 +202,8 @@ def _print_fit(law) -> None:
     if "selection" in law.metrics_:
         print("  form selection (held-out RMSE of log loss):")
         for s in law.metrics_["selection"]:
-            print(f"    {s['form']:>10}: {s.get('heldout_rmse_log', float('nan')):.5f}"
-                  f"{'   <- winner' if s['form'] == law.metrics_['winner'] else ''}")
+            score = f"{s['heldout_rmse_log']:.5f}" if "heldout_rmse_log" in s else f"not scored: {s.get('error')}"
+            print(f"    {s['form']:>10}: {score}{'   <- winner' if s['form'] == law.metrics_['winner'] else ''}")
     if law.name == "sparsity":
         _print_sparsity_fit(law)
     if "leave_one_n_out" in law.metrics_:

@@ -88,8 +88,9 @@ def plot_loss_vs_active(table: pd.DataFrame, law: SparsityLaw, path: Path) -> Pa
             draws = np.array([law.predict(Ns, D, G, P) for P in law.sampled_params()])
             lo, hi = np.nanpercentile(draws, [2.5, 97.5], axis=0)
             ax.fill_between(Ns, lo, hi, color=color, alpha=0.15, lw=0)
-    ax.set(xscale="log", yscale="log", xlabel="active parameters N (non-embedding)",
-           ylabel="loss (best per cell)", title=f"Loss against active parameters at D = {D:.3g}: {law.variant} form")
+    ax.set(xscale="log", xlabel="active parameters N (non-embedding)", ylabel="loss (best per cell)",
+           title=f"Loss against active parameters at D = {D:.3g}: {law.variant} form")
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())  # 2x10^4, 3x10^4, ... overlap
     ax.legend(fontsize=7)
     return save(fig, path)
 

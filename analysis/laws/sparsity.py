@@ -42,7 +42,7 @@ from scipy.optimize import least_squares
 
 from ..errors import AnalysisError
 from ..reach import LIMIT, beyond, distrust
-from ..sanity import require_loss_falls, require_varying
+from ..sanity import CAUSES, require_loss_falls, require_varying
 from .base import Law, interval, register, require_columns
 from .chinchilla import DELTA, golden_section
 from .hparams import NEAR_BEST, weighted_optimum
@@ -355,7 +355,7 @@ class SparsityLaw(Law):
                     raise AnalysisError("the sizes left have one sparsity")
                 params = self._fit_form(form, train)[0]
             except AnalysisError as e:
-                scores.append({"form": form, "text": FORMS[form], "error": str(e)})
+                scores.append({"form": form, "text": FORMS[form], "error": str(e).replace(f"; {CAUSES}", "")})
                 continue
             r = np.log(self.predict(test["N"], test["D"], test["G"], params, variant=form)) \
                 - np.log(test["loss"].to_numpy(float))
@@ -539,7 +539,16 @@ def _lr_against_dense(cells: pd.DataFrame, tol: float = NEAR_BEST) -> dict[str, 
     mean = float(np.exp(np.mean(np.log(ratio))))
     noise = f"dense scatter ±{100 * (np.exp(scatter) - 1):.0f}%" if scatter is not None else \
         "dense scatter unmeasured: two dense cells fix the line exactly"
+    # a grid search resolves lr* to its step; a cell whose best is the edge of its range says only
+    # that lr* lies beyond it, and leaving it out would pull the ratio toward the rates tried
+    step = float(np.exp(np.median([np.median(np.diff(np.log(np.unique(c["lr"]))))
+                                   for _, c in cells.dropna(subset=["lr"]).groupby(CELL) if c["lr"].nunique() > 1])))
+    moe_edges = [e for e in edges if e["G"] > 1]
+    beyond_range = "".join(f"; {n} MoE cell(s) best at the {side}est rate tried (lr* {'below' if side == 'low' else 'above'} it)"
+                           for side in ("low", "high") if (n := sum(e["side"] == side for e in moe_edges)))
     return {"dense_law": {"a": float(np.exp(a)), "b": float(b), "text": "lr* = a N^b (dense cells)"},
             "dense_cells": int(len(dense)), "dense_scatter_log": scatter, "ratio": mean, "by_G": by_G,
             "cells": per_cell, "edges": edges,
-            "statement": f"MoE best lr is {mean:.2f} times the dense law at equal active parameters ({noise})"}
+            "resolution": step, "statement": f"MoE best lr is {mean:.2f} times the dense law at equal active "
+                                             f"parameters ({noise}; the rates tried are {step:.3g}x apart"
+                                             f"{beyond_range})"}

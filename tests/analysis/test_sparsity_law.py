@@ -179,14 +179,24 @@ def lr_trials(ratio=1.5, Ns=(1e6, 2e6, 4e6, 8e6), Gs=(1, 4, 8), D=4e8, seed=0):
     return pd.DataFrame(rows)
 
 
+def test_moe_cells_best_at_an_edge_of_the_rates_tried_are_counted_not_hidden():
+    """A cell whose best is the lowest rate tried only bounds lr*: it is named beside the ratio."""
+    low = lr_trials(0.01, Gs=(8,))  # lr* a hundredth of the dense law's: below every rate tried
+    out = lr_against_dense(pd.concat([lr_trials(1.5, Gs=(1, 4)), low], ignore_index=True))
+    assert out["ratio"] == pytest.approx(1.5, rel=0.05) and [r["G"] for r in out["by_G"]] == [4]
+    assert out["statement"].endswith("; 4 MoE cell(s) best at the lowest rate tried (lr* below it))")
+    assert [e["G"] for e in out["edges"]] == [8] * 4
+
+
 def test_lr_against_dense_recovers_a_known_ratio():
     out = lr_against_dense(lr_trials(1.5))
     assert out["ratio"] == pytest.approx(1.5, rel=0.05)
     assert out["dense_law"]["b"] == pytest.approx(-0.3, abs=0.03) and out["dense_cells"] == 4
     assert [r["G"] for r in out["by_G"]] == [4, 8]
     assert all(r["ratio"] == pytest.approx(1.5, rel=0.06) for r in out["by_G"])
-    assert re.match(r"MoE best lr is 1\.[45]\d times the dense law at equal active parameters \(dense scatter ±\d+%\)",
-                    out["statement"])
+    assert re.fullmatch(r"MoE best lr is 1\.[45]\d times the dense law at equal active parameters \(dense scatter "
+                        r"±\d+%; the rates tried are 1\.\d+x apart\)", out["statement"])
+    assert out["resolution"] == pytest.approx(2 ** 0.25)  # the grid's step
     law = SparsityLaw("chinchilla").fit(lr_trials(1.5))  # one D: fitted to each cell's best run
     assert law.metrics_["lr_against_dense"]["ratio"] == pytest.approx(out["ratio"])
     assert any("best run of each (N, D, G) cell" in n for n in law.inputs_["notes"])

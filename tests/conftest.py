@@ -13,6 +13,10 @@ def no_hydra_state_left_behind():
     """Hydra keeps the last app's config in process-wide singletons, which a training run reads to
     learn where it belongs: an app run in-process by one test must not place another test's run."""
     yield
+    no_hydra_state()
+
+
+def no_hydra_state() -> None:
     HydraConfig.instance().cfg = None
     GlobalHydra.instance().clear()
 
@@ -23,6 +27,7 @@ def run_cli(capsys, monkeypatch):
     is most of a subprocess's time; the subprocess tests cover the installed command)."""
 
     def run(*args: str, cwd):
+        no_hydra_state()  # a test may run the command twice
         monkeypatch.chdir(cwd)
         monkeypatch.setenv("WANDB_MODE", "disabled")
         try:

@@ -3,7 +3,6 @@ resumed and re-analysed."""
 from __future__ import annotations
 
 import json
-import sys
 
 import optuna
 import pytest
@@ -13,7 +12,6 @@ from scalelab.analysis.laws import load_fit
 from scalelab.analysis.table import load_table
 from scalelab.record import find, read
 
-from tests.sweeps.sweep_helpers import run
 
 TINY = ["model.context=32", "train.batch_size=8", "train.eval_every=1000", "train.eval_tokens=2048", "logger=none"]
 LADDER = ["model.width=8,12,16", "train.tokens=1e4,2e4,4e4"]
@@ -46,10 +44,11 @@ def test_bad_study_input_is_one_line_before_any_trial(tmp_path, run_cli, overrid
     assert not list(tmp_path.glob("runs/**/run.json"))
 
 
-def study_cmd(*overrides: str, branched: bool = False) -> list[str]:
-    """The preset on a tiny ladder; every scale a study of its own unless `branched` (the preset's)."""
+def study_args(*overrides: str, branched: bool = False) -> list[str]:
+    """`scalelab train` arguments of the preset on a tiny ladder; every scale a study of its own
+    unless `branched` (the preset's)."""
     unbranched = [] if branched else ["hydra.sweeper.scaling.branches=false", "schedule=cosine", "schedule.warmup=0.02"]
-    return [sys.executable, "-m", "scalelab", "train", "-m", "sweeps=ladder", *TINY, *LADDER, "hydra.sweeper.n_trials=3",
+    return ["-m", "sweeps=ladder", *TINY, *LADDER, "hydra.sweeper.n_trials=3",
             *unbranched,
             "optim.lr=tag(log, interval(3e-3, 5e-2))",
             "hydra.sweeper.scaling.seeds=1", "hydra.sweeper.scaling.verify_seeds=1", "hydra.sweeper.scaling.target_C=6e9",
@@ -58,8 +57,9 @@ def study_cmd(*overrides: str, branched: bool = False) -> list[str]:
 
 
 @pytest.mark.slow
-def test_a_tiny_study_runs_guides_predicts_verifies_and_resumes_as_a_no_op(tmp_path):
-    proc = run(study_cmd(), tmp_path, timeout=300)
+def test_a_tiny_study_runs_guides_predicts_verifies_and_resumes_as_a_no_op(tmp_path, run_cli):
+    proc = run_cli(*study_args(), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     log = proc.stdout + proc.stderr
     folder = tmp_path / "runs/sweeps/ladder"
     # priced before the first trial
@@ -97,8 +97,9 @@ def test_a_tiny_study_runs_guides_predicts_verifies_and_resumes_as_a_no_op(tmp_p
     assert "verdict: predicted loss" in log
 
     # the same command again: nothing is trained, and the stored runs give the same fits
-    again = run(study_cmd(), tmp_path, timeout=300)
-    assert len(find(folder)) == len(records) and "trial 0 COMPLETE" not in again.stdout + again.stderr
+    again = run_cli(*study_args(), cwd=tmp_path)
+    assert again.returncode == 0 and len(find(folder)) == len(records)
+    assert "trial 0 COMPLETE" not in again.stdout + again.stderr
     table = load_table(folder, quiet=True)
     refit = ladder.loss_law(ladder.cells(table), bootstrap=20)
     assert refit.params_ == load_fit(folder / "fits/loss.json").params_

@@ -13,14 +13,14 @@ from scalelab.analysis.laws import load_fit
 from scalelab.analysis.table import load_table
 from scalelab.record import find, read
 
-from tests.scaling.test_scaling_study import study_cmd
-from tests.sweeps.sweep_helpers import run
+from tests.scaling.test_scaling_study import study_args
 
 
 @pytest.mark.slow
-def test_a_mup_study_searches_the_learning_rate_at_each_budgets_smallest_width_only(tmp_path):
-    run(study_cmd("model.parametrization=mup", "model.base_width=8", "hydra.sweeper.scaling.transfer=true",
-                  "hydra.sweeper.scaling.seeds=0", "hydra.sweeper.scaling.verify=false"), tmp_path, timeout=300)
+def test_a_mup_study_searches_the_learning_rate_at_each_budgets_smallest_width_only(tmp_path, run_cli):
+    out = run_cli(*study_args("model.parametrization=mup", "model.base_width=8", "hydra.sweeper.scaling.transfer=true",
+                              "hydra.sweeper.scaling.seeds=0", "hydra.sweeper.scaling.verify=false"), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
     storage = f"sqlite:///{tmp_path}/runs/sweeps/studies.db"
     studies = {s.study_name: optuna.load_study(study_name=s.study_name, storage=storage)
                for s in optuna.get_all_study_summaries(storage)}
@@ -43,8 +43,10 @@ def test_a_mup_study_searches_the_learning_rate_at_each_budgets_smallest_width_o
 
 
 @pytest.mark.slow
-def test_a_branched_study_trains_each_size_once_and_takes_its_smaller_budgets_from_cooldown_branches(tmp_path):
-    run(study_cmd("schedule.warmup=2", "hydra.sweeper.scaling.verify=false", branched=True), tmp_path, timeout=300)
+def test_a_branched_study_trains_each_size_once_and_takes_its_smaller_budgets_from_cooldown_branches(tmp_path,
+                                                                                                   run_cli):
+    out = run_cli(*study_args("schedule.warmup=2", "hydra.sweeper.scaling.verify=false", branched=True), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
     storage = f"sqlite:///{tmp_path}/runs/sweeps/studies.db"
     assert sorted(s.study_name for s in optuna.get_all_study_summaries(storage)) == [
         f"ladder/model.width={w},train.tokens=4e4" for w in (12, 16, 8)]  # the largest budget of each size

@@ -1,5 +1,5 @@
-"""Sweeps through the real training run (`python -m scalelab train -m ...`), tiny models: results,
-pruning, Ctrl-C, and a search space its typed config refuses."""
+"""Sweeps through the real training run (`scalelab train -m ...`, in this process but for Ctrl-C),
+tiny models: results, pruning, Ctrl-C, and a search space its typed config refuses."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sweeps.sweep_helpers import load_study, run, start, states
+from tests.sweeps.sweep_helpers import load_study, start, states
 
 TINY = ["model.width=16", "model.depth=1", "model.heads=2", "model.context=32", "train.tokens=1e4",
         "train.batch_size=8", "train.eval_every=8", "train.eval_tokens=1024", "logger=none"]
@@ -21,9 +21,10 @@ def train_cmd(*overrides: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_preset_sweep_completes_and_records_trials(tmp_path):
+def test_preset_sweep_completes_and_records_trials(tmp_path, run_cli):
     # `sweeps=lr` sets multirun mode itself: no -m needed
-    run(train_cmd("sweeps=lr", "hydra.sweeper.n_trials=2", "hydra.sweeper.heartbeat_interval=1"), tmp_path)
+    out = run_cli("sweeps=lr", "hydra.sweeper.n_trials=2", "hydra.sweeper.heartbeat_interval=1", *TINY, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
     study = load_study(tmp_path, "lr")
     assert states(study) == {"COMPLETE": 2}
     for t in study.trials:
@@ -37,12 +38,13 @@ def test_preset_sweep_completes_and_records_trials(tmp_path):
 
 
 @pytest.mark.slow
-def test_pruner_stops_real_runs(tmp_path):
+def test_pruner_stops_real_runs(tmp_path, run_cli):
     # a threshold no tiny run reaches: every trial is pruned at its first evaluation
-    run(train_cmd("-m", "hydra/sweeper=scalelab", "hydra.sweeper.study_name=pr", "hydra.sweeper.n_trials=2",
+    out = run_cli("-m", "hydra/sweeper=scalelab", "hydra.sweeper.study_name=pr", "hydra.sweeper.n_trials=2",
                   "+hydra.sweeper.params.optim.lr=tag(log, interval(1e-4, 1e-2))",
                   "+hydra.sweeper.pruner._target_=optuna.pruners.ThresholdPruner",
-                  "+hydra.sweeper.pruner.upper=0.5"), tmp_path)
+                  "+hydra.sweeper.pruner.upper=0.5", *TINY, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
     study = load_study(tmp_path, "pr")
     assert states(study) == {"PRUNED": 2}
     for t in study.trials:
@@ -53,10 +55,10 @@ def test_pruner_stops_real_runs(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_value_of_the_wrong_type_is_refused_before_any_trial(tmp_path):
+def test_a_value_of_the_wrong_type_is_refused_before_any_trial(tmp_path, run_cli):
     # train.seed: TINY fixes train.batch_size on the command line, which takes it out of the search
-    proc = run(train_cmd("-m", "hydra/sweeper=scalelab", "hydra.sweeper.study_name=ty",
-                         "+hydra.sweeper.params.train.seed=choice(8, abc)"), tmp_path, check=False)
+    proc = run_cli("-m", "hydra/sweeper=scalelab", "hydra.sweeper.study_name=ty",
+                   "+hydra.sweeper.params.train.seed=choice(8, abc)", *TINY, cwd=tmp_path)
     assert proc.returncode == 2
     assert ("scalelab: error: params.train.seed: choice 'abc' is not a valid int for "
             "train.seed (Value 'abc' of type 'str' could not be converted to Integer)") in proc.stderr.splitlines()

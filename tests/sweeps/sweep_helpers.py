@@ -1,18 +1,24 @@
-"""Helpers for the sweeper tests: run a sweep in a subprocess inside a temporary folder.
+"""Helpers for the sweeper tests: run a sweep inside a temporary folder, in a subprocess (the toy
+app, `scalelab`) or, for hydra-optuna-sweeper's example apps, in this process.
 
 Imported as `tests.sweeps.sweep_helpers`. The apps it starts (toy_app.py, examples/*.py) run as
 scripts by path, not `python -m tests...`: Hydra finds their configs beside the file, and they
 import nothing from tests/, so they need neither the repository root on sys.path nor PYTHONPATH."""
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
+import runpy
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import optuna
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 
 from scalelab.sweeps.storage import make_storage
 
@@ -40,16 +46,54 @@ STUDIES_FILE = "hydra.sweeper.storage=sqlite:///runs/sweeps/studies.db"
 
 def example_cmd(app: str, *overrides: str, in_memory: bool = False) -> list[str]:
     """`python examples/APP -m OVERRIDES`: the app never imports scalelab; Hydra's plugin scan
-    finds the sweeper in the installed package. The study goes to the default SQLite file
-    unless `in_memory` keeps the example's own `storage: null`."""
+    finds the sweeper in the installed package (in a process of its own:
+    test_plugin_discovery.py). The study goes to the default SQLite file unless `in_memory` keeps
+    the example's own `storage: null`."""
     return [sys.executable, str(EXAMPLES / app), "-m", *([] if in_memory else [STUDIES_FILE]), *overrides]
 
 
 def run(cmd: list[str], cwd: Path, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=cwd, env=sweep_env(), capture_output=True, text=True, timeout=timeout)
+    """`cmd` in `cwd`, as a process would run it; an example app in this process (start-up would
+    be most of its time)."""
+    if Path(cmd[1]).parent == EXAMPLES:
+        proc = run_example(cmd, cwd)
+    else:
+        proc = subprocess.run(cmd, cwd=cwd, env=sweep_env(), capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\nSTDOUT:\n{proc.stdout[-3000:]}\nSTDERR:\n{proc.stderr[-5000:]}")
     return proc
+
+
+def run_example(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """`python APP ARGS...` in this process: the app run as `__main__` with its arguments, its
+    environment, folder, import path and output its own, Hydra's singletons cleared before and after."""
+    out, err = io.StringIO(), io.StringIO()
+    saved, env = (list(sys.argv), dict(os.environ), os.getcwd(), list(sys.path)), sweep_env()
+    sys.argv[:] = cmd[1:]
+    sys.path.insert(0, str(Path(cmd[1]).parent))  # as `python APP` puts the app's folder first
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    code = 0
+    try:
+        clear_hydra()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                runpy.run_path(cmd[1], run_name="__main__")
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        clear_hydra()
+        sys.argv[:], sys.path[:] = saved[0], saved[3]
+        os.environ.clear()
+        os.environ.update(saved[1])
+        os.chdir(saved[2])
+    return subprocess.CompletedProcess(cmd, code, out.getvalue(), err.getvalue())
+
+
+def clear_hydra() -> None:
+    HydraConfig.instance().cfg = None
+    GlobalHydra.instance().clear()
 
 
 def start(cmd: list[str], cwd: Path) -> subprocess.Popen:

@@ -12,7 +12,7 @@ from optuna.distributions import IntDistribution
 
 from tests.sweeps.sweep_helpers import example_cmd, load_study, run, states
 
-pytestmark = pytest.mark.slow  # every test here runs sweeps in subprocesses
+pytestmark = pytest.mark.slow  # every test here runs sweeps
 
 
 def results(folder: Path) -> dict:

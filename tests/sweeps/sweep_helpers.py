@@ -1,5 +1,6 @@
-"""Helpers for the sweeper tests: run a sweep inside a temporary folder, in a subprocess (the toy
-app, `scalelab`) or, for hydra-optuna-sweeper's example apps, in this process.
+"""Helpers for the sweeper tests: run a sweep inside a temporary folder, the toy app and
+hydra-optuna-sweeper's example apps in this process (`run`), `scalelab` and anything started to be
+signalled (`start`) in a subprocess.
 
 Imported as `tests.sweeps.sweep_helpers`. The apps it starts (toy_app.py, examples/*.py) run as
 scripts by path, not `python -m tests...`: Hydra finds their configs beside the file, and they
@@ -53,9 +54,9 @@ def example_cmd(app: str, *overrides: str, in_memory: bool = False) -> list[str]
 
 
 def run(cmd: list[str], cwd: Path, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
-    """`cmd` in `cwd`, as a process would run it; an example app in this process (start-up would
-    be most of its time)."""
-    if Path(cmd[1]).parent == EXAMPLES:
+    """`cmd` in `cwd`, as a process would run it; the toy app and an example app in this process
+    (start-up would be most of their time)."""
+    if Path(cmd[1]).parent == EXAMPLES or cmd[1] == TOY_APP:
         proc = run_example(cmd, cwd)
     else:
         proc = subprocess.run(cmd, cwd=cwd, env=sweep_env(), capture_output=True, text=True, timeout=timeout)

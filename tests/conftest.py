@@ -42,7 +42,7 @@ def run_cli(capsys, monkeypatch):
     return run
 
 
-# The files whose tests take longest (`pytest --durations`: about 70, 65, 55 and 40 s of one worker).
+# The files whose tests take longest (`pytest --durations`: about 55, 50, 47 and 36 s of one worker).
 LONGEST = ("tests/scaling/test_scaling_study.py", "tests/platform/test_cluster.py",
            "tests/scaling/test_scaling_variants.py", "tests/platform/test_cluster_jobs.py")
 

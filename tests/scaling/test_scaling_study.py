@@ -44,11 +44,11 @@ def test_bad_study_input_is_one_line_before_any_trial(tmp_path, run_cli, overrid
     assert not list(tmp_path.glob("runs/**/run.json"))
 
 
-def study_args(*overrides: str, branched: bool = False) -> list[str]:
-    """`scalelab train` arguments of the preset on a tiny ladder; every scale a study of its own
-    unless `branched` (the preset's)."""
+def study_args(*overrides: str, branched: bool = False, trials: int = 2) -> list[str]:
+    """`scalelab train` arguments of the preset on a tiny ladder of `trials` per scale; every scale
+    a study of its own unless `branched` (the preset's)."""
     unbranched = [] if branched else ["hydra.sweeper.scaling.branches=false", "schedule=cosine", "schedule.warmup=0.02"]
-    return ["-m", "sweeps=ladder", *TINY, *LADDER, "hydra.sweeper.n_trials=3",
+    return ["-m", "sweeps=ladder", *TINY, *LADDER, f"hydra.sweeper.n_trials={trials}",
             *unbranched,
             "optim.lr=tag(log, interval(3e-3, 5e-2))",
             "hydra.sweeper.scaling.seeds=1", "hydra.sweeper.scaling.verify_seeds=1", "hydra.sweeper.scaling.target_C=6e9",
@@ -80,7 +80,7 @@ def test_a_tiny_study_runs_guides_predicts_verifies_and_resumes_as_a_no_op(tmp_p
         ranges = study.user_attrs["search_range"]
         described = ladder.SearchRange(**ranges["optim.lr"]).describe()
         runs = scale_records(study)
-        assert sorted(r["config"]["trial"]["role"] or "search" for r in runs) == ["search"] * 3 + ["seed"]
+        assert sorted(r["config"]["trial"]["role"] or "search" for r in runs) == ["search"] * 2 + ["seed"]
         assert {r["config"]["trial"]["search_range"] for r in runs} == {described}
         if k < 2:
             assert "configured range" in described

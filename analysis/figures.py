@@ -13,7 +13,7 @@ import pandas as pd  # noqa: E402
 from .findings import Findings, is_moe  # noqa: E402
 from .frontier import frontier_law, law_points  # noqa: E402
 from .laws import ChinchillaLaw, HparamsLaw, Law, SparsityLaw  # noqa: E402
-from .laws.sparsity import best_cells, read_cells  # noqa: E402
+from .laws.sparsity import CELL, read_cells  # noqa: E402
 from .sensitivity import importance_table  # noqa: E402
 from .table import best_per_cell  # noqa: E402
 
@@ -71,7 +71,7 @@ def plot_loss_vs_compute(table: pd.DataFrame, laws: dict[str, Law], path: Path) 
 def plot_loss_vs_active(table: pd.DataFrame, law: SparsityLaw, path: Path) -> Path:
     """The best loss of each cell against active parameters, one colour per sparsity, at the
     table's largest D (a fit of one D: that D), with the sparsity law's curves and 95% bands."""
-    cells = best_cells(read_cells(table))
+    cells = best_per_cell(read_cells(table), CELL)
     D = float(cells["D"].max())
     cells = cells[np.isclose(cells["D"], D)]
     Ns = np.geomspace(cells["N"].min() / 1.5, cells["N"].max() * 4, 60)

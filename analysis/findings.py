@@ -13,6 +13,7 @@ import pandas as pd
 
 from .errors import AnalysisError
 from .laws import AutoLaw, ChinchillaLaw, HparamsLaw, Law, PowerLaw, SparsityLaw
+from .laws.sparsity import sparsity
 from .sensitivity import importance_by_scale, lr_sensitivity
 from .table import best_per_cell, flop_convention, has_sweep, hparam_columns
 
@@ -88,9 +89,8 @@ def fit_dense_laws(table: pd.DataFrame, fit, bootstrap: int, seed: int) -> None:
 
 def is_moe(table: pd.DataFrame) -> pd.Series:
     """The mixture-of-experts runs of a table (a dense record writes no sparsity)."""
-    if "sparsity" not in table.columns:
-        return pd.Series(False, index=table.index)
-    return pd.to_numeric(table["sparsity"], errors="coerce").fillna(0) > 0
+    s = sparsity(table)
+    return pd.Series(False, index=table.index) if s is None else s > 0
 
 
 def is_sparse(table: pd.DataFrame) -> bool:

@@ -448,14 +448,14 @@ def hparam_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in hp if c in df.columns and df[c].nunique(dropna=True) > 1]
 
 
-def best_per_cell(table: pd.DataFrame) -> pd.DataFrame:
-    """The best run of each (N, D) cell: the loss a tuned run reaches at that scale."""
-    idx = table.groupby(["N", "D"])["loss"].idxmin()
+def best_per_cell(table: pd.DataFrame, cell=("N", "D")) -> pd.DataFrame:
+    """The best run of each cell ((N, D) unless named): the loss a tuned run reaches at that scale."""
+    idx = table.groupby(list(cell))["loss"].idxmin()
     out = table.loc[idx].reset_index(drop=True)
     out.attrs = dict(table.attrs)
     return out
 
 
-def has_sweep(table: pd.DataFrame) -> bool:
-    """Whether some (N, D) cell holds several runs: a hyperparameter sweep, not a ladder."""
-    return bool((table.groupby(["N", "D"]).size() > 1).any())
+def has_sweep(table: pd.DataFrame, cell=("N", "D")) -> bool:
+    """Whether some cell ((N, D) unless named) holds several runs: a hyperparameter sweep, not a ladder."""
+    return bool((table.groupby(list(cell)).size() > 1).any())

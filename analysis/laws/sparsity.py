@@ -43,6 +43,7 @@ from scipy.optimize import least_squares
 from ..errors import AnalysisError
 from ..reach import LIMIT, beyond, distrust
 from ..sanity import CAUSES, require_loss_falls, require_varying
+from ..table import best_per_cell, has_sweep
 from .base import Law, interval, register, require_columns
 from .chinchilla import DELTA, golden_section
 from .hparams import NEAR_BEST, weighted_optimum
@@ -129,9 +130,9 @@ class _Problem:
         return polished[0][0], polished[0][1], [p for p, _ in polished]
 
 
-def read_cells(table: pd.DataFrame) -> pd.DataFrame:
-    """The table as the law reads it: N (active), D, G, loss, and N_total, lr where present."""
-    require_columns(table, "sparsity", ("N", "D", "loss"))
+def sparsity(table: pd.DataFrame) -> pd.Series | None:
+    """Each run's sparsity, 0 for a dense run (whose record writes none), from the sparsity column or
+    from experts and top_k; None when the table has neither."""
     if "sparsity" in table.columns:
         s = pd.to_numeric(table["sparsity"], errors="coerce")
     elif {"experts", "top_k"} <= set(table.columns):
@@ -139,9 +140,17 @@ def read_cells(table: pd.DataFrame) -> pd.DataFrame:
         k = pd.to_numeric(table["top_k"], errors="coerce")
         s = pd.Series(np.where(experts > 0, 1 - k / experts.where(experts > 0), np.nan), index=table.index)
     else:
+        return None
+    return s.fillna(0.0)
+
+
+def read_cells(table: pd.DataFrame) -> pd.DataFrame:
+    """The table as the law reads it: N (active), D, G, loss, and N_total, lr where present."""
+    require_columns(table, "sparsity", ("N", "D", "loss"))
+    s = sparsity(table)
+    if s is None:
         raise AnalysisError("the sparsity law needs a sparsity column (scale.sparsity of MoE run records, "
                             "or experts and top_k; --map sparsity=COLUMN)")
-    s = s.fillna(0.0)  # dense records write no sparsity
     if ((s < 0) | (s >= 1)).any():
         bad = float(s[(s < 0) | (s >= 1)].iloc[0])
         raise AnalysisError(f"the sparsity law needs 0 <= sparsity < 1; the table has {bad:g}")
@@ -186,17 +195,6 @@ def size_groups(N) -> list[np.ndarray]:
         else:
             groups.append([n])
     return [np.array(g) for g in groups]
-
-
-def best_cells(cells: pd.DataFrame) -> pd.DataFrame:
-    """The best run of each (N, D, G) cell: the loss a tuned run reaches there."""
-    out = cells.loc[cells.groupby(CELL)["loss"].idxmin()].reset_index(drop=True)
-    out.attrs = dict(cells.attrs)
-    return out
-
-
-def has_sweep(cells: pd.DataFrame) -> bool:
-    return bool((cells.groupby(CELL).size() > 1).any())
 
 
 def expert_share(cells: pd.DataFrame) -> tuple[float | None, dict | None]:
@@ -291,9 +289,9 @@ class SparsityLaw(Law):
         runs = read_cells(table)
         _check(runs)
         notes = []
-        swept = has_sweep(runs)
+        swept = has_sweep(runs, CELL)
         if self.per_cell == "best" or (self.per_cell == "auto" and swept):
-            cells = best_cells(runs)
+            cells = best_per_cell(runs, CELL)
             notes.append("sparsity law fitted to the best run of each (N, D, G) cell")
         else:
             cells = runs

@@ -2,10 +2,9 @@
 from types import SimpleNamespace
 
 import pytest
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-
 from scalelab.cli import main
+
+from tests.hydra_state import clear_hydra_state
 
 
 @pytest.fixture(autouse=True)
@@ -13,12 +12,7 @@ def no_hydra_state_left_behind():
     """Hydra keeps the last app's config in process-wide singletons, which a training run reads to
     learn where it belongs: an app run in-process by one test must not place another test's run."""
     yield
-    no_hydra_state()
-
-
-def no_hydra_state() -> None:
-    HydraConfig.instance().cfg = None
-    GlobalHydra.instance().clear()
+    clear_hydra_state()
 
 
 @pytest.fixture
@@ -27,7 +21,7 @@ def run_cli(capsys, monkeypatch):
     is most of a subprocess's time; the subprocess tests cover the installed command)."""
 
     def run(*args: str, cwd):
-        no_hydra_state()  # a test may run the command twice
+        clear_hydra_state()  # a test may run the command twice
         monkeypatch.chdir(cwd)
         monkeypatch.setenv("WANDB_MODE", "disabled")
         try:

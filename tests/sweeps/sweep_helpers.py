@@ -18,10 +18,10 @@ import sys
 from pathlib import Path
 
 import optuna
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 
 from scalelab.sweeps.storage import make_storage
+
+from tests.hydra_state import clear_hydra_state
 
 HERE = Path(__file__).parent
 TOY_APP = str(HERE / "toy_app.py")
@@ -77,24 +77,19 @@ def run_example(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
     os.chdir(cwd)
     code = 0
     try:
-        clear_hydra()
+        clear_hydra_state()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
                 runpy.run_path(cmd[1], run_name="__main__")
             except SystemExit as e:
                 code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     finally:
-        clear_hydra()
+        clear_hydra_state()
         sys.argv[:], sys.path[:] = saved[0], saved[3]
         os.environ.clear()
         os.environ.update(saved[1])
         os.chdir(saved[2])
     return subprocess.CompletedProcess(cmd, code, out.getvalue(), err.getvalue())
-
-
-def clear_hydra() -> None:
-    HydraConfig.instance().cfg = None
-    GlobalHydra.instance().clear()
 
 
 def start(cmd: list[str], cwd: Path) -> subprocess.Popen:
